@@ -1,0 +1,44 @@
+"""cowsim — an exact, fast simulator of Linux virtual memory, fork() and copy-on-write.
+
+>>> import cowsim
+>>> m = cowsim.Machine(memory="1MiB")
+>>> p = m.spawn()
+>>> a = p.mmap(2 * 4096)
+>>> p.write(a, b"hi")
+>>> c = p.fork()
+>>> c.touch(a, write=True)
+<Outcome.COW_COPY: 3>
+"""
+from ._types import FrameFlags, MachineStats, Outcome, ProcessStats, Region, Translation
+from .errors import (
+    CowsimError,
+    InvalidArgument,
+    InvariantViolation,
+    OutOfMemory,
+    ProcessExited,
+    SegmentationFault,
+)
+from .machine import Machine
+from .process import Process
+from .units import format_size, parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Machine",
+    "Process",
+    "Outcome",
+    "FrameFlags",
+    "MachineStats",
+    "ProcessStats",
+    "Region",
+    "Translation",
+    "CowsimError",
+    "SegmentationFault",
+    "OutOfMemory",
+    "InvalidArgument",
+    "ProcessExited",
+    "InvariantViolation",
+    "parse_size",
+    "format_size",
+]

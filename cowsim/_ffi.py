@@ -1,0 +1,54 @@
+"""The one door to the C core: only this module imports ``ffi`` and ``lib``.
+
+Also the error funnel: every C call's status goes through :func:`check`.
+"""
+from __future__ import annotations
+
+from typing import NoReturn, Optional
+
+from ._core import ffi, lib
+from .errors import CowsimError, InvalidArgument, OutOfMemory, ProcessExited, SegmentationFault
+
+__all__ = ["ffi", "lib", "check"]
+
+_ACCESS = {0: "read", 1: "write"}
+_SEGV_REASON = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}
+
+_MESSAGES = {
+    lib.CS_ENOMEM: (OutOfMemory, "out of simulated physical memory (no free frame)"),
+    lib.CS_EINVAL: (InvalidArgument, "invalid argument"),
+    lib.CS_ENOPROC: (InvalidArgument, "no such process"),
+    lib.CS_EEXITED: (ProcessExited, "the process has exited"),
+    lib.CS_EHOST: (MemoryError, "the host refused memory to the simulator"),
+    lib.CS_EEXIST: (InvalidArgument, "the fixed range overlaps an existing region"),
+    lib.CS_ENOVSPACE: (OutOfMemory, "no free virtual address range is large enough"),
+    lib.CS_ENOTMAPPED: (InvalidArgument, "the range is not entirely mapped"),
+    lib.CS_ENODATA: (InvalidArgument, "the machine keeps no bytes (store_data=False)"),
+    lib.CS_ESHARED: (InvalidArgument, "not allowed on a shared region"),
+}
+
+
+def check(rc: int, context: str, info: Optional[object] = None, write: bool = False) -> None:
+    """Raises the exception for a C status code; returns on ``CS_OK``.
+
+    Args:
+        rc: the status the C function returned.
+        context: the operation and its arguments, for the message.
+        info: the ``cs_access_info`` of an access, for segmentation faults.
+        write: whether the access was a write.
+    """
+    if rc == lib.CS_OK:
+        return
+    _raise(rc, context, info, write)
+
+
+def _raise(rc: int, context: str, info: Optional[object], write: bool) -> NoReturn:
+    if rc == lib.CS_ESEGV and info is not None:
+        address = int(info.addr)  # type: ignore[attr-defined]
+        reason = _SEGV_REASON.get(int(info.segv_reason), "unmapped")  # type: ignore[attr-defined]
+        access = _ACCESS[int(write)]
+        raise SegmentationFault(
+            f"{context}: segmentation fault: {access} at {address:#x} ({reason})", address, access, reason
+        )
+    cls, text = _MESSAGES.get(rc, (CowsimError, f"core error {rc}"))
+    raise cls(f"{context}: {text}")

@@ -1,0 +1,129 @@
+"""Plain result types: enums, frozen dataclasses and NumPy dtypes.
+
+Enum values come from the C header through ``lib``, so there is one source.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import numpy as np
+
+from ._ffi import ffi, lib
+
+
+class Outcome(enum.IntEnum):
+    """What one access did (also the codes of batched accesses)."""
+
+    HIT = lib.CS_HIT
+    ZERO_PAGE = lib.CS_FAULT_ZERO_PAGE
+    ZERO_FILL = lib.CS_FAULT_ZERO_FILL
+    COW_COPY = lib.CS_FAULT_COW_COPY
+    COW_REUSE = lib.CS_FAULT_COW_REUSE
+    SHARED = lib.CS_FAULT_SHARED
+    SEGFAULT = lib.CS_SEGFAULT
+
+
+class FrameFlags(enum.IntFlag):
+    """Flags of a physical frame, as in ``Machine.frames()['flags']``."""
+
+    ANON = lib.CS_FRAME_ANON
+    EXCLUSIVE = lib.CS_FRAME_EXCLUSIVE
+    DIRTY = lib.CS_FRAME_DIRTY
+    PAGETABLE = lib.CS_FRAME_PAGETABLE
+    SHMEM = lib.CS_FRAME_SHMEM
+
+
+def _from_struct(cls: Any, cdata: Any) -> Any:
+    return cls(**{f.name: int(getattr(cdata, f.name)) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class MachineStats:
+    """Machine-wide counters (frames are counted in pages of ``page_size``)."""
+
+    frames_total: int
+    frames_used: int
+    frames_free: int
+    page_table_frames: int
+    data_frames: int
+    frames_peak: int
+    frames_allocated: int
+    frames_freed: int
+    pages_copied: int
+    shared_objects: int
+    processes: int
+    forks: int
+    minflt: int
+    segfaults: int
+
+    def as_dict(self) -> Dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ProcessStats:
+    """Per-process counters; ``minflt`` is the sum of the five fault kinds."""
+
+    minflt: int
+    faults_zero_page: int
+    faults_zero_fill: int
+    faults_cow_copy: int
+    faults_cow_reuse: int
+    faults_shared: int
+    segfaults: int
+    pages_copied: int
+    page_table_frames: int
+
+    def as_dict(self) -> Dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+PROT_NAMES = {lib.CS_PROT_NONE: "none", lib.CS_PROT_READ: "r", lib.CS_PROT_READ | lib.CS_PROT_WRITE: "rw"}
+PROT_VALUES = {name: value for value, name in PROT_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class Region:
+    """One region (VMA): ``[start, end)`` with its protection and flags."""
+
+    start: int
+    end: int
+    prot: str
+    shared: bool
+    dontfork: bool
+    wipeonfork: bool
+    written: bool  # has an anon_vma: fork copies its entries
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @classmethod
+    def _from_c(cls, r: Any) -> "Region":
+        flags = int(r.flags)
+        return cls(
+            start=int(r.start),
+            end=int(r.end),
+            prot=PROT_NAMES[int(r.prot)],
+            shared=bool(flags & lib.CS_MAP_SHARED),
+            dontfork=bool(flags & lib.CS_VMA_DONTFORK),
+            wipeonfork=bool(flags & lib.CS_VMA_WIPEONFORK),
+            written=bool(flags & lib.CS_VMA_ANON_VMA),
+        )
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Where a virtual address maps: its frame (0 = the zero page) and entry bits."""
+
+    frame: int
+    writable: bool
+    dirty: bool
+
+
+PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?"), ("dirty", "?")])
+FRAMES_DTYPE = np.dtype([("frame", "u8"), ("refcount", "u4"), ("mapcount", "u4"), ("flags", "u1")])
+SMAPS_FIELDS = tuple(name for name, _ in ffi.typeof("cs_smaps").fields)

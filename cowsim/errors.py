@@ -1,0 +1,38 @@
+"""The cowsim exception family (DESIGN.md section 4)."""
+from __future__ import annotations
+
+
+class CowsimError(Exception):
+    """Base class of every error cowsim raises on purpose."""
+
+
+class SegmentationFault(CowsimError):
+    """An access outside every region, or without the region's permission.
+
+    Attributes:
+        address: the first faulting byte address.
+        access: ``"read"`` or ``"write"``.
+        reason: ``"unmapped"`` or ``"protection"``.
+    """
+
+    def __init__(self, message: str, address: int, access: str, reason: str) -> None:
+        super().__init__(message)
+        self.address = address
+        self.access = access
+        self.reason = reason
+
+
+class OutOfMemory(CowsimError, MemoryError):
+    """The simulated machine ran out of physical frames (or virtual space)."""
+
+
+class InvalidArgument(CowsimError, ValueError):
+    """An argument is out of range, unaligned, unknown or inconsistent."""
+
+
+class ProcessExited(CowsimError):
+    """The process has exited; only its final statistics remain readable."""
+
+
+class InvariantViolation(CowsimError, AssertionError):
+    """``Machine.check()`` found the core's state inconsistent (a cowsim bug)."""

@@ -1,0 +1,203 @@
+"""``Machine``: simulated physical memory, its frames and its processes."""
+from __future__ import annotations
+
+import weakref
+from typing import Any, List, Optional
+
+import numpy as np
+
+from ._ffi import check, ffi, lib
+from ._types import FRAMES_DTYPE, MachineStats, _from_struct
+from .errors import CowsimError, InvalidArgument, InvariantViolation
+from .units import Size, format_size, parse_size
+
+PAGE_SIZES = (4096, 16384, 65536)
+
+
+class Machine:
+    """A simulated machine: physical frames, page tables, processes.
+
+    Args:
+        memory: simulated physical memory, bytes or a size string ("256MiB").
+        page_size: 4096, 16384 or 65536.
+        store_data: keep each frame's bytes (reads return what was written);
+            False keeps only metadata, so huge memories cost little.
+        va_bits: virtual address bits of the page-table tree (48 → 4 levels
+            with 4 KiB pages); user space is the lower half.
+        fault_around: shmem read fault-around window in bytes (Linux: 64 KiB);
+            0 disables it.
+
+    Raises:
+        InvalidArgument: a size or option out of range.
+        TypeError: an argument of the wrong type.
+
+    >>> m = Machine(memory="1MiB")
+    >>> m.stats.frames_total
+    255
+    """
+
+    def __init__(
+        self,
+        memory: Size = "256MiB",
+        page_size: int = 4096,
+        store_data: bool = True,
+        va_bits: int = 48,
+        fault_around: Size = "64KiB",
+    ) -> None:
+        memory_b = parse_size(memory, "Machine: memory")
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise TypeError(f"Machine: page_size must be an int, not {type(page_size).__name__}")
+        if page_size not in PAGE_SIZES:
+            raise InvalidArgument(f"Machine: page_size must be one of {PAGE_SIZES}, got {page_size}")
+        if memory_b % page_size:
+            raise InvalidArgument(f"Machine: memory {memory_b} is not a multiple of page_size {page_size}")
+        nframes = memory_b // page_size
+        if not 2 <= nframes < 2**32:
+            raise InvalidArgument(f"Machine: memory must hold 2 to 2**32-1 frames, got {nframes}")
+        if isinstance(va_bits, bool) or not isinstance(va_bits, int):
+            raise TypeError(f"Machine: va_bits must be an int, not {type(va_bits).__name__}")
+        shift = page_size.bit_length() - 1
+        if not shift + (shift - 3) + 1 <= va_bits <= 63:
+            raise InvalidArgument(f"Machine: va_bits must be in [{2 * shift - 2}, 63], got {va_bits}")
+        fault_b = parse_size(fault_around, "Machine: fault_around")
+        if fault_b and (fault_b & (fault_b - 1) or fault_b >= 2**32):
+            raise InvalidArgument(f"Machine: fault_around must be 0 or a power of two, got {fault_b}")
+        cfg = ffi.new("cs_config *")
+        cfg.memory = memory_b
+        cfg.page_size = page_size
+        cfg.va_bits = va_bits
+        cfg.store_data = 1 if store_data else 0
+        cfg.fault_around_bytes = fault_b
+        out = ffi.new("cs_machine **")
+        check(lib.cs_machine_new(cfg, out), f"Machine(memory={memory!r}, page_size={page_size})")
+        # Pair the constructor with its free at once.
+        self._ptr: Any = ffi.gc(out[0], lib.cs_machine_free, size=memory_b // 64)
+        geo = ffi.new("cs_geometry *")
+        lib.cs_geometry_get(self._ptr, geo)
+        self.memory = memory_b
+        self.page_size = page_size
+        self.store_data = bool(store_data)
+        self.va_bits = va_bits
+        self.fault_around = fault_b
+        self.levels = int(geo.levels)
+        self.entries_per_table = int(geo.entries_per_table)
+        self.nframes = int(geo.nframes)
+        self.user_start = int(geo.user_start)
+        self.user_end = int(geo.user_end)
+        self._procs: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
+
+    # -- lifetime -----------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._ptr is None
+
+    def close(self) -> None:
+        """Frees the core now (idempotent); later use raises ``CowsimError``."""
+        if self._ptr is not None:
+            ptr, self._ptr = self._ptr, None
+            ffi.release(ptr)
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def ptr(self) -> Any:
+        """The C machine pointer (raises ``CowsimError`` once closed)."""
+        if self._ptr is None:
+            raise CowsimError("machine is closed")
+        return self._ptr
+
+    # -- processes ----------------------------------------------------------------
+    def spawn(self) -> "Process":
+        """Creates a process with an empty address space (its root table costs a frame).
+
+        Raises:
+            OutOfMemory: no frame is free for the root table.
+        """
+        pid = ffi.new("int32_t *")
+        check(lib.cs_spawn(self.ptr, pid), "spawn()")
+        return self.process(int(pid[0]))
+
+    def process(self, pid: int) -> "Process":
+        """The ``Process`` object for a pid (live or exited).
+
+        Raises:
+            InvalidArgument: no process ever had this pid.
+        """
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise TypeError(f"process: pid must be an int, not {type(pid).__name__}")
+        proc = self._procs.get(pid)
+        if proc is None:
+            if not 0 < pid < 2**31:
+                raise InvalidArgument(f"process({pid}): no such process")
+            ppid = ffi.new("int32_t *")
+            check(lib.cs_proc_parent(self.ptr, pid, ppid), f"process({pid})")
+            proc = Process(self, pid, int(ppid[0]))
+            self._procs[pid] = proc
+        return proc
+
+    @property
+    def processes(self) -> List["Process"]:
+        """Live processes, by pid."""
+        count = ffi.new("size_t *")
+        lib.cs_pids(self.ptr, ffi.NULL, 0, count)
+        buf = ffi.new("int32_t[]", max(int(count[0]), 1))
+        lib.cs_pids(self.ptr, buf, int(count[0]), count)
+        return [self.process(int(buf[i])) for i in range(int(count[0]))]
+
+    # -- inspection -----------------------------------------------------------------
+    @property
+    def stats(self) -> MachineStats:
+        out = ffi.new("cs_machine_stats *")
+        lib.cs_machine_stats_get(self.ptr, out)
+        return _from_struct(MachineStats, out)  # type: ignore[no-any-return]
+
+    def check(self) -> None:
+        """Runs the core's full invariant check.
+
+        Raises:
+            InvariantViolation: with the first broken invariant.
+        """
+        msg = ffi.new("char[]", 512)
+        rc = lib.cs_check(self.ptr, msg, 512)
+        if rc == lib.CS_EINVARIANT:
+            raise InvariantViolation(ffi.string(msg).decode())
+        check(rc, "check()")
+
+    def frames(self) -> np.ndarray:
+        """Every used frame: number, reference count, map count, flags (``FrameFlags``)."""
+        count = ffi.new("size_t *")
+        lib.cs_frames(self.ptr, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, count)
+        n = int(count[0])
+        frames = np.empty(n, "u8")
+        refs = np.empty(n, "u4")
+        maps = np.empty(n, "u4")
+        flags = np.empty(n, "u1")
+        lib.cs_frames(
+            self.ptr,
+            ffi.from_buffer("uint64_t[]", frames),
+            ffi.from_buffer("uint32_t[]", refs),
+            ffi.from_buffer("uint32_t[]", maps),
+            ffi.from_buffer("uint8_t[]", flags),
+            n,
+            count,
+        )
+        out = np.empty(n, FRAMES_DTYPE)
+        out["frame"], out["refcount"], out["mapcount"], out["flags"] = frames, refs, maps, flags
+        return out
+
+    def __repr__(self) -> str:
+        if self._ptr is None:
+            return "<cowsim.Machine closed>"
+        s = self.stats
+        mode = "data" if self.store_data else "metadata"
+        return (
+            f"<cowsim.Machine {format_size(self.memory)} page_size={self.page_size} {mode} "
+            f"processes={s.processes} frames_used={s.frames_used}/{s.frames_total}>"
+        )
+
+
+from .process import Process  # noqa: E402  (Process refers back to Machine)

@@ -1,0 +1,260 @@
+"""``Process``: a simulated process — its regions, accesses, fork and exit."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from ._ffi import check, ffi, lib
+from ._types import (
+    PAGE_TABLE_DTYPE,
+    PROT_VALUES,
+    SMAPS_FIELDS,
+    Outcome,
+    ProcessStats,
+    Region,
+    Translation,
+    _from_struct,
+)
+from .errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+_U64 = 2**64
+_FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER}
+_ADVICE = {
+    "dontfork": lib.CS_ADV_DONTFORK,
+    "dofork": lib.CS_ADV_DOFORK,
+    "wipeonfork": lib.CS_ADV_WIPEONFORK,
+    "keeponfork": lib.CS_ADV_KEEPONFORK,
+    "dontneed": lib.CS_ADV_DONTNEED,
+}
+
+
+def _int_arg(op: str, name: str, value: Any, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{op}: {name} must be an int, not {type(value).__name__}")
+    value = int(value)
+    if not low <= value < _U64:
+        raise InvalidArgument(f"{op}: {name} {value} is out of range [{low}, 2**64)")
+    return value
+
+
+def _choice(op: str, name: str, value: Any, choices: Dict[str, int]) -> int:
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name} must be a str, not {type(value).__name__}")
+    if value not in choices:
+        raise InvalidArgument(f"{op}: unknown {name} {value!r}; expected one of {sorted(choices)}")
+    return choices[value]
+
+
+class Process:
+    """A process of a :class:`Machine` (create with ``Machine.spawn`` or ``fork``).
+
+    The object keeps its machine alive.  Every method raises ``ProcessExited``
+    after :meth:`exit`, except :attr:`stats` (the final counters).
+    """
+
+    def __init__(self, machine: "Machine", pid: int, ppid: int) -> None:
+        self.machine = machine
+        self.pid = pid
+        self._ppid = ppid
+
+    @property
+    def _m(self) -> Any:
+        return self.machine.ptr
+
+    @property
+    def parent(self) -> Optional["Process"]:
+        """The process this one was forked from (None for spawned processes)."""
+        return self.machine.process(self._ppid) if self._ppid else None
+
+    @property
+    def alive(self) -> bool:
+        return any(p.pid == self.pid for p in self.machine.processes)
+
+    # -- regions --------------------------------------------------------------------
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None) -> int:
+        """Maps an anonymous region and returns its start address.
+
+        Args:
+            length: bytes, rounded up to whole pages.
+            prot: "none", "r" or "rw".
+            shared: MAP_SHARED (processes forked later share its pages) or private.
+            addr: a page-aligned fixed address (must not overlap a region), or None
+                to let the core pick the highest free range.
+
+        Raises:
+            InvalidArgument: bad length/prot/addr, or a fixed range that overlaps.
+            OutOfMemory: no free virtual range is large enough.
+        """
+        op = f"mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r})"
+        length = _int_arg(op, "length", length, 1)
+        prot_v = _choice(op, "prot", prot, PROT_VALUES)
+        fixed = 0 if addr is None else _int_arg(op, "addr", addr, 1)
+        if fixed % self.machine.page_size:
+            raise InvalidArgument(f"{op}: addr {fixed:#x} is not page aligned")
+        out = ffi.new("uint64_t *")
+        flags = lib.CS_MAP_SHARED if shared else 0
+        check(lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out), f"pid {self.pid}: {op}")
+        return int(out[0])
+
+    def _range(self, op: str, addr: Any, length: Any) -> tuple:
+        addr = _int_arg(op, "addr", addr)
+        length = _int_arg(op, "length", length, 1)
+        if addr % self.machine.page_size:
+            raise InvalidArgument(f"{op}: addr {addr:#x} is not page aligned")
+        if addr + length > self.machine.user_end:
+            raise InvalidArgument(f"{op}: range [{addr:#x}, {addr + length:#x}) leaves the address space")
+        return addr, length
+
+    def munmap(self, addr: int, length: int) -> None:
+        """Unmaps ``[addr, addr+length)`` (holes allowed), freeing frames and tables."""
+        op = f"pid {self.pid}: munmap({addr!r}, {length!r})"
+        addr, length = self._range(op, addr, length)
+        check(lib.cs_munmap(self._m, self.pid, addr, length), op)
+
+    def mprotect(self, addr: int, length: int, prot: str) -> None:
+        """Changes the protection of a fully mapped range (M1)."""
+        op = f"pid {self.pid}: mprotect({addr!r}, {length!r}, {prot!r})"
+        prot_v = _choice(op, "prot", prot, PROT_VALUES)
+        addr, length = self._range(op, addr, length)
+        check(lib.cs_mprotect(self._m, self.pid, addr, length, prot_v), op)
+
+    def madvise(self, addr: int, length: int, advice: str) -> None:
+        """Applies "dontfork", "dofork", "wipeonfork", "keeponfork" or "dontneed"."""
+        op = f"pid {self.pid}: madvise({addr!r}, {length!r}, {advice!r})"
+        adv = _choice(op, "advice", advice, _ADVICE)
+        addr, length = self._range(op, addr, length)
+        check(lib.cs_madvise(self._m, self.pid, addr, length, adv), op)
+
+    # -- accesses ---------------------------------------------------------------------
+    def touch(self, addr: int, write: bool = False) -> Outcome:
+        """Accesses one address without data and returns what happened.
+
+        Raises:
+            SegmentationFault: no region, or no permission (only counted).
+            OutOfMemory: the fault needed a frame and none is free.
+        """
+        op = f"pid {self.pid}: touch({addr!r}, write={write!r})"
+        addr = _int_arg(op, "addr", addr)
+        info = ffi.new("cs_access_info *")
+        check(lib.cs_touch(self._m, self.pid, addr, 1 if write else 0, info), op, info, bool(write))
+        return Outcome(info.outcome)
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Reads ``n`` bytes (data mode only); faults as reads do."""
+        op = f"pid {self.pid}: read({addr!r}, {n!r})"
+        addr = _int_arg(op, "addr", addr)
+        n = _int_arg(op, "n", n)
+        if addr + n > _U64:
+            raise InvalidArgument(f"{op}: range overflows the address space")
+        if not self.machine.store_data:
+            raise InvalidArgument(f"{op}: the machine keeps no bytes (store_data=False)")
+        buf = ffi.new("char[]", max(n, 1))
+        info = ffi.new("cs_access_info *")
+        check(lib.cs_read(self._m, self.pid, addr, buf, n, info), op, info, False)
+        return ffi.buffer(buf, n)[:]
+
+    def write(self, addr: int, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Writes bytes (in metadata mode only the accesses happen)."""
+        op = f"pid {self.pid}: write({addr!r}, <{type(data).__name__}>)"
+        addr = _int_arg(op, "addr", addr)
+        if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{op}: data must be bytes-like, not {type(data).__name__}")
+        raw = bytes(data)
+        if addr + len(raw) > _U64:
+            raise InvalidArgument(f"{op}: range overflows the address space")
+        info = ffi.new("cs_access_info *")
+        check(lib.cs_write(self._m, self.pid, addr, raw, len(raw), info), op, info, True)
+
+    # -- fork and exit ----------------------------------------------------------------
+    def fork(self, mode: str = "cow") -> "Process":
+        """Forks: "cow" (Linux: share and write-protect) or "eager" (copy every page).
+
+        Raises:
+            OutOfMemory: the child's tables (and eager copies) do not fit; nothing changed.
+        """
+        op = f"pid {self.pid}: fork(mode={mode!r})"
+        mode_v = _choice(op, "mode", mode, _FORK_MODES)
+        child = ffi.new("int32_t *")
+        check(lib.cs_fork(self._m, self.pid, mode_v, child), op)
+        return self.machine.process(int(child[0]))
+
+    def exit(self) -> None:
+        """Exits: every mapping and table is released.  A second call raises ProcessExited."""
+        op = f"pid {self.pid}: exit()"
+        check(lib.cs_exit(self._m, self.pid), op)
+
+    # -- inspection -----------------------------------------------------------------
+    @property
+    def stats(self) -> ProcessStats:
+        out = ffi.new("cs_proc_stats *")
+        check(lib.cs_proc_stats_get(self._m, self.pid, out), f"pid {self.pid}: stats")
+        return _from_struct(ProcessStats, out)  # type: ignore[no-any-return]
+
+    def smaps(self, addr: Optional[int] = None) -> Dict[str, int]:
+        """Memory accounting in kB, as /proc/PID/smaps_rollup (or one region's smaps)."""
+        op = f"pid {self.pid}: smaps({addr!r})"
+        whole = addr is None
+        at = 0 if addr is None else _int_arg(op, "addr", addr)
+        out = ffi.new("cs_smaps *")
+        check(lib.cs_smaps_get(self._m, self.pid, 1 if whole else 0, at, out), op)
+        return {name: int(getattr(out, name)) for name in SMAPS_FIELDS}
+
+    @property
+    def regions(self) -> List[Region]:
+        op = f"pid {self.pid}: regions"
+        count = ffi.new("size_t *")
+        check(lib.cs_regions(self._m, self.pid, ffi.NULL, 0, count), op)
+        buf = ffi.new("cs_region[]", max(int(count[0]), 1))
+        check(lib.cs_regions(self._m, self.pid, buf, int(count[0]), count), op)
+        return [Region._from_c(buf[i]) for i in range(int(count[0]))]
+
+    def translate(self, addr: int) -> Optional[Translation]:
+        """The frame an address maps to now, or None when no entry is present."""
+        op = f"pid {self.pid}: translate({addr!r})"
+        addr = _int_arg(op, "addr", addr)
+        out = ffi.new("cs_translation *")
+        check(lib.cs_translate(self._m, self.pid, addr, out), op)
+        if not out.present:
+            return None
+        return Translation(int(out.frame), bool(out.flags & lib.CS_PTE_WRITE), bool(out.flags & lib.CS_PTE_DIRTY))
+
+    def page_table(self) -> np.ndarray:
+        """Every present entry by virtual page: ``vpage``, ``frame``, ``writable``, ``dirty``."""
+        op = f"pid {self.pid}: page_table()"
+        count = ffi.new("size_t *")
+        check(lib.cs_page_table(self._m, self.pid, ffi.NULL, ffi.NULL, ffi.NULL, 0, count), op)
+        n = int(count[0])
+        vpages = np.empty(n, "u8")
+        frames = np.empty(n, "u8")
+        flags = np.empty(n, "u1")
+        check(
+            lib.cs_page_table(
+                self._m,
+                self.pid,
+                ffi.from_buffer("uint64_t[]", vpages),
+                ffi.from_buffer("uint64_t[]", frames),
+                ffi.from_buffer("uint8_t[]", flags),
+                n,
+                count,
+            ),
+            op,
+        )
+        out = np.empty(n, PAGE_TABLE_DTYPE)
+        out["vpage"], out["frame"] = vpages, frames
+        out["writable"] = (flags & lib.CS_PTE_WRITE) != 0
+        out["dirty"] = (flags & lib.CS_PTE_DIRTY) != 0
+        return out
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "exited"
+        return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} {state}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Process) and other.machine is self.machine and other.pid == self.pid
+
+    def __hash__(self) -> int:
+        return hash((id(self.machine), self.pid))

@@ -1,0 +1,231 @@
+/* check.c -- the full invariant check that tests run after every step.
+ *
+ * Recomputes every reference count and map count from the page tables and
+ * shmem objects and compares them with the allocator's arrays, and checks
+ * the rules the fault handler and fork must keep (no writable entry to a
+ * shared anonymous page, entries only inside regions, ...). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "internal.h"
+
+typedef struct {
+    cs_machine *m;
+    uint32_t *ref, *map;
+    uint8_t *wpriv;       /* mapped writable in a private region */
+    uint64_t tables;
+    char *msg;
+    size_t msglen;
+    bool failed;
+} checker;
+
+static bool fail(checker *c, const char *fmt, ...)
+{
+    if (!c->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->msg, c->msglen, fmt, ap);
+        va_end(ap);
+        c->failed = true;
+    }
+    return false;
+}
+
+static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
+{
+    cs_machine *m = c->m;
+    uint64_t f = PTE_FRAME(e);
+    cs_vma *v = vma_find(p, addr);
+    if (!v)
+        return fail(c, "pid %d: entry for 0x%llx outside every region", p->pid, (unsigned long long)addr);
+    if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
+        return fail(c, "pid %d: writable entry at 0x%llx in a read-only region", p->pid, (unsigned long long)addr);
+    if (f >= m->bump || (f && !m->ref[f]))
+        return fail(c, "pid %d: entry at 0x%llx maps unused frame %llu", p->pid, (unsigned long long)addr, (unsigned long long)f);
+    if (v->obj) {
+        uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
+        if (f != v->obj->pages[idx])
+            return fail(c, "pid %d: shared entry at 0x%llx maps frame %llu, object has %llu", p->pid,
+                        (unsigned long long)addr, (unsigned long long)f, (unsigned long long)v->obj->pages[idx]);
+        if (!(m->fflags[f] & CS_FRAME_SHMEM) || (m->fflags[f] & CS_FRAME_ANON))
+            return fail(c, "frame %llu in a shared region is not a shmem page", (unsigned long long)f);
+    } else if (f == ZERO_FRAME) {
+        if (e & PTE_WRITE)
+            return fail(c, "pid %d: writable zero-page entry at 0x%llx", p->pid, (unsigned long long)addr);
+        return true;
+    } else {
+        if (!(m->fflags[f] & CS_FRAME_ANON))
+            return fail(c, "frame %llu in a private region is not anonymous", (unsigned long long)f);
+        if (!(v->flags & CS_VMA_ANON_VMA))
+            return fail(c, "pid %d: region at 0x%llx maps anonymous pages but has no anon_vma", p->pid,
+                        (unsigned long long)v->start);
+        if (e & PTE_WRITE) {
+            if (!(m->fflags[f] & CS_FRAME_EXCLUSIVE))
+                return fail(c, "pid %d: writable entry at 0x%llx to non-exclusive frame %llu", p->pid,
+                            (unsigned long long)addr, (unsigned long long)f);
+            c->wpriv[f] = 1;
+        }
+    }
+    c->ref[f]++;
+    c->map[f]++;
+    return true;
+}
+
+static bool check_table(checker *c, cs_proc *p, uint64_t tf, unsigned level, uint64_t base)
+{
+    cs_machine *m = c->m;
+    if (tf == 0 || tf >= m->bump || !(m->fflags[tf] & CS_FRAME_PAGETABLE))
+        return fail(c, "pid %d: table frame %llu is not a page-table frame", p->pid, (unsigned long long)tf);
+    if (c->ref[tf]++)
+        return fail(c, "table frame %llu is used twice", (unsigned long long)tf);
+    c->tables++;
+    uint64_t *t = table_of(m, tf);
+    uint64_t span = 1ULL << entry_shift(m, level);
+    for (uint64_t i = 0; i < m->epl; i++) {
+        uint64_t e = t[i], a = base + i * span;
+        if (!e)
+            continue;
+        if (!(e & PTE_PRESENT))
+            return fail(c, "pid %d: non-present entry with bits at level %u", p->pid, level);
+        if (level == 0) {
+            if (!check_leaf(c, p, a, e))
+                return false;
+        } else {
+            if (!vma_overlaps(p, a, a + span))
+                return fail(c, "pid %d: table for 0x%llx+%llx has no region in its span", p->pid,
+                            (unsigned long long)a, (unsigned long long)span);
+            if (!check_table(c, p, PTE_FRAME(e), level - 1, a))
+                return false;
+        }
+    }
+    return true;
+}
+
+static bool check_regions(checker *c, cs_proc *p)
+{
+    cs_machine *m = c->m;
+    uint64_t pm = (1ULL << m->page_shift) - 1, prev_end = 0;
+    for (size_t i = 0; i < p->nvmas; i++) {
+        cs_vma *v = &p->vmas[i];
+        if (v->start >= v->end || (v->start & pm) || (v->end & pm) || v->start < prev_end ||
+            v->start < m->user_start || v->end > m->user_end)
+            return fail(c, "pid %d: bad region [0x%llx, 0x%llx)", p->pid, (unsigned long long)v->start,
+                        (unsigned long long)v->end);
+        prev_end = v->end;
+        if (!!(v->flags & CS_MAP_SHARED) != !!v->obj)
+            return fail(c, "pid %d: region 0x%llx shared flag and object disagree", p->pid,
+                        (unsigned long long)v->start);
+        if (v->obj) {
+            if (v->pgoff + ((v->end - v->start) >> m->page_shift) > v->obj->npages)
+                return fail(c, "pid %d: shared region 0x%llx overruns its object", p->pid,
+                            (unsigned long long)v->start);
+            v->obj->seen++;
+        }
+    }
+    return true;
+}
+
+cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
+{
+    LOCK(m);
+    checker c = {.m = m, .msg = msg, .msglen = msglen};
+    if (msglen)
+        msg[0] = 0;
+    c.ref = calloc(m->bump, sizeof *c.ref);
+    c.map = calloc(m->bump, sizeof *c.map);
+    c.wpriv = calloc(m->bump, 1);
+    cs_status st = CS_OK;
+    if (!c.ref || !c.map || !c.wpriv) {
+        st = CS_EHOST;
+        goto out;
+    }
+    for (cs_shobj *o = m->objs; o; o = o->next)
+        o->seen = 0;
+    uint64_t live = 0, minflt = 0, segv = 0, copied = 0;
+    for (size_t pid = 1; pid < m->cappids; pid++) {
+        cs_proc *p = m->procs[pid];
+        if (m->pidstate[pid] == PID_NEVER)
+            continue;
+        const cs_proc_stats *s = &p->st;
+        if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
+                             s->faults_cow_reuse + s->faults_shared)
+            fail(&c, "pid %zu: minflt is not the sum of the fault kinds", pid);
+        minflt += s->minflt;
+        segv += s->segfaults;
+        copied += s->pages_copied;
+        if (m->pidstate[pid] != PID_LIVE) {
+            if (p->ntables || p->root || p->nvmas)
+                fail(&c, "exited pid %zu still holds tables or regions", pid);
+            continue;
+        }
+        live++;
+        uint64_t before = c.tables;
+        if (check_regions(&c, p))
+            check_table(&c, p, p->root, m->levels - 1, 0);
+        if (c.tables - before != p->ntables && !c.failed)
+            fail(&c, "pid %zu: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
+                 (unsigned long long)(c.tables - before));
+    }
+    if (live != m->nlive)
+        fail(&c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
+    if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied)
+        fail(&c, "machine fault/segfault/copy counters differ from the sum over processes");
+    if (c.tables != m->npt && !c.failed)
+        fail(&c, "page_table_frames %llu, counted %llu", (unsigned long long)m->npt, (unsigned long long)c.tables);
+    uint64_t nobjs = 0;
+    for (cs_shobj *o = m->objs; o; o = o->next) {
+        nobjs++;
+        if (o->seen != o->nvmas)
+            fail(&c, "shmem object referenced by %u regions, counts %u", o->seen, o->nvmas);
+        for (uint64_t i = 0; i < o->npages; i++) {
+            uint64_t f = o->pages[i];
+            if (!f)
+                continue;
+            if (f >= m->bump || !(m->fflags[f] & CS_FRAME_SHMEM))
+                fail(&c, "shmem object holds bad frame %llu", (unsigned long long)f);
+            else
+                c.ref[f]++;
+        }
+    }
+    if (nobjs != m->nobjs)
+        fail(&c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
+    uint64_t used = 0;
+    for (uint64_t f = 1; f < m->bump && !c.failed; f++) {
+        if (m->ref[f])
+            used++;
+        if (m->ref[f] != c.ref[f] || m->mapc[f] != c.map[f]) {
+            if (m->ref[f] || c.ref[f])
+                fail(&c, "frame %llu: refcount %u mapcount %u, expected %u and %u", (unsigned long long)f,
+                     m->ref[f], m->ref[f] ? m->mapc[f] : 0, c.ref[f], c.map[f]);
+            continue;
+        }
+        if ((m->fflags[f] & CS_FRAME_EXCLUSIVE) && c.map[f] > 1)
+            fail(&c, "frame %llu is exclusive but mapped %u times", (unsigned long long)f, c.map[f]);
+        if (c.wpriv[f] && c.ref[f] != 1)
+            fail(&c, "frame %llu is mapped writable while shared (refcount %u)", (unsigned long long)f, c.ref[f]);
+    }
+    /* Free list: only unused frames, each once; with the untouched ones it
+     * accounts for every frame not in use. */
+    uint64_t nfree = 0;
+    for (uint64_t f = m->free_head; f && !c.failed; f = m->mapc[f]) {
+        if (f >= m->bump || m->ref[f] || m->fflags[f] || c.map[f] == UINT32_MAX)
+            fail(&c, "free list holds bad frame %llu", (unsigned long long)f);
+        c.map[f] = UINT32_MAX;   /* visited */
+        if (++nfree > m->nframes)
+            fail(&c, "free list has a cycle");
+    }
+    if (!c.failed && (used != m->nused || nfree + (m->nframes - m->bump) != frames_free(m)))
+        fail(&c, "frames used %llu (counted %llu), free %llu (listed %llu + untouched %llu)",
+             (unsigned long long)m->nused, (unsigned long long)used, (unsigned long long)frames_free(m),
+             (unsigned long long)nfree, (unsigned long long)(m->nframes - m->bump));
+    if (!c.failed && (m->st.frames_allocated - m->st.frames_freed != m->nused || m->st.frames_peak < m->nused))
+        fail(&c, "cumulative frame counters disagree with frames in use");
+    if (c.failed)
+        st = CS_EINVARIANT;
+out:
+    free(c.ref);
+    free(c.map);
+    free(c.wpriv);
+    UNLOCK(m);
+    return st;
+}

@@ -1,0 +1,208 @@
+/*
+ * cowsim.h -- the public C API of the cowsim core, and the single source of
+ * the cffi declarations: setup_build.py feeds this file to ffi.cdef() after
+ * dropping the preprocessor lines, so everything between the guards must stay
+ * in the subset of C that cffi parses (typedefs, opaque structs, enums with
+ * literal values, prototypes).
+ *
+ * Conventions: every function returns a cs_status (0 = CS_OK) and writes its
+ * results through out-parameters; nothing aborts or prints.  Processes are
+ * named by pid.  All functions take the machine's lock, so a machine may be
+ * used from several threads at once.
+ */
+#ifndef COWSIM_H
+#define COWSIM_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cs_machine cs_machine;
+
+/* Status codes; cowsim/_ffi.py maps them onto the Python exceptions. */
+typedef enum {
+    CS_OK = 0,
+    CS_ENOMEM = 1,      /* simulated physical frames exhausted */
+    CS_EINVAL = 2,      /* bad argument */
+    CS_ESEGV = 3,       /* segmentation fault (details in cs_access_info) */
+    CS_ENOPROC = 4,     /* no process with this pid was ever created */
+    CS_EEXITED = 5,     /* the process has exited */
+    CS_EHOST = 6,       /* the host refused memory for the simulator itself */
+    CS_EEXIST = 7,      /* a fixed mapping overlaps an existing region */
+    CS_ENOVSPACE = 8,   /* no free virtual address range large enough */
+    CS_ENOTMAPPED = 9,  /* part of the range is not mapped */
+    CS_ENODATA = 10,    /* bytes requested from a metadata-only machine */
+    CS_ESHARED = 11,    /* operation not valid on a shared region */
+    CS_ECLOSED = 12,    /* machine already freed */
+    CS_EINVARIANT = 13  /* cs_check found a broken invariant */
+} cs_status;
+
+/* Protection bits (a region is none, r or rw). */
+enum { CS_PROT_NONE = 0, CS_PROT_READ = 1, CS_PROT_WRITE = 2 };
+
+/* Region flags, as reported in cs_region.flags (and CS_MAP_SHARED for mmap). */
+enum {
+    CS_MAP_SHARED = 1,
+    CS_VMA_DONTFORK = 2,
+    CS_VMA_WIPEONFORK = 4,
+    CS_VMA_ANON_VMA = 8     /* a private page was ever written (anon_vma) */
+};
+
+typedef enum {
+    CS_ADV_DONTFORK = 0,
+    CS_ADV_DOFORK = 1,
+    CS_ADV_WIPEONFORK = 2,
+    CS_ADV_KEEPONFORK = 3,
+    CS_ADV_DONTNEED = 4
+} cs_advice;
+
+typedef enum { CS_FORK_COW = 0, CS_FORK_EAGER = 1 } cs_fork_mode;
+
+/* What one access did.  Also the per-access codes of batched accesses. */
+typedef enum {
+    CS_HIT = 0,              /* mapped with the needed permission: no fault */
+    CS_FAULT_ZERO_PAGE = 1,  /* F2: read of an empty private page -> zero page */
+    CS_FAULT_ZERO_FILL = 2,  /* F3/F4: write of an empty or zero-page entry */
+    CS_FAULT_COW_COPY = 3,   /* F5: copy of a shared anonymous page */
+    CS_FAULT_COW_REUSE = 4,  /* F5: exclusive or sole reference: reused */
+    CS_FAULT_SHARED = 5,     /* F6: fault in a shared (shmem) region */
+    CS_SEGFAULT = 6          /* F1: no region, or no permission */
+} cs_outcome;
+
+enum { CS_SEGV_UNMAPPED = 1, CS_SEGV_PROTECTION = 2 };
+
+/* Frame flags, as reported by cs_frames. */
+enum {
+    CS_FRAME_ANON = 1,
+    CS_FRAME_EXCLUSIVE = 2,  /* PageAnonExclusive */
+    CS_FRAME_DIRTY = 4,      /* PageDirty (shmem pages written through a fault) */
+    CS_FRAME_PAGETABLE = 8,
+    CS_FRAME_SHMEM = 16
+};
+
+/* Page-table entry flags, as reported by cs_page_table / cs_translate. */
+enum { CS_PTE_WRITE = 1, CS_PTE_DIRTY = 2 };
+
+typedef struct {
+    uint64_t memory;             /* bytes of simulated physical memory */
+    uint32_t page_size;          /* 4096, 16384 or 65536 */
+    uint32_t va_bits;            /* virtual address bits of the table tree (48) */
+    int32_t store_data;          /* nonzero: keep each frame's bytes */
+    uint32_t fault_around_bytes; /* shmem read fault-around window (65536) */
+} cs_config;
+
+typedef struct {
+    uint32_t levels;             /* page-table levels */
+    uint32_t entries_per_table;
+    uint64_t nframes;            /* memory / page_size, frame 0 included */
+    uint64_t user_start;         /* lowest mappable address */
+    uint64_t user_end;           /* end of user address space (exclusive) */
+} cs_geometry;
+
+typedef struct {
+    uint64_t frames_total;       /* allocatable frames (all but the zero page) */
+    uint64_t frames_used;
+    uint64_t frames_free;
+    uint64_t page_table_frames;
+    uint64_t data_frames;        /* frames_used - page_table_frames */
+    uint64_t frames_peak;        /* high-water mark of frames_used */
+    uint64_t frames_allocated;   /* cumulative */
+    uint64_t frames_freed;       /* cumulative */
+    uint64_t pages_copied;       /* page copies: CoW faults and eager forks */
+    uint64_t shared_objects;     /* live shmem objects */
+    uint64_t processes;          /* live processes */
+    uint64_t forks;
+    uint64_t minflt;             /* all minor faults, every process ever */
+    uint64_t segfaults;
+} cs_machine_stats;
+
+typedef struct {
+    uint64_t minflt;             /* = the five fault kinds below */
+    uint64_t faults_zero_page;
+    uint64_t faults_zero_fill;
+    uint64_t faults_cow_copy;
+    uint64_t faults_cow_reuse;
+    uint64_t faults_shared;
+    uint64_t segfaults;
+    uint64_t pages_copied;       /* by this process's faults, and at its eager fork */
+    uint64_t page_table_frames;  /* table pages this process holds, root included */
+} cs_proc_stats;
+
+/* smaps fields in kB, computed as fs/proc/task_mmu.c does. */
+typedef struct {
+    uint64_t Rss;
+    uint64_t Pss;
+    uint64_t Pss_Dirty;
+    uint64_t Pss_Anon;
+    uint64_t Pss_Shmem;
+    uint64_t Shared_Clean;
+    uint64_t Shared_Dirty;
+    uint64_t Private_Clean;
+    uint64_t Private_Dirty;
+    uint64_t Anonymous;
+} cs_smaps;
+
+typedef struct {
+    uint64_t start;
+    uint64_t end;
+    int32_t prot;
+    int32_t flags;
+} cs_region;
+
+typedef struct {
+    int32_t outcome;             /* cs_outcome of the (last) access */
+    int32_t segv_reason;         /* CS_SEGV_* when outcome is CS_SEGFAULT */
+    uint64_t addr;               /* faulting address when outcome is CS_SEGFAULT */
+} cs_access_info;
+
+typedef struct {
+    int32_t present;
+    int32_t flags;               /* CS_PTE_* */
+    uint64_t frame;
+} cs_translation;
+
+/* Machine */
+cs_status cs_machine_new(const cs_config *cfg, cs_machine **out);
+void cs_machine_free(cs_machine *m);
+cs_status cs_geometry_get(cs_machine *m, cs_geometry *out);
+cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out);
+cs_status cs_check(cs_machine *m, char *msg, size_t msglen);
+
+/* Processes */
+cs_status cs_spawn(cs_machine *m, int32_t *pid_out);
+cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out);
+cs_status cs_exit(cs_machine *m, int32_t pid);
+cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out);
+cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
+
+/* Regions */
+cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
+                  int32_t prot, int32_t flags, uint64_t *addr_out);
+cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len);
+cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
+                      int32_t prot);
+cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
+                     cs_advice advice);
+
+/* Accesses */
+cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write,
+                   cs_access_info *info);
+cs_status cs_read(cs_machine *m, int32_t pid, uint64_t addr, void *buf,
+                  uint64_t len, cs_access_info *info);
+cs_status cs_write(cs_machine *m, int32_t pid, uint64_t addr, const void *buf,
+                   uint64_t len, cs_access_info *info);
+
+/* Inspection */
+cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out);
+cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
+                       cs_smaps *out);
+cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap,
+                     size_t *count);
+cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr,
+                       cs_translation *out);
+cs_status cs_page_table(cs_machine *m, int32_t pid, uint64_t *vpages,
+                        uint64_t *frames, uint8_t *flags, size_t cap,
+                        size_t *count);
+cs_status cs_frames(cs_machine *m, uint64_t *frames, uint32_t *refcounts,
+                    uint32_t *mapcounts, uint8_t *flags, size_t cap,
+                    size_t *count);
+
+#endif

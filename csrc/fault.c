@@ -1,0 +1,265 @@
+/* fault.c -- the page-fault handler (DESIGN.md F1-F6) and byte accesses.
+ *
+ * Every access goes through access_page(): a present entry with the needed
+ * permission is a hit; anything else is one minor fault of exactly one kind,
+ * or a segmentation fault decided from the regions alone. */
+#include <string.h>
+#include "internal.h"
+
+static inline uint64_t page_mask(const cs_machine *m) { return ((uint64_t)1 << m->page_shift) - 1; }
+
+/* F1: the permission check, on regions only; changes nothing. */
+cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info)
+{
+    cs_vma *v = vma_find(p, addr);
+    int32_t reason;
+    if (!v)
+        reason = CS_SEGV_UNMAPPED;
+    else if (v->prot == CS_PROT_NONE || (write && !(v->prot & CS_PROT_WRITE)))
+        reason = CS_SEGV_PROTECTION;
+    else
+        return CS_OK;
+    info->outcome = CS_SEGFAULT;
+    info->segv_reason = reason;
+    info->addr = addr;
+    return CS_ESEGV;
+}
+
+static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind)
+{
+    switch (kind) {
+    case CS_FAULT_ZERO_PAGE: p->st.faults_zero_page++; break;
+    case CS_FAULT_ZERO_FILL: p->st.faults_zero_fill++; break;
+    case CS_FAULT_COW_COPY: p->st.faults_cow_copy++; break;
+    case CS_FAULT_COW_REUSE: p->st.faults_cow_reuse++; break;
+    case CS_FAULT_SHARED: p->st.faults_shared++; break;
+    default: return;
+    }
+    p->st.minflt++;
+    m->st.minflt++;
+}
+
+static void map_shmem_page(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t f, bool write)
+{
+    uint64_t flags = PTE_PRESENT;
+    if (v->prot & CS_PROT_WRITE)
+        flags |= PTE_WRITE;   /* shmem needs no write-notify: mapped writable */
+    if (write) {
+        flags |= PTE_DIRTY;
+        m->fflags[f] |= CS_FRAME_DIRTY;   /* fault_dirty_shared_page */
+    }
+    m->ref[f]++;
+    m->mapc[f]++;
+    *pte = MK_PTE(f, flags);
+}
+
+/* do_fault_around: map the neighbours already in the shmem object. */
+static void fault_around(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t addr)
+{
+    uint64_t n = m->fault_around_pages;
+    uint64_t i = entry_index(m, addr, 0);
+    uint64_t voff = (addr - v->start) >> m->page_shift;
+    uint64_t vpages = (v->end - v->start) >> m->page_shift;
+    uint64_t from = i & ~(n - 1);
+    uint64_t vstart = i - (i < voff ? i : voff);
+    if (vstart > from)
+        from = vstart;
+    uint64_t to = from + n;
+    if (to > m->epl)
+        to = m->epl;
+    if (to > i + vpages - voff)
+        to = i + vpages - voff;
+    uint64_t *table = pte - i;
+    for (uint64_t j = from; j < to; j++) {
+        if (j == i || table[j])
+            continue;
+        uint64_t f = v->obj->pages[v->pgoff + voff + j - i];
+        if (f)
+            map_shmem_page(m, &table[j], v, f, false);
+    }
+}
+
+static cs_status fault_shared(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
+                              uint64_t *pte, cs_outcome *kind)
+{
+    uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
+    uint64_t f = v->obj->pages[idx];
+    unsigned need = (pte ? 0 : pte_missing_tables(m, p, addr)) + (f ? 0 : 1);
+    if (frames_free(m) < need)
+        return CS_ENOMEM;
+    if (!pte)
+        pte = pte_alloc(m, p, addr);
+    if (!f) {
+        f = frame_alloc(m, CS_FRAME_SHMEM);   /* the object's reference */
+        v->obj->pages[idx] = f;
+    }
+    map_shmem_page(m, pte, v, f, write);
+    if (!write && m->fault_around_pages > 1)
+        fault_around(m, pte, v, addr);
+    *kind = CS_FAULT_SHARED;
+    return CS_OK;
+}
+
+static uint64_t anon_frame_new(cs_machine *m)
+{
+    uint64_t f = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+    if (f)
+        m->mapc[f] = 1;
+    return f;
+}
+
+/* Handles one access to a page of region v that passed check_access. */
+static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
+                            cs_outcome *kind)
+{
+    uint64_t *pte = pte_lookup(m, p, addr);
+    uint64_t e = pte ? *pte : 0;
+    *kind = CS_HIT;
+    if (!(e & PTE_PRESENT)) {
+        if (v->flags & CS_MAP_SHARED)
+            return fault_shared(m, p, v, addr, write, pte, kind);
+        unsigned need = (pte ? 0 : pte_missing_tables(m, p, addr)) + (write ? 1 : 0);
+        if (frames_free(m) < need)
+            return CS_ENOMEM;
+        if (!pte)
+            pte = pte_alloc(m, p, addr);
+        if (!write) {   /* F2: do_anonymous_page maps the zero page */
+            *pte = MK_PTE(ZERO_FRAME, PTE_PRESENT);
+            *kind = CS_FAULT_ZERO_PAGE;
+            return CS_OK;
+        }
+        uint64_t f = anon_frame_new(m);   /* F3 */
+        *pte = MK_PTE(f, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+        v->flags |= CS_VMA_ANON_VMA;
+        *kind = CS_FAULT_ZERO_FILL;
+        return CS_OK;
+    }
+    if (!write)
+        return CS_OK;
+    if (e & PTE_WRITE) {
+        *pte = e | PTE_DIRTY;   /* the hardware sets the dirty bit */
+        return CS_OK;
+    }
+    uint64_t f = PTE_FRAME(e);
+    if (v->flags & CS_MAP_SHARED) {   /* wp_page_shared */
+        *pte = e | PTE_WRITE | PTE_DIRTY;
+        m->fflags[f] |= CS_FRAME_DIRTY;
+        *kind = CS_FAULT_SHARED;
+        return CS_OK;
+    }
+    if (f == ZERO_FRAME) {   /* F4: wp_page_copy of the zero page: no copy */
+        uint64_t nf = anon_frame_new(m);
+        if (!nf)
+            return CS_ENOMEM;
+        v->flags |= CS_VMA_ANON_VMA;
+        *pte = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+        *kind = CS_FAULT_ZERO_FILL;
+        return CS_OK;
+    }
+    if ((m->fflags[f] & CS_FRAME_EXCLUSIVE) || m->ref[f] == 1) {   /* F5 reuse */
+        m->fflags[f] |= CS_FRAME_EXCLUSIVE;
+        *pte = e | PTE_WRITE | PTE_DIRTY;
+        *kind = CS_FAULT_COW_REUSE;
+        return CS_OK;
+    }
+    uint64_t nf = anon_frame_new(m);   /* F5 copy */
+    if (!nf)
+        return CS_ENOMEM;
+    v->flags |= CS_VMA_ANON_VMA;
+    if (m->cfg.store_data)
+        memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
+    *pte = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+    m->mapc[f]--;
+    frame_put(m, f);
+    p->st.pages_copied++;
+    m->st.pages_copied++;
+    *kind = CS_FAULT_COW_COPY;
+    return CS_OK;
+}
+
+cs_status access_page(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info)
+{
+    cs_status st = check_access(p, addr, write, info);
+    if (st) {
+        p->st.segfaults++;
+        m->st.segfaults++;
+        return st;
+    }
+    cs_outcome kind;
+    st = fault_page(m, p, vma_find(p, addr), addr, write, &kind);
+    if (st)
+        return st;
+    count_fault(m, p, kind);
+    info->outcome = kind;
+    return CS_OK;
+}
+
+cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write, cs_access_info *info)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st)
+        st = access_page(m, p, addr, write != 0, info);
+    UNLOCK(m);
+    return st;
+}
+
+/* Reads or writes len bytes at addr, page by page.  All pages are checked
+ * for permission first, so a segmentation fault changes no page. */
+static cs_status access_bytes(cs_machine *m, int32_t pid, uint64_t addr, unsigned char *rbuf,
+                              const unsigned char *wbuf, uint64_t len, cs_access_info *info)
+{
+    bool write = wbuf != NULL;
+    info->outcome = CS_HIT;
+    if (rbuf && !m->cfg.store_data)
+        return CS_ENODATA;
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (st || len == 0)
+        goto out;
+    if (addr + len < addr) {
+        st = CS_EINVAL;
+        goto out;
+    }
+    uint64_t end = addr + len, pm = page_mask(m);
+    for (uint64_t a = addr & ~pm; a < end; a += pm + 1) {
+        if ((st = check_access(p, a, write, info))) {
+            info->addr = a < addr ? addr : a;
+            p->st.segfaults++;
+            m->st.segfaults++;
+            goto out;
+        }
+    }
+    for (uint64_t a = addr; a < end;) {
+        uint64_t next = (a & ~pm) + pm + 1;
+        uint64_t n = (next < end ? next : end) - a;
+        if ((st = access_page(m, p, a & ~pm, write, info)))
+            goto out;
+        if (m->cfg.store_data) {
+            uint64_t f = PTE_FRAME(*pte_lookup(m, p, a));
+            unsigned char *d = frame_data(m, f) + (a & pm);
+            if (write)
+                memcpy(d, wbuf, n), wbuf += n;
+            else
+                memcpy(rbuf, d, n), rbuf += n;
+        }
+        a += n;
+    }
+out:
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_read(cs_machine *m, int32_t pid, uint64_t addr, void *buf, uint64_t len,
+                  cs_access_info *info)
+{
+    return access_bytes(m, pid, addr, buf, NULL, len, info);
+}
+
+cs_status cs_write(cs_machine *m, int32_t pid, uint64_t addr, const void *buf, uint64_t len,
+                   cs_access_info *info)
+{
+    return access_bytes(m, pid, addr, NULL, buf, len, info);
+}

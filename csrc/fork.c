@@ -1,0 +1,170 @@
+/* fork.c -- fork (cow and eager strategies) and exit.
+ *
+ * Fork first counts the frames it will need (the child's tables, plus the
+ * page copies of an eager fork) and fails before touching anything when they
+ * are not free (K5); after that, no step can fail. */
+#include <string.h>
+#include "internal.h"
+
+typedef struct {
+    uint64_t last[MAX_LEVELS];   /* last table counted per level (spans are visited in order) */
+    uint64_t tables;
+    uint64_t pages;
+    bool eager;
+} fork_need;
+
+static bool vma_copies_entries(const cs_vma *v)
+{
+    /* K1 (vma_needs_copy): only regions with an anon_vma; K3: wipe-on-fork empty. */
+    return !(v->flags & (CS_MAP_SHARED | CS_VMA_DONTFORK | CS_VMA_WIPEONFORK)) &&
+           (v->flags & CS_VMA_ANON_VMA);
+}
+
+static inline uint64_t next_span(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
+{
+    uint64_t span = 1ULL << entry_shift(m, level);
+    uint64_t next = (a & ~(span - 1)) + span;
+    return next > e ? e : next;
+}
+
+static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, uint64_t e,
+                      fork_need *c)
+{
+    uint64_t *t = table_of(m, tf);
+    for (uint64_t a = s; a < e;) {
+        uint64_t next = next_span(m, a, level, e);
+        uint64_t ent = t[entry_index(m, a, level)];
+        if (ent & PTE_PRESENT) {
+            uint64_t child = PTE_FRAME(ent);
+            if (c->last[level - 1] != child) {
+                c->last[level - 1] = child;
+                c->tables++;
+            }
+            if (level > 1) {
+                count_rec(m, child, level - 1, a, next, c);
+            } else if (c->eager) {
+                uint64_t *leaf = table_of(m, child);
+                uint64_t i0 = entry_index(m, a, 0), n = (next - a) >> m->page_shift;
+                for (uint64_t i = i0; i < i0 + n; i++)
+                    if ((leaf[i] & PTE_PRESENT) && PTE_FRAME(leaf[i]) != ZERO_FRAME)
+                        c->pages++;
+            }
+        }
+        a = next;
+    }
+}
+
+typedef struct {
+    cs_proc *child;
+    const cs_vma *vma;
+    bool eager;
+} fork_ctx;
+
+static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, uint64_t i0,
+                      uint64_t n)
+{
+    for (uint64_t i = i0; i < i0 + n; i++) {
+        uint64_t e = src[i];
+        if (!(e & PTE_PRESENT))
+            continue;
+        uint64_t f = PTE_FRAME(e);
+        if (f == ZERO_FRAME) {
+            dst[i] = e;
+        } else if (!x->eager) {
+            /* K2: share the frame, write-protect both sides, keep dirty. */
+            m->ref[f]++;
+            m->mapc[f]++;
+            m->fflags[f] &= (uint8_t)~CS_FRAME_EXCLUSIVE;
+            e &= ~PTE_WRITE;
+            src[i] = e;
+            dst[i] = e;
+        } else {
+            uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+            m->mapc[nf] = 1;
+            if (m->cfg.store_data)
+                memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
+            uint64_t flags = PTE_PRESENT | (e & PTE_DIRTY);
+            if (x->vma->prot & CS_PROT_WRITE)
+                flags |= PTE_WRITE;
+            dst[i] = MK_PTE(nf, flags);
+            x->child->st.pages_copied++;
+            m->st.pages_copied++;
+        }
+    }
+}
+
+static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsigned level,
+                     uint64_t s, uint64_t e)
+{
+    uint64_t *src = table_of(m, sf), *dst = table_of(m, df);
+    for (uint64_t a = s; a < e;) {
+        uint64_t next = next_span(m, a, level, e);
+        uint64_t i = entry_index(m, a, level);
+        if (src[i] & PTE_PRESENT) {
+            if (!(dst[i] & PTE_PRESENT))
+                dst[i] = MK_PTE(table_alloc(m, x->child), PTE_PRESENT);
+            uint64_t sc = PTE_FRAME(src[i]), dc = PTE_FRAME(dst[i]);
+            if (level > 1)
+                copy_rec(m, x, sc, dc, level - 1, a, next);
+            else
+                copy_leaf(m, x, table_of(m, sc), table_of(m, dc), entry_index(m, a, 0),
+                          (next - a) >> m->page_shift);
+        }
+        a = next;
+    }
+}
+
+cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out)
+{
+    if (mode != CS_FORK_COW && mode != CS_FORK_EAGER)
+        return CS_EINVAL;
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (st)
+        goto out;
+    fork_need need = {.eager = mode == CS_FORK_EAGER};
+    for (size_t i = 0; i < p->nvmas; i++)
+        if (vma_copies_entries(&p->vmas[i]))
+            count_rec(m, p->root, m->levels - 1, p->vmas[i].start, p->vmas[i].end, &need);
+    if (frames_free(m) < 1 + need.tables + need.pages) {   /* 1: the child's root */
+        st = CS_ENOMEM;
+        goto out;
+    }
+    cs_proc *c = proc_new(m, pid, p->nvmas);
+    if (!c) {
+        st = CS_EHOST;
+        goto out;
+    }
+    fork_ctx x = {.child = c, .eager = need.eager};
+    for (size_t i = 0; i < p->nvmas; i++) {
+        cs_vma v = p->vmas[i];
+        if (v.flags & CS_VMA_DONTFORK)
+            continue;   /* K3 */
+        if (v.flags & CS_VMA_WIPEONFORK)
+            v.flags &= ~CS_VMA_ANON_VMA;   /* K3: a clean slate */
+        if (v.obj)
+            v.obj->nvmas++;
+        c->vmas[c->nvmas++] = v;
+        if (vma_copies_entries(&p->vmas[i])) {
+            x.vma = &p->vmas[i];
+            copy_rec(m, &x, p->root, c->root, m->levels - 1, v.start, v.end);
+        }
+    }
+    m->st.forks++;
+    *child_out = c->pid;
+out:
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_exit(cs_machine *m, int32_t pid)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st)
+        proc_destroy(m, p);
+    UNLOCK(m);
+    return st;
+}

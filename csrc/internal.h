@@ -1,0 +1,136 @@
+/*
+ * internal.h -- data structures shared by the core's translation units.
+ * Not part of the API (cffi never sees this file).
+ */
+#ifndef COWSIM_INTERNAL_H
+#define COWSIM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include "cowsim.h"
+
+/* Page-table entry: frame number above PTE_FRAME_SHIFT, flag bits below.
+ * A present entry with frame 0 maps the shared zero page. */
+#define PTE_PRESENT  1ULL
+#define PTE_WRITE    2ULL
+#define PTE_DIRTY    4ULL
+#define PTE_FRAME_SHIFT 12
+#define PTE_FRAME(e) ((e) >> PTE_FRAME_SHIFT)
+#define MK_PTE(frame, flags) (((uint64_t)(frame) << PTE_FRAME_SHIFT) | (flags))
+
+#define ZERO_FRAME 0
+#define UNUSED __attribute__((unused))   /* callback parameters some visitors ignore */
+#define MAX_LEVELS 8
+
+/* A shmem object: the pages behind a MAP_SHARED anonymous mapping. */
+typedef struct cs_shobj {
+    uint64_t npages;
+    uint64_t *pages;          /* frame per page offset, 0 = not yet allocated */
+    uint32_t nvmas;           /* regions referring to this object */
+    uint32_t seen;            /* scratch for cs_check */
+    struct cs_shobj *prev, *next;
+} cs_shobj;
+
+typedef struct {
+    uint64_t start, end;      /* byte addresses, page aligned, [start, end) */
+    int32_t prot;             /* CS_PROT_* */
+    int32_t flags;            /* CS_MAP_SHARED | CS_VMA_* */
+    cs_shobj *obj;            /* shared regions only */
+    uint64_t pgoff;           /* page offset of start inside obj */
+} cs_vma;
+
+typedef struct cs_proc {
+    int32_t pid, ppid;
+    uint64_t root;            /* frame of the top-level table */
+    cs_vma *vmas;             /* sorted by start, non-overlapping */
+    size_t nvmas, capvmas;
+    uint64_t ntables;         /* table frames held, root included */
+    cs_proc_stats st;
+} cs_proc;
+
+enum { PID_NEVER = 0, PID_LIVE = 1, PID_EXITED = 2 };
+
+struct cs_machine {
+    cs_config cfg;
+    unsigned page_shift, bits, levels;
+    uint64_t epl;             /* entries per table */
+    uint64_t nframes;
+    uint64_t user_start, user_end;
+    uint64_t fault_around_pages;
+
+    /* Frames.  mapc doubles as the free-list link of free frames. */
+    uint32_t *ref;
+    uint32_t *mapc;
+    uint8_t *fflags;
+    uint64_t free_head;       /* 0 = empty (frame 0 is never free) */
+    uint64_t bump;            /* lowest never-used frame */
+    uint64_t nused, npt;
+    unsigned char *mem;       /* nframes * page_size, reserved lazily */
+    size_t memlen;
+
+    /* Processes, indexed by pid. */
+    cs_proc **procs;
+    uint8_t *pidstate;
+    size_t cappids;
+    int32_t next_pid;
+    uint64_t nlive;
+
+    cs_shobj *objs;
+    uint64_t nobjs;
+
+    cs_machine_stats st;      /* cumulative counters (gauges filled on read) */
+    pthread_mutex_t lock;
+};
+
+/* frames.c */
+uint64_t frame_alloc(cs_machine *m, uint8_t flags);  /* 0 when none free */
+void frame_free(cs_machine *m, uint64_t f);
+void frame_put(cs_machine *m, uint64_t f);           /* drop one reference */
+static inline uint64_t frames_free(const cs_machine *m) { return m->nframes - 1 - m->nused; }
+static inline unsigned char *frame_data(cs_machine *m, uint64_t f)
+{
+    return m->mem + (f << m->page_shift);
+}
+
+/* pagetable.c */
+static inline uint64_t *table_of(cs_machine *m, uint64_t f) { return (uint64_t *)frame_data(m, f); }
+static inline unsigned entry_shift(const cs_machine *m, unsigned level)
+{
+    return m->page_shift + level * m->bits;
+}
+static inline uint64_t entry_index(const cs_machine *m, uint64_t addr, unsigned level)
+{
+    return (addr >> entry_shift(m, level)) & (m->epl - 1);
+}
+uint64_t table_alloc(cs_machine *m, cs_proc *p);
+uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);
+unsigned pte_missing_tables(cs_machine *m, cs_proc *p, uint64_t addr);
+uint64_t *pte_alloc(cs_machine *m, cs_proc *p, uint64_t addr);
+typedef void (*pte_visit_fn)(cs_machine *m, cs_proc *p, uint64_t *pte, uint64_t addr, void *ctx);
+void pte_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx);
+void tables_free_unused(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
+void tables_free_all(cs_machine *m, cs_proc *p);
+
+/* regions.c */
+cs_vma *vma_find(cs_proc *p, uint64_t addr);
+size_t vma_first_ending_after(const cs_proc *p, uint64_t addr);
+bool vma_overlaps(const cs_proc *p, uint64_t start, uint64_t end);
+bool vma_reserve(cs_proc *p, size_t extra);
+void vma_insert(cs_proc *p, size_t idx, const cs_vma *v);
+void vma_remove(cs_machine *m, cs_proc *p, size_t idx);
+void shobj_put(cs_machine *m, cs_shobj *o);
+void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
+
+/* fault.c */
+cs_status access_page(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
+cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
+
+/* machine.c */
+cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);
+cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap);  /* needs 1 free frame; NULL on host OOM */
+void proc_destroy(cs_machine *m, cs_proc *p);
+
+#define LOCK(m) pthread_mutex_lock(&(m)->lock)
+#define UNLOCK(m) pthread_mutex_unlock(&(m)->lock)
+
+#endif

@@ -1,0 +1,213 @@
+/* machine.c -- machine creation and teardown, the process table, spawn. */
+#define _DEFAULT_SOURCE   /* MAP_ANONYMOUS, MAP_NORESERVE under -std=c11 */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "internal.h"
+
+static unsigned log2u(uint64_t v)
+{
+    unsigned s = 0;
+    while ((1ULL << s) < v)
+        s++;
+    return s;
+}
+
+cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
+{
+    *out = NULL;
+    uint32_t ps = cfg->page_size;
+    if (ps != 4096 && ps != 16384 && ps != 65536)
+        return CS_EINVAL;
+    unsigned shift = log2u(ps), bits = shift - 3;
+    if (cfg->memory % ps || cfg->memory / ps < 2 || cfg->memory / ps > UINT32_MAX)
+        return CS_EINVAL;
+    if (cfg->va_bits < shift + bits + 1 || cfg->va_bits > 63)
+        return CS_EINVAL;
+    unsigned levels = (cfg->va_bits - shift + bits - 1) / bits;
+    if (levels < 2 || levels > MAX_LEVELS)
+        return CS_EINVAL;
+
+    cs_machine *m = calloc(1, sizeof *m);
+    if (!m)
+        return CS_EHOST;
+    m->cfg = *cfg;
+    m->page_shift = shift;
+    m->bits = bits;
+    m->levels = levels;
+    m->epl = (uint64_t)1 << bits;
+    m->nframes = cfg->memory / ps;
+    m->user_end = (uint64_t)1 << (cfg->va_bits - 1);
+    m->user_start = 65536 > ps ? 65536 : ps;
+    uint64_t fa = cfg->fault_around_bytes >> shift;
+    m->fault_around_pages = 1;
+    while (m->fault_around_pages * 2 <= fa)   /* rounddown_pow_of_two */
+        m->fault_around_pages *= 2;
+    m->bump = 1;   /* frame 0 is the zero page */
+    /* calloc of large arrays maps zero pages lazily: untouched frames are free. */
+    m->ref = calloc(m->nframes, sizeof *m->ref);
+    m->mapc = calloc(m->nframes, sizeof *m->mapc);
+    m->fflags = calloc(m->nframes, 1);
+    m->memlen = (size_t)m->nframes << shift;
+    /* Frame bytes (data mode) and table pages live here; MAP_NORESERVE so
+     * only pages actually touched cost host memory. */
+    m->mem = mmap(NULL, m->memlen, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m->mem == MAP_FAILED)
+        m->mem = NULL;
+    if (!m->ref || !m->mapc || !m->fflags || !m->mem || pthread_mutex_init(&m->lock, NULL)) {
+        if (m->mem)
+            munmap(m->mem, m->memlen);
+        free(m->ref);
+        free(m->mapc);
+        free(m->fflags);
+        free(m);
+        return CS_EHOST;
+    }
+    m->next_pid = 1;
+    *out = m;
+    return CS_OK;
+}
+
+void cs_machine_free(cs_machine *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->cappids; i++) {
+        cs_proc *p = m->procs[i];
+        if (p) {
+            free(p->vmas);
+            free(p);
+        }
+    }
+    for (cs_shobj *o = m->objs, *n; o; o = n) {
+        n = o->next;
+        free(o->pages);
+        free(o);
+    }
+    free(m->procs);
+    free(m->pidstate);
+    free(m->ref);
+    free(m->mapc);
+    free(m->fflags);
+    munmap(m->mem, m->memlen);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+cs_status cs_geometry_get(cs_machine *m, cs_geometry *out)
+{
+    out->levels = m->levels;
+    out->entries_per_table = (uint32_t)m->epl;
+    out->nframes = m->nframes;
+    out->user_start = m->user_start;
+    out->user_end = m->user_end;
+    return CS_OK;
+}
+
+cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out)
+{
+    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
+        return CS_ENOPROC;
+    if (m->pidstate[pid] == PID_EXITED)
+        return CS_EEXITED;
+    *out = m->procs[pid];
+    return CS_OK;
+}
+
+cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
+{
+    if (m->next_pid == INT32_MAX)
+        return NULL;
+    if ((size_t)m->next_pid >= m->cappids) {
+        size_t cap = m->cappids ? m->cappids * 2 : 64;
+        cs_proc **procs = realloc(m->procs, cap * sizeof *procs);
+        if (!procs)
+            return NULL;
+        m->procs = procs;
+        uint8_t *state = realloc(m->pidstate, cap);
+        if (!state)
+            return NULL;
+        m->pidstate = state;
+        memset(procs + m->cappids, 0, (cap - m->cappids) * sizeof *procs);
+        memset(state + m->cappids, 0, cap - m->cappids);
+        m->cappids = cap;
+    }
+    cs_proc *p = calloc(1, sizeof *p);
+    if (!p || !vma_reserve(p, vma_cap ? vma_cap : 8)) {
+        free(p);
+        return NULL;
+    }
+    p->root = table_alloc(m, p);
+    if (!p->root) {
+        free(p->vmas);
+        free(p);
+        return NULL;
+    }
+    p->pid = m->next_pid++;
+    p->ppid = ppid;
+    m->procs[p->pid] = p;
+    m->pidstate[p->pid] = PID_LIVE;
+    m->nlive++;
+    return p;
+}
+
+/* Exit: zap everything, free every table; the record stays for its stats. */
+void proc_destroy(cs_machine *m, cs_proc *p)
+{
+    for (size_t i = 0; i < p->nvmas; i++)
+        zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
+    for (size_t i = 0; i < p->nvmas; i++)
+        if (p->vmas[i].obj)
+            shobj_put(m, p->vmas[i].obj);
+    tables_free_all(m, p);
+    free(p->vmas);
+    p->vmas = NULL;
+    p->nvmas = p->capvmas = 0;
+    m->pidstate[p->pid] = PID_EXITED;
+    m->nlive--;
+}
+
+cs_status cs_spawn(cs_machine *m, int32_t *pid_out)
+{
+    LOCK(m);
+    cs_status st = CS_OK;
+    if (frames_free(m) < 1) {
+        st = CS_ENOMEM;
+    } else {
+        cs_proc *p = proc_new(m, 0, 0);
+        if (p)
+            *pid_out = p->pid;
+        else
+            st = CS_EHOST;
+    }
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out)
+{
+    LOCK(m);
+    cs_status st = CS_OK;
+    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
+        st = CS_ENOPROC;
+    else
+        *ppid_out = m->procs[pid]->ppid;
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count)
+{
+    LOCK(m);
+    size_t n = 0;
+    for (size_t i = 1; i < m->cappids; i++)
+        if (m->pidstate[i] == PID_LIVE) {
+            if (n < cap)
+                out[n] = (int32_t)i;
+            n++;
+        }
+    *count = n;
+    UNLOCK(m);
+    return CS_OK;
+}

@@ -1,0 +1,201 @@
+/* stats.c -- statistics and inspection: counters, smaps, regions, tables. */
+#include <string.h>
+#include "internal.h"
+
+cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out)
+{
+    LOCK(m);
+    *out = m->st;
+    out->frames_total = m->nframes - 1;
+    out->frames_used = m->nused;
+    out->frames_free = frames_free(m);
+    out->page_table_frames = m->npt;
+    out->data_frames = m->nused - m->npt;
+    out->shared_objects = m->nobjs;
+    out->processes = m->nlive;
+    UNLOCK(m);
+    return CS_OK;
+}
+
+cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (st == CS_EEXITED) {   /* an exited process keeps its final counters */
+        p = m->procs[pid];
+        st = CS_OK;
+    }
+    if (!st) {
+        *out = p->st;
+        out->page_table_frames = p->ntables;
+    }
+    UNLOCK(m);
+    return st;
+}
+
+/* smaps_account / smaps_page_accumulate, for one page each. */
+typedef struct {
+    uint64_t rss, pss, pss_dirty, pss_anon, pss_shmem;
+    uint64_t shared_clean, shared_dirty, private_clean, private_dirty, anonymous;
+} mem_size_stats;
+
+static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+                      void *ctx UNUSED)
+{
+    mem_size_stats *s = ctx;
+    uint64_t f = PTE_FRAME(*pte);
+    if (f == ZERO_FRAME)
+        return;
+    uint64_t size = (uint64_t)1 << m->page_shift;
+    uint32_t mc = m->mapc[f];
+    uint64_t pss = size << 12;   /* PSS_SHIFT fixed point */
+    if (mc >= 2)
+        pss /= mc;
+    bool dirty = (*pte & PTE_DIRTY) || (m->fflags[f] & CS_FRAME_DIRTY);
+    s->rss += size;
+    s->pss += pss;
+    if (m->fflags[f] & CS_FRAME_ANON) {
+        s->anonymous += size;
+        s->pss_anon += pss;
+    } else {
+        s->pss_shmem += pss;
+    }
+    if (dirty) {
+        s->pss_dirty += pss;
+        if (mc >= 2)
+            s->shared_dirty += size;
+        else
+            s->private_dirty += size;
+    } else if (mc >= 2) {
+        s->shared_clean += size;
+    } else {
+        s->private_clean += size;
+    }
+}
+
+cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr, cs_smaps *out)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (st)
+        goto out;
+    mem_size_stats s;
+    memset(&s, 0, sizeof s);
+    if (whole) {
+        for (size_t i = 0; i < p->nvmas; i++)
+            pte_walk(m, p, p->vmas[i].start, p->vmas[i].end, smaps_pte, &s);
+    } else {
+        cs_vma *v = vma_find(p, addr);
+        if (!v) {
+            st = CS_ENOTMAPPED;
+            goto out;
+        }
+        pte_walk(m, p, v->start, v->end, smaps_pte, &s);
+    }
+    /* Printed in kB; pss values carry 12 fraction bits until printed. */
+    out->Rss = s.rss >> 10;
+    out->Pss = s.pss >> 22;
+    out->Pss_Dirty = s.pss_dirty >> 22;
+    out->Pss_Anon = s.pss_anon >> 22;
+    out->Pss_Shmem = s.pss_shmem >> 22;
+    out->Shared_Clean = s.shared_clean >> 10;
+    out->Shared_Dirty = s.shared_dirty >> 10;
+    out->Private_Clean = s.private_clean >> 10;
+    out->Private_Dirty = s.private_dirty >> 10;
+    out->Anonymous = s.anonymous >> 10;
+out:
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap, size_t *count)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st) {
+        for (size_t i = 0; i < p->nvmas && i < cap; i++) {
+            out[i].start = p->vmas[i].start;
+            out[i].end = p->vmas[i].end;
+            out[i].prot = p->vmas[i].prot;
+            out[i].flags = p->vmas[i].flags;
+        }
+        *count = p->nvmas;
+    }
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr, cs_translation *out)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st) {
+        memset(out, 0, sizeof *out);
+        uint64_t *pte = addr < m->user_end ? pte_lookup(m, p, addr) : NULL;
+        if (pte && (*pte & PTE_PRESENT)) {
+            out->present = 1;
+            out->frame = PTE_FRAME(*pte);
+            out->flags = ((*pte & PTE_WRITE) ? CS_PTE_WRITE : 0) | ((*pte & PTE_DIRTY) ? CS_PTE_DIRTY : 0);
+        }
+    }
+    UNLOCK(m);
+    return st;
+}
+
+typedef struct {
+    uint64_t *vpages, *frames;
+    uint8_t *flags;
+    size_t cap, n;
+} pt_listing;
+
+static void list_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+                     void *ctx UNUSED)
+{
+    pt_listing *l = ctx;
+    if (l->n < l->cap) {
+        l->vpages[l->n] = addr >> m->page_shift;
+        l->frames[l->n] = PTE_FRAME(*pte);
+        l->flags[l->n] = ((*pte & PTE_WRITE) ? CS_PTE_WRITE : 0) | ((*pte & PTE_DIRTY) ? CS_PTE_DIRTY : 0);
+    }
+    l->n++;
+}
+
+cs_status cs_page_table(cs_machine *m, int32_t pid, uint64_t *vpages, uint64_t *frames,
+                        uint8_t *flags, size_t cap, size_t *count)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st) {
+        pt_listing l = {vpages, frames, flags, cap, 0};
+        pte_walk(m, p, 0, m->user_end, list_pte, &l);
+        *count = l.n;
+    }
+    UNLOCK(m);
+    return st;
+}
+
+cs_status cs_frames(cs_machine *m, uint64_t *frames, uint32_t *refcounts, uint32_t *mapcounts,
+                    uint8_t *flags, size_t cap, size_t *count)
+{
+    LOCK(m);
+    size_t n = 0;
+    for (uint64_t f = 1; f < m->bump; f++) {
+        if (!m->ref[f])
+            continue;
+        if (n < cap) {
+            frames[n] = f;
+            refcounts[n] = m->ref[f];
+            mapcounts[n] = m->mapc[f];
+            flags[n] = m->fflags[f];
+        }
+        n++;
+    }
+    *count = n;
+    UNLOCK(m);
+    return CS_OK;
+}
