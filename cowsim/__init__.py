@@ -9,7 +9,7 @@
 >>> c.touch(a, write=True)
 <Outcome.COW_COPY: 3>
 """
-from ._types import FrameFlags, MachineStats, Outcome, ProcessStats, Region, Translation
+from ._types import BatchResult, FrameFlags, MachineStats, Outcome, ProcessStats, Region, Translation
 from .errors import (
     CowsimError,
     InvalidArgument,
@@ -28,6 +28,7 @@ __all__ = [
     "Machine",
     "Process",
     "Outcome",
+    "BatchResult",
     "FrameFlags",
     "MachineStats",
     "ProcessStats",

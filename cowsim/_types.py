@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -76,9 +76,55 @@ class ProcessStats:
     segfaults: int
     pages_copied: int
     page_table_frames: int
+    accesses: int
+    tlb_hits: int
+    tlb_misses: int
+    tlb_flushes: int
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch of accesses did: counts per outcome, and how far it got.
+
+    ``done`` accesses took effect (all of them unless the batch stopped);
+    ``outcomes`` holds each access's :class:`Outcome` code when asked for.
+    """
+
+    hits: int
+    zero_page: int
+    zero_fill: int
+    cow_copy: int
+    cow_reuse: int
+    shared: int
+    segfaults: int
+    done: int
+    outcomes: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def faults(self) -> int:
+        """Minor faults taken (every kind but hits and segfaults)."""
+        return self.zero_page + self.zero_fill + self.cow_copy + self.cow_reuse + self.shared
+
+    def counts(self) -> Dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "outcomes"}
+
+    @classmethod
+    def _from_c(cls, res: Any, outcomes: Optional[np.ndarray]) -> "BatchResult":
+        c = res.counts
+        return cls(
+            hits=int(c[lib.CS_HIT]),
+            zero_page=int(c[lib.CS_FAULT_ZERO_PAGE]),
+            zero_fill=int(c[lib.CS_FAULT_ZERO_FILL]),
+            cow_copy=int(c[lib.CS_FAULT_COW_COPY]),
+            cow_reuse=int(c[lib.CS_FAULT_COW_REUSE]),
+            shared=int(c[lib.CS_FAULT_SHARED]),
+            segfaults=int(c[lib.CS_SEGFAULT]),
+            done=int(res.done),
+            outcomes=outcomes,
+        )
 
 
 PROT_NAMES = {lib.CS_PROT_NONE: "none", lib.CS_PROT_READ: "r", lib.CS_PROT_READ | lib.CS_PROT_WRITE: "rw"}

@@ -6,8 +6,9 @@ from typing import Any, List, Optional
 
 import numpy as np
 
+from . import _batch
 from ._ffi import check, ffi, lib
-from ._types import FRAMES_DTYPE, MachineStats, _from_struct
+from ._types import FRAMES_DTYPE, BatchResult, MachineStats, _from_struct
 from .errors import CowsimError, InvalidArgument, InvariantViolation
 from .units import Size, format_size, parse_size
 
@@ -26,6 +27,8 @@ class Machine:
             with 4 KiB pages); user space is the lower half.
         fault_around: shmem read fault-around window in bytes (Linux: 64 KiB);
             0 disables it.
+        tlb_entries: entries of each process's software TLB (a power of two;
+            0 turns it off).  It changes speed and the TLB counters, never results.
 
     Raises:
         InvalidArgument: a size or option out of range.
@@ -43,6 +46,7 @@ class Machine:
         store_data: bool = True,
         va_bits: int = 48,
         fault_around: Size = "64KiB",
+        tlb_entries: int = 64,
     ) -> None:
         memory_b = parse_size(memory, "Machine: memory")
         if isinstance(page_size, bool) or not isinstance(page_size, int):
@@ -62,12 +66,17 @@ class Machine:
         fault_b = parse_size(fault_around, "Machine: fault_around")
         if fault_b and (fault_b & (fault_b - 1) or fault_b >= 2**32):
             raise InvalidArgument(f"Machine: fault_around must be 0 or a power of two, got {fault_b}")
+        if isinstance(tlb_entries, bool) or not isinstance(tlb_entries, int):
+            raise TypeError(f"Machine: tlb_entries must be an int, not {type(tlb_entries).__name__}")
+        if tlb_entries < 0 or tlb_entries & (tlb_entries - 1) or tlb_entries > 1 << 20:
+            raise InvalidArgument(f"Machine: tlb_entries must be 0 or a power of two <= 2**20, got {tlb_entries}")
         cfg = ffi.new("cs_config *")
         cfg.memory = memory_b
         cfg.page_size = page_size
         cfg.va_bits = va_bits
         cfg.store_data = 1 if store_data else 0
         cfg.fault_around_bytes = fault_b
+        cfg.tlb_entries = tlb_entries
         out = ffi.new("cs_machine **")
         check(lib.cs_machine_new(cfg, out), f"Machine(memory={memory!r}, page_size={page_size})")
         # Pair the constructor with its free at once.
@@ -79,6 +88,7 @@ class Machine:
         self.store_data = bool(store_data)
         self.va_bits = va_bits
         self.fault_around = fault_b
+        self.tlb_entries = tlb_entries
         self.levels = int(geo.levels)
         self.entries_per_table = int(geo.entries_per_table)
         self.nframes = int(geo.nframes)
@@ -147,6 +157,49 @@ class Machine:
         buf = ffi.new("int32_t[]", max(int(count[0]), 1))
         lib.cs_pids(self.ptr, buf, int(count[0]), count)
         return [self.process(int(buf[i])) for i in range(int(count[0]))]
+
+    def replay(
+        self,
+        pids: np.ndarray,
+        addrs: np.ndarray,
+        write: Any = False,
+        outcomes: bool = False,
+        on_segfault: str = "continue",
+    ) -> BatchResult:
+        """Replays a multi-process trace in order: access i is done by ``pids[i]``.
+
+        Args:
+            pids: ``int32`` array of pids (live processes).
+            addrs: ``uint64`` array of the same length.
+            write, outcomes, on_segfault: as in :meth:`Process.access`.
+
+        Raises:
+            SegmentationFault, OutOfMemory: as in :meth:`Process.access`.
+            ProcessExited, InvalidArgument: a pid in the trace is not live (the accesses
+                before it have taken effect).
+        """
+        op = f"replay(<{len(addrs) if hasattr(addrs, '__len__') else '?'} accesses>)"
+        addr_arr = _batch.as_array(op, "addrs", addrs, "uint64")
+        n = len(addr_arr)
+        pid_arr = _batch.as_array(op, "pids", pids, "int32", n)
+        wptr, wall, _keep = _batch.write_spec(op, write, n)
+        stop = _batch.on_segfault_flag(op, on_segfault)
+        out = np.empty(n, np.uint8) if outcomes else None
+        res = ffi.new("cs_batch_result *")
+        rc = lib.cs_replay(
+            self.ptr,
+            ffi.from_buffer("int32_t[]", pid_arr),
+            ffi.from_buffer("uint64_t[]", addr_arr),
+            wptr,
+            wall,
+            n,
+            ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL,
+            stop,
+            res,
+        )
+        if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
+            check(rc, f"{op}: at index {int(res.stop_index)} (pid {int(pid_arr[int(res.stop_index)])})")
+        return _batch.finish(op, rc, res, out, write)
 
     # -- inspection -----------------------------------------------------------------
     @property

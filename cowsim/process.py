@@ -5,23 +5,28 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from . import _batch
 from ._ffi import check, ffi, lib
 from ._types import (
     PAGE_TABLE_DTYPE,
     PROT_VALUES,
     SMAPS_FIELDS,
+    BatchResult,
     Outcome,
     ProcessStats,
     Region,
     Translation,
     _from_struct,
 )
-from .errors import InvalidArgument
+from .errors import InvalidArgument, SegmentationFault
 
 if TYPE_CHECKING:
     from .machine import Machine
 
 _U64 = 2**64
+_OUTCOMES = tuple(Outcome(i) for i in range(len(Outcome)))
+_SEGV_UNMAPPED = int(lib.CS_SEGFAULT)
+_touch_fast = lib.cs_touch_fast
 _FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER}
 _ADVICE = {
     "dontfork": lib.CS_ADV_DONTFORK,
@@ -133,15 +138,80 @@ class Process:
     def touch(self, addr: int, write: bool = False) -> Outcome:
         """Accesses one address without data and returns what happened.
 
+        This is the single-access hot path: one C call, no allocation.
+
         Raises:
             SegmentationFault: no region, or no permission (only counted).
             OutOfMemory: the fault needed a frame and none is free.
         """
-        op = f"pid {self.pid}: touch({addr!r}, write={write!r})"
-        addr = _int_arg(op, "addr", addr)
-        info = ffi.new("cs_access_info *")
-        check(lib.cs_touch(self._m, self.pid, addr, 1 if write else 0, info), op, info, bool(write))
-        return Outcome(info.outcome)
+        if type(addr) is not int or not 0 <= addr < _U64:
+            addr = _int_arg(f"pid {self.pid}: touch({addr!r}, write={write!r})", "addr", addr)
+        ptr = self.machine._ptr
+        if ptr is None:
+            self.machine.ptr  # raises CowsimError("machine is closed")
+        r = _touch_fast(ptr, self.pid, addr, 1 if write else 0)
+        if 0 <= r < _SEGV_UNMAPPED:
+            return _OUTCOMES[r]
+        op = f"pid {self.pid}: touch({addr:#x}, write={bool(write)!r})"
+        if r >= _SEGV_UNMAPPED:
+            access = "write" if write else "read"
+            reason = "unmapped" if r == _SEGV_UNMAPPED else "protection"
+            raise SegmentationFault(f"{op}: segmentation fault: {access} at {addr:#x} ({reason})", addr, access, reason)
+        check(-r, op)
+        raise AssertionError("unreachable")
+
+    def access(
+        self,
+        addrs: np.ndarray,
+        write: "_batch.WriteSpec" = False,
+        outcomes: bool = False,
+        on_segfault: str = "continue",
+    ) -> BatchResult:
+        """Runs a batch of accesses in one C call (faults included).
+
+        Args:
+            addrs: 1-D contiguous ``uint64`` array of addresses.
+            write: a bool for every access, or a ``bool`` array of the same length.
+            outcomes: also return each access's :class:`Outcome` code (``uint8`` array).
+            on_segfault: "continue" (count it and go on) or "raise" (stop at the first;
+                the accesses before it have taken effect).
+
+        Returns:
+            A :class:`BatchResult` with counts per outcome.
+
+        Raises:
+            SegmentationFault: with ``on_segfault="raise"``; ``.index`` and ``.result`` tell
+                where it stopped.
+            OutOfMemory: a fault found no free frame (``.index``, ``.result`` as above).
+
+        >>> import numpy as np, cowsim
+        >>> p = cowsim.Machine(memory="1MiB").spawn()
+        >>> a = p.mmap(4 * 4096)
+        >>> r = p.access(a + np.arange(0, 4 * 4096, 512, dtype=np.uint64), write=True)
+        >>> (r.zero_fill, r.hits)
+        (4, 28)
+        """
+        op = f"pid {self.pid}: access(<{len(addrs) if hasattr(addrs, '__len__') else '?'} addrs>)"
+        arr = _batch.as_array(op, "addrs", addrs, "uint64")
+        n = len(arr)
+        wptr, wall, _keep = _batch.write_spec(op, write, n)
+        stop = _batch.on_segfault_flag(op, on_segfault)
+        out = np.empty(n, np.uint8) if outcomes else None
+        res = ffi.new("cs_batch_result *")
+        rc = lib.cs_access_batch(
+            self._m,
+            self.pid,
+            ffi.from_buffer("uint64_t[]", arr),
+            wptr,
+            wall,
+            n,
+            ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL,
+            stop,
+            res,
+        )
+        if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
+            check(rc, op)
+        return _batch.finish(op, rc, res, out, write)
 
     def read(self, addr: int, n: int) -> bytes:
         """Reads ``n`` bytes (data mode only); faults as reads do."""

@@ -40,27 +40,27 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
         return fail(c, "pid %d: entry for 0x%llx outside every region", p->pid, (unsigned long long)addr);
     if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
         return fail(c, "pid %d: writable entry at 0x%llx in a read-only region", p->pid, (unsigned long long)addr);
-    if (f >= m->bump || (f && !m->ref[f]))
+    if (f >= m->bump || (f && !m->fm[f].ref))
         return fail(c, "pid %d: entry at 0x%llx maps unused frame %llu", p->pid, (unsigned long long)addr, (unsigned long long)f);
     if (v->obj) {
         uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
         if (f != v->obj->pages[idx])
             return fail(c, "pid %d: shared entry at 0x%llx maps frame %llu, object has %llu", p->pid,
                         (unsigned long long)addr, (unsigned long long)f, (unsigned long long)v->obj->pages[idx]);
-        if (!(m->fflags[f] & CS_FRAME_SHMEM) || (m->fflags[f] & CS_FRAME_ANON))
+        if (!(m->fm[f].flags & CS_FRAME_SHMEM) || (m->fm[f].flags & CS_FRAME_ANON))
             return fail(c, "frame %llu in a shared region is not a shmem page", (unsigned long long)f);
     } else if (f == ZERO_FRAME) {
         if (e & PTE_WRITE)
             return fail(c, "pid %d: writable zero-page entry at 0x%llx", p->pid, (unsigned long long)addr);
         return true;
     } else {
-        if (!(m->fflags[f] & CS_FRAME_ANON))
+        if (!(m->fm[f].flags & CS_FRAME_ANON))
             return fail(c, "frame %llu in a private region is not anonymous", (unsigned long long)f);
         if (!(v->flags & CS_VMA_ANON_VMA))
             return fail(c, "pid %d: region at 0x%llx maps anonymous pages but has no anon_vma", p->pid,
                         (unsigned long long)v->start);
         if (e & PTE_WRITE) {
-            if (!(m->fflags[f] & CS_FRAME_EXCLUSIVE))
+            if (!(m->fm[f].flags & CS_FRAME_EXCLUSIVE))
                 return fail(c, "pid %d: writable entry at 0x%llx to non-exclusive frame %llu", p->pid,
                             (unsigned long long)addr, (unsigned long long)f);
             c->wpriv[f] = 1;
@@ -71,15 +71,18 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
     return true;
 }
 
-static bool check_table(checker *c, cs_proc *p, uint64_t tf, unsigned level, uint64_t base)
+static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, uint64_t base)
 {
     cs_machine *m = c->m;
-    if (tf == 0 || tf >= m->bump || !(m->fflags[tf] & CS_FRAME_PAGETABLE))
+    if (slot == 0 || slot >= m->tbump)
+        return fail(c, "pid %d: bad table slot %llu", p->pid, (unsigned long long)slot);
+    uint64_t tf = m->tframe[slot];
+    if (tf == 0 || tf >= m->bump || !(m->fm[tf].flags & CS_FRAME_PAGETABLE))
         return fail(c, "pid %d: table frame %llu is not a page-table frame", p->pid, (unsigned long long)tf);
     if (c->ref[tf]++)
         return fail(c, "table frame %llu is used twice", (unsigned long long)tf);
     c->tables++;
-    uint64_t *t = table_of(m, tf);
+    uint64_t *t = table_of(m, slot);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t i = 0; i < m->epl; i++) {
         uint64_t e = t[i], a = base + i * span;
@@ -150,6 +153,9 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
                              s->faults_cow_reuse + s->faults_shared)
             fail(&c, "pid %zu: minflt is not the sum of the fault kinds", pid);
+        if (s->accesses < s->minflt + s->segfaults ||
+            (m->cfg.tlb_entries && s->tlb_hits + s->tlb_misses + s->segfaults < s->accesses))
+            fail(&c, "pid %zu: access counters disagree with faults and TLB counts", pid);
         minflt += s->minflt;
         segv += s->segfaults;
         copied += s->pages_copied;
@@ -181,7 +187,7 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
             uint64_t f = o->pages[i];
             if (!f)
                 continue;
-            if (f >= m->bump || !(m->fflags[f] & CS_FRAME_SHMEM))
+            if (f >= m->bump || !(m->fm[f].flags & CS_FRAME_SHMEM))
                 fail(&c, "shmem object holds bad frame %llu", (unsigned long long)f);
             else
                 c.ref[f]++;
@@ -191,15 +197,15 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         fail(&c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
     uint64_t used = 0;
     for (uint64_t f = 1; f < m->bump && !c.failed; f++) {
-        if (m->ref[f])
+        if (m->fm[f].ref)
             used++;
-        if (m->ref[f] != c.ref[f] || m->mapc[f] != c.map[f]) {
-            if (m->ref[f] || c.ref[f])
+        if (m->fm[f].ref != c.ref[f] || m->fm[f].mapc != c.map[f]) {
+            if (m->fm[f].ref || c.ref[f])
                 fail(&c, "frame %llu: refcount %u mapcount %u, expected %u and %u", (unsigned long long)f,
-                     m->ref[f], m->ref[f] ? m->mapc[f] : 0, c.ref[f], c.map[f]);
+                     m->fm[f].ref, m->fm[f].ref ? m->fm[f].mapc : 0, c.ref[f], c.map[f]);
             continue;
         }
-        if ((m->fflags[f] & CS_FRAME_EXCLUSIVE) && c.map[f] > 1)
+        if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) && c.map[f] > 1)
             fail(&c, "frame %llu is exclusive but mapped %u times", (unsigned long long)f, c.map[f]);
         if (c.wpriv[f] && c.ref[f] != 1)
             fail(&c, "frame %llu is mapped writable while shared (refcount %u)", (unsigned long long)f, c.ref[f]);
@@ -207,8 +213,8 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     /* Free list: only unused frames, each once; with the untouched ones it
      * accounts for every frame not in use. */
     uint64_t nfree = 0;
-    for (uint64_t f = m->free_head; f && !c.failed; f = m->mapc[f]) {
-        if (f >= m->bump || m->ref[f] || m->fflags[f] || c.map[f] == UINT32_MAX)
+    for (uint64_t f = m->free_head; f && !c.failed; f = m->fm[f].next_free) {
+        if (f >= m->bump || m->fm[f].ref || c.map[f] == UINT32_MAX)
             fail(&c, "free list holds bad frame %llu", (unsigned long long)f);
         c.map[f] = UINT32_MAX;   /* visited */
         if (++nfree > m->nframes)
@@ -218,6 +224,13 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         fail(&c, "frames used %llu (counted %llu), free %llu (listed %llu + untouched %llu)",
              (unsigned long long)m->nused, (unsigned long long)used, (unsigned long long)frames_free(m),
              (unsigned long long)nfree, (unsigned long long)(m->nframes - m->bump));
+    uint64_t tfree = 0;
+    for (uint64_t s = m->tfree_head; s && !c.failed; s = m->tframe[s])
+        if (s >= m->tbump || ++tfree > m->tbump)
+            fail(&c, "table pool free list is broken at slot %llu", (unsigned long long)s);
+    if (!c.failed && m->tbump - 1 - tfree != m->npt)
+        fail(&c, "table pool holds %llu slots in use, %llu tables counted", (unsigned long long)(m->tbump - 1 - tfree),
+             (unsigned long long)m->npt);
     if (!c.failed && (m->st.frames_allocated - m->st.frames_freed != m->nused || m->st.frames_peak < m->nused))
         fail(&c, "cumulative frame counters disagree with frames in use");
     if (c.failed)

@@ -87,6 +87,7 @@ typedef struct {
     uint32_t va_bits;            /* virtual address bits of the table tree (48) */
     int32_t store_data;          /* nonzero: keep each frame's bytes */
     uint32_t fault_around_bytes; /* shmem read fault-around window (65536) */
+    uint32_t tlb_entries;        /* per-process software TLB, power of two; 0 = off */
 } cs_config;
 
 typedef struct {
@@ -124,6 +125,10 @@ typedef struct {
     uint64_t segfaults;
     uint64_t pages_copied;       /* by this process's faults, and at its eager fork */
     uint64_t page_table_frames;  /* table pages this process holds, root included */
+    uint64_t accesses;           /* every access, hits and faults and segfaults */
+    uint64_t tlb_hits;           /* accesses served by the TLB alone */
+    uint64_t tlb_misses;         /* accesses that walked the tables (TLB on) */
+    uint64_t tlb_flushes;        /* flush events: fork, CoW copy, munmap, mprotect, ... */
 } cs_proc_stats;
 
 /* smaps fields in kB, computed as fs/proc/task_mmu.c does. */
@@ -152,6 +157,14 @@ typedef struct {
     int32_t segv_reason;         /* CS_SEGV_* when outcome is CS_SEGFAULT */
     uint64_t addr;               /* faulting address when outcome is CS_SEGFAULT */
 } cs_access_info;
+
+/* Result of a batch: per-outcome counts of the accesses done, and how far it got. */
+typedef struct {
+    uint64_t counts[7];          /* indexed by cs_outcome */
+    uint64_t done;               /* accesses that took effect */
+    uint64_t stop_index;         /* index of the access that stopped the batch, if any */
+    cs_access_info info;         /* details of the stopping access */
+} cs_batch_result;
 
 typedef struct {
     int32_t present;
@@ -185,10 +198,27 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
 /* Accesses */
 cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write,
                    cs_access_info *info);
+/* The same for callers that want one integer back (no out-parameter):
+ * returns the cs_outcome (0..5), CS_SEGFAULT (6) for an unmapped address,
+ * CS_SEGFAULT + 1 (7) for a protection fault, or -status on other errors. */
+int32_t cs_touch_fast(cs_machine *m, int32_t pid, uint64_t addr, int32_t write);
 cs_status cs_read(cs_machine *m, int32_t pid, uint64_t addr, void *buf,
                   uint64_t len, cs_access_info *info);
 cs_status cs_write(cs_machine *m, int32_t pid, uint64_t addr, const void *buf,
                    uint64_t len, cs_access_info *info);
+
+/* Batched accesses: one call for n accesses.  writes may be NULL (then
+ * write_all applies to every access).  outcomes may be NULL.  A segfault stops
+ * the batch only when stop_on_segv is nonzero (status CS_ESEGV); running out
+ * of frames always stops it (CS_ENOMEM).  The accesses before the stop have
+ * taken effect. */
+cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, const uint8_t *writes,
+                          int32_t write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv,
+                          cs_batch_result *res);
+/* The same across processes, in order: access i is done by pids[i]. */
+cs_status cs_replay(cs_machine *m, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
+                    int32_t write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv,
+                    cs_batch_result *res);
 
 /* Inspection */
 cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out);

@@ -1,6 +1,6 @@
 /* fault.c -- the page-fault handler (DESIGN.md F1-F6) and byte accesses.
  *
- * Every access goes through access_page(): a present entry with the needed
+ * Every access goes through access_one(): a present entry with the needed
  * permission is a hit; anything else is one minor fault of exactly one kind,
  * or a segmentation fault decided from the regions alone. */
 #include <string.h>
@@ -46,10 +46,10 @@ static void map_shmem_page(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64
         flags |= PTE_WRITE;   /* shmem needs no write-notify: mapped writable */
     if (write) {
         flags |= PTE_DIRTY;
-        m->fflags[f] |= CS_FRAME_DIRTY;   /* fault_dirty_shared_page */
+        m->fm[f].flags |= CS_FRAME_DIRTY;   /* fault_dirty_shared_page */
     }
-    m->ref[f]++;
-    m->mapc[f]++;
+    m->fm[f].ref++;
+    m->fm[f].mapc++;
     *pte = MK_PTE(f, flags);
 }
 
@@ -80,15 +80,16 @@ static void fault_around(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t
 }
 
 static cs_status fault_shared(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
-                              uint64_t *pte, cs_outcome *kind)
+                              uint64_t **ptep, cs_outcome *kind)
 {
+    uint64_t *pte = *ptep;
     uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
     uint64_t f = v->obj->pages[idx];
     unsigned need = (pte ? 0 : pte_missing_tables(m, p, addr)) + (f ? 0 : 1);
     if (frames_free(m) < need)
         return CS_ENOMEM;
     if (!pte)
-        pte = pte_alloc(m, p, addr);
+        *ptep = pte = pte_alloc(m, p, addr);
     if (!f) {
         f = frame_alloc(m, CS_FRAME_SHMEM);   /* the object's reference */
         v->obj->pages[idx] = f;
@@ -104,25 +105,26 @@ static uint64_t anon_frame_new(cs_machine *m)
 {
     uint64_t f = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
     if (f)
-        m->mapc[f] = 1;
+        m->fm[f].mapc = 1;
     return f;
 }
 
-/* Handles one access to a page of region v that passed check_access. */
+/* Handles one access to a page of region v that passed check_access; *ptep
+ * is set to the level-0 entry (for the TLB fill). */
 static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
-                            cs_outcome *kind)
+                            cs_outcome *kind, uint64_t **ptep)
 {
-    uint64_t *pte = pte_lookup(m, p, addr);
+    uint64_t *pte = *ptep ? *ptep : (*ptep = pte_lookup(m, p, addr));
     uint64_t e = pte ? *pte : 0;
     *kind = CS_HIT;
     if (!(e & PTE_PRESENT)) {
         if (v->flags & CS_MAP_SHARED)
-            return fault_shared(m, p, v, addr, write, pte, kind);
+            return fault_shared(m, p, v, addr, write, ptep, kind);
         unsigned need = (pte ? 0 : pte_missing_tables(m, p, addr)) + (write ? 1 : 0);
         if (frames_free(m) < need)
             return CS_ENOMEM;
         if (!pte)
-            pte = pte_alloc(m, p, addr);
+            *ptep = pte = pte_alloc(m, p, addr);
         if (!write) {   /* F2: do_anonymous_page maps the zero page */
             *pte = MK_PTE(ZERO_FRAME, PTE_PRESENT);
             *kind = CS_FAULT_ZERO_PAGE;
@@ -143,7 +145,7 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
     uint64_t f = PTE_FRAME(e);
     if (v->flags & CS_MAP_SHARED) {   /* wp_page_shared */
         *pte = e | PTE_WRITE | PTE_DIRTY;
-        m->fflags[f] |= CS_FRAME_DIRTY;
+        m->fm[f].flags |= CS_FRAME_DIRTY;
         *kind = CS_FAULT_SHARED;
         return CS_OK;
     }
@@ -153,11 +155,12 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
             return CS_ENOMEM;
         v->flags |= CS_VMA_ANON_VMA;
         *pte = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+        tlb_flush_page(m, p, addr);   /* ptep_clear_flush */
         *kind = CS_FAULT_ZERO_FILL;
         return CS_OK;
     }
-    if ((m->fflags[f] & CS_FRAME_EXCLUSIVE) || m->ref[f] == 1) {   /* F5 reuse */
-        m->fflags[f] |= CS_FRAME_EXCLUSIVE;
+    if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) || m->fm[f].ref == 1) {   /* F5 reuse */
+        m->fm[f].flags |= CS_FRAME_EXCLUSIVE;
         *pte = e | PTE_WRITE | PTE_DIRTY;
         *kind = CS_FAULT_COW_REUSE;
         return CS_OK;
@@ -169,7 +172,8 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
     if (m->cfg.store_data)
         memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
     *pte = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
-    m->mapc[f]--;
+    tlb_flush_page(m, p, addr);   /* ptep_clear_flush */
+    m->fm[f].mapc--;
     frame_put(m, f);
     p->st.pages_copied++;
     m->st.pages_copied++;
@@ -177,21 +181,33 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
     return CS_OK;
 }
 
-cs_status access_page(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info)
+/* The TLB-miss path: permission check (F1), walk, fault if needed, TLB fill.
+ * `pte` is the level-0 entry if the caller already walked there, else NULL.
+ * Returns the cs_outcome (CS_SEGFAULT with *info filled), or -1 when the
+ * fault needs a frame and none is free (nothing changed). */
+int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
+                uint64_t *pte)
 {
-    cs_status st = check_access(p, addr, write, info);
-    if (st) {
+    if (check_access(p, addr, write, info)) {
         p->st.segfaults++;
         m->st.segfaults++;
-        return st;
+        return CS_SEGFAULT;
     }
     cs_outcome kind;
-    st = fault_page(m, p, vma_find(p, addr), addr, write, &kind);
-    if (st)
-        return st;
+    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte))
+        return -1;
     count_fault(m, p, kind);
-    info->outcome = kind;
-    return CS_OK;
+    if (p->tlb) {
+        uint64_t vpn = addr >> m->page_shift;
+        p->tlb[vpn & m->tlb_mask].vpn = vpn;
+        p->tlb[vpn & m->tlb_mask].pte = pte;
+    }
+    return kind;
+}
+
+static cs_status outcome_status(int r)
+{
+    return r < 0 ? CS_ENOMEM : r == CS_SEGFAULT ? CS_ESEGV : CS_OK;
 }
 
 cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write, cs_access_info *info)
@@ -199,10 +215,33 @@ cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write, cs_
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
-    if (!st)
-        st = access_page(m, p, addr, write != 0, info);
+    if (!st) {
+        int r = access_one(m, p, addr, write != 0, info);
+        info->outcome = r < 0 ? CS_HIT : r;
+        st = outcome_status(r);
+    }
     UNLOCK(m);
     return st;
+}
+
+int32_t cs_touch_fast(cs_machine *m, int32_t pid, uint64_t addr, int32_t write)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_access_info info;
+    int32_t r;
+    cs_status st = proc_get(m, pid, &p);
+    if (st) {
+        r = -(int32_t)st;
+    } else {
+        r = access_one(m, p, addr, write != 0, &info);
+        if (r < 0)
+            r = -(int32_t)CS_ENOMEM;
+        else if (r == CS_SEGFAULT && info.segv_reason == CS_SEGV_PROTECTION)
+            r = CS_SEGFAULT + 1;
+    }
+    UNLOCK(m);
+    return r;
 }
 
 /* Reads or writes len bytes at addr, page by page.  All pages are checked
@@ -227,6 +266,7 @@ static cs_status access_bytes(cs_machine *m, int32_t pid, uint64_t addr, unsigne
     for (uint64_t a = addr & ~pm; a < end; a += pm + 1) {
         if ((st = check_access(p, a, write, info))) {
             info->addr = a < addr ? addr : a;
+            p->st.accesses++;
             p->st.segfaults++;
             m->st.segfaults++;
             goto out;
@@ -235,8 +275,10 @@ static cs_status access_bytes(cs_machine *m, int32_t pid, uint64_t addr, unsigne
     for (uint64_t a = addr; a < end;) {
         uint64_t next = (a & ~pm) + pm + 1;
         uint64_t n = (next < end ? next : end) - a;
-        if ((st = access_page(m, p, a & ~pm, write, info)))
+        int r = access_one(m, p, a & ~pm, write, info);
+        if ((st = outcome_status(r)))
             goto out;
+        info->outcome = r;
         if (m->cfg.store_data) {
             uint64_t f = PTE_FRAME(*pte_lookup(m, p, a));
             unsigned char *d = frame_data(m, f) + (a & pm);

@@ -72,15 +72,15 @@ static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, 
             dst[i] = e;
         } else if (!x->eager) {
             /* K2: share the frame, write-protect both sides, keep dirty. */
-            m->ref[f]++;
-            m->mapc[f]++;
-            m->fflags[f] &= (uint8_t)~CS_FRAME_EXCLUSIVE;
+            m->fm[f].ref++;
+            m->fm[f].mapc++;
+            m->fm[f].flags &= (uint8_t)~CS_FRAME_EXCLUSIVE;
             e &= ~PTE_WRITE;
             src[i] = e;
             dst[i] = e;
         } else {
             uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
-            m->mapc[nf] = 1;
+            m->fm[nf].mapc = 1;
             if (m->cfg.store_data)
                 memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
             uint64_t flags = PTE_PRESENT | (e & PTE_DIRTY);
@@ -151,6 +151,8 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
             copy_rec(m, &x, p->root, c->root, m->levels - 1, v.start, v.end);
         }
     }
+    if (!x.eager)
+        tlb_flush_all(m, p);   /* dup_mmap -> flush_tlb_mm(oldmm) */
     m->st.forks++;
     *child_out = c->pid;
 out:

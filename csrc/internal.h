@@ -22,6 +22,21 @@
 #define UNUSED __attribute__((unused))   /* callback parameters some visitors ignore */
 #define MAX_LEVELS 8
 
+/* Per-frame metadata, packed in 8 bytes so that one cache line serves a
+ * frame's counts and flags.  A free frame (ref 0) uses the second word as
+ * the free-list link. */
+typedef struct {
+    uint32_t ref;
+    union {
+        struct {
+            uint32_t mapc : 24;
+            uint32_t flags : 8;
+        };
+        uint32_t next_free;
+    };
+} frame_meta;
+#define MAPC_MAX ((1u << 24) - 1)
+
 /* A shmem object: the pages behind a MAP_SHARED anonymous mapping. */
 typedef struct cs_shobj {
     uint64_t npages;
@@ -39,12 +54,24 @@ typedef struct {
     uint64_t pgoff;           /* page offset of start inside obj */
 } cs_vma;
 
+/* A software TLB entry: the virtual page and its level-0 entry.  Entries
+ * are read live, so the TLB can never return a stale translation; it is
+ * flushed where the kernel flushes, which keeps pointers valid when tables
+ * are freed and makes its hit/miss/flush counts those of a real TLB. */
+typedef struct {
+    uint64_t vpn;             /* TLB_INVALID when empty */
+    uint64_t *pte;
+} tlb_entry;
+#define TLB_INVALID UINT64_MAX
+
 typedef struct cs_proc {
     int32_t pid, ppid;
-    uint64_t root;            /* frame of the top-level table */
+    uint64_t root;            /* pool slot of the top-level table */
     cs_vma *vmas;             /* sorted by start, non-overlapping */
     size_t nvmas, capvmas;
     uint64_t ntables;         /* table frames held, root included */
+    size_t vma_hint;          /* index of the last region found */
+    tlb_entry *tlb;           /* NULL when the machine has no TLB */
     cs_proc_stats st;
 } cs_proc;
 
@@ -57,16 +84,25 @@ struct cs_machine {
     uint64_t nframes;
     uint64_t user_start, user_end;
     uint64_t fault_around_pages;
+    uint64_t tlb_mask;        /* tlb_entries - 1 */
 
-    /* Frames.  mapc doubles as the free-list link of free frames. */
-    uint32_t *ref;
-    uint32_t *mapc;
-    uint8_t *fflags;
+    /* Frames. */
+    frame_meta *fm;
+    size_t fmlen;
     uint64_t free_head;       /* 0 = empty (frame 0 is never free) */
     uint64_t bump;            /* lowest never-used frame */
     uint64_t nused, npt;
-    unsigned char *mem;       /* nframes * page_size, reserved lazily */
+    unsigned char *mem;       /* frame bytes (data mode only), reserved lazily */
     size_t memlen;
+
+    /* Table pages live in a dense pool of their own (good locality for
+     * walks and forks); an upper-level entry holds the pool slot of the
+     * table below, and tframe[slot] is the frame that the table costs.
+     * Free slots are linked through tframe. */
+    unsigned char *tpool;
+    uint32_t *tframe;
+    size_t tpoollen, tframelen;
+    uint64_t tfree_head, tbump;
 
     /* Processes, indexed by pid. */
     cs_proc **procs;
@@ -93,7 +129,10 @@ static inline unsigned char *frame_data(cs_machine *m, uint64_t f)
 }
 
 /* pagetable.c */
-static inline uint64_t *table_of(cs_machine *m, uint64_t f) { return (uint64_t *)frame_data(m, f); }
+static inline uint64_t *table_of(cs_machine *m, uint64_t slot)
+{
+    return (uint64_t *)(m->tpool + (slot << m->page_shift));
+}
 static inline unsigned entry_shift(const cs_machine *m, unsigned level)
 {
     return m->page_shift + level * m->bits;
@@ -102,7 +141,7 @@ static inline uint64_t entry_index(const cs_machine *m, uint64_t addr, unsigned 
 {
     return (addr >> entry_shift(m, level)) & (m->epl - 1);
 }
-uint64_t table_alloc(cs_machine *m, cs_proc *p);
+uint64_t table_alloc(cs_machine *m, cs_proc *p);   /* a pool slot, 0 when no frame is free */
 uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);
 unsigned pte_missing_tables(cs_machine *m, cs_proc *p, uint64_t addr);
 uint64_t *pte_alloc(cs_machine *m, cs_proc *p, uint64_t addr);
@@ -121,9 +160,49 @@ void vma_remove(cs_machine *m, cs_proc *p, size_t idx);
 void shobj_put(cs_machine *m, cs_shobj *o);
 void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 
+/* tlb.c */
+bool tlb_init(cs_machine *m, cs_proc *p);
+void tlb_release(cs_proc *p);
+void tlb_flush_all(cs_machine *m, cs_proc *p);
+void tlb_flush_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
+void tlb_flush_page(cs_machine *m, cs_proc *p, uint64_t addr);
+
 /* fault.c */
-cs_status access_page(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
+int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
+                uint64_t *pte);
+
+/* One access: the TLB fast path, else access_slow.  Returns the cs_outcome,
+ * or -1 when out of frames. */
+static inline int access_one_hinted(cs_machine *m, cs_proc *p, uint64_t addr, bool write,
+                                    cs_access_info *info, uint64_t *pte_hint)
+{
+    p->st.accesses++;
+    if (p->tlb) {
+        uint64_t vpn = addr >> m->page_shift;
+        tlb_entry *t = &p->tlb[vpn & m->tlb_mask];
+        if (t->vpn == vpn) {
+            uint64_t e = *t->pte;
+            if (!write) {
+                p->st.tlb_hits++;
+                return CS_HIT;
+            }
+            if (e & PTE_WRITE) {
+                *t->pte = e | PTE_DIRTY;
+                p->st.tlb_hits++;
+                return CS_HIT;
+            }
+        }
+        p->st.tlb_misses++;
+    }
+    return access_slow(m, p, addr, write, info, pte_hint);
+}
+
+static inline int access_one(cs_machine *m, cs_proc *p, uint64_t addr, bool write,
+                             cs_access_info *info)
+{
+    return access_one_hinted(m, p, addr, write, info, NULL);
+}
 
 /* machine.c */
 cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);

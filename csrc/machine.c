@@ -5,6 +5,26 @@
 #include <sys/mman.h>
 #include "internal.h"
 
+/* Reserves host memory that costs nothing until touched; `huge` asks for
+ * transparent huge pages, which keep host TLB misses rare on dense data. */
+static void *reserve(size_t len, bool huge)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge)
+        madvise(p, len, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void release(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len);
+}
+
 static unsigned log2u(uint64_t v)
 {
     unsigned s = 0;
@@ -44,23 +64,31 @@ cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
     while (m->fault_around_pages * 2 <= fa)   /* rounddown_pow_of_two */
         m->fault_around_pages *= 2;
     m->bump = 1;   /* frame 0 is the zero page */
-    /* calloc of large arrays maps zero pages lazily: untouched frames are free. */
-    m->ref = calloc(m->nframes, sizeof *m->ref);
-    m->mapc = calloc(m->nframes, sizeof *m->mapc);
-    m->fflags = calloc(m->nframes, 1);
-    m->memlen = (size_t)m->nframes << shift;
-    /* Frame bytes (data mode) and table pages live here; MAP_NORESERVE so
-     * only pages actually touched cost host memory. */
-    m->mem = mmap(NULL, m->memlen, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m->mem == MAP_FAILED)
-        m->mem = NULL;
-    if (!m->ref || !m->mapc || !m->fflags || !m->mem || pthread_mutex_init(&m->lock, NULL)) {
-        if (m->mem)
-            munmap(m->mem, m->memlen);
-        free(m->ref);
-        free(m->mapc);
-        free(m->fflags);
+    if (cfg->tlb_entries & (cfg->tlb_entries - 1)) {
+        free(m);
+        return CS_EINVAL;
+    }
+    m->tlb_mask = cfg->tlb_entries ? cfg->tlb_entries - 1 : 0;
+    /* Frames are handed out densely from the bottom, so everything below is
+     * touched densely too: reserved lazily, backed by huge pages. */
+    m->fmlen = m->nframes * sizeof *m->fm;
+    m->fm = reserve(m->fmlen, true);
+    m->tpoollen = (size_t)m->nframes << shift;   /* a slot per frame: never full */
+    m->tpool = reserve(m->tpoollen, true);
+    m->tframelen = m->nframes * sizeof *m->tframe;
+    m->tframe = reserve(m->tframelen, true);
+    m->tbump = 1;   /* slot 0 means "no table" */
+    bool ok = m->fm && m->tpool && m->tframe;
+    if (ok && cfg->store_data) {
+        m->memlen = (size_t)m->nframes << shift;
+        m->mem = reserve(m->memlen, true);
+        ok = m->mem != NULL;
+    }
+    if (!ok || pthread_mutex_init(&m->lock, NULL)) {
+        release(m->fm, m->fmlen);
+        release(m->tpool, m->tpoollen);
+        release(m->tframe, m->tframelen);
+        release(m->mem, m->memlen);
         free(m);
         return CS_EHOST;
     }
@@ -77,6 +105,7 @@ void cs_machine_free(cs_machine *m)
         cs_proc *p = m->procs[i];
         if (p) {
             free(p->vmas);
+            tlb_release(p);
             free(p);
         }
     }
@@ -87,10 +116,10 @@ void cs_machine_free(cs_machine *m)
     }
     free(m->procs);
     free(m->pidstate);
-    free(m->ref);
-    free(m->mapc);
-    free(m->fflags);
-    munmap(m->mem, m->memlen);
+    release(m->fm, m->fmlen);
+    release(m->tpool, m->tpoollen);
+    release(m->tframe, m->tframelen);
+    release(m->mem, m->memlen);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -117,7 +146,7 @@ cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out)
 
 cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
 {
-    if (m->next_pid == INT32_MAX)
+    if (m->next_pid == INT32_MAX || m->nlive >= MAPC_MAX)   /* a mapcount must fit 24 bits */
         return NULL;
     if ((size_t)m->next_pid >= m->cappids) {
         size_t cap = m->cappids ? m->cappids * 2 : 64;
@@ -134,12 +163,15 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
         m->cappids = cap;
     }
     cs_proc *p = calloc(1, sizeof *p);
-    if (!p || !vma_reserve(p, vma_cap ? vma_cap : 8)) {
+    if (!p || !vma_reserve(p, vma_cap ? vma_cap : 8) || !tlb_init(m, p)) {
+        if (p)
+            free(p->vmas);
         free(p);
         return NULL;
     }
     p->root = table_alloc(m, p);
     if (!p->root) {
+        tlb_release(p);
         free(p->vmas);
         free(p);
         return NULL;
@@ -161,6 +193,7 @@ void proc_destroy(cs_machine *m, cs_proc *p)
         if (p->vmas[i].obj)
             shobj_put(m, p->vmas[i].obj);
     tables_free_all(m, p);
+    tlb_release(p);
     free(p->vmas);
     p->vmas = NULL;
     p->nvmas = p->capvmas = 0;

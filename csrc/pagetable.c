@@ -2,23 +2,33 @@
  *
  * Level 0 tables hold the entries that map pages; a table at level l >= 1
  * holds entries pointing at tables of level l-1; the root is at levels-1. */
+#include <string.h>
 #include "internal.h"
 
 uint64_t table_alloc(cs_machine *m, cs_proc *p)
 {
     uint64_t f = frame_alloc(m, CS_FRAME_PAGETABLE);
-    if (f) {
-        m->npt++;
-        p->ntables++;
-    }
-    return f;
+    if (!f)
+        return 0;
+    uint64_t slot = m->tfree_head;   /* there is a slot for every frame */
+    if (slot)
+        m->tfree_head = m->tframe[slot];
+    else
+        slot = m->tbump++;
+    m->tframe[slot] = (uint32_t)f;
+    memset(table_of(m, slot), 0, (size_t)1 << m->page_shift);
+    m->npt++;
+    p->ntables++;
+    return slot;
 }
 
-static void table_free(cs_machine *m, cs_proc *p, uint64_t f)
+static void table_free(cs_machine *m, cs_proc *p, uint64_t slot)
 {
     m->npt--;
     p->ntables--;
-    frame_put(m, f);
+    frame_put(m, m->tframe[slot]);
+    m->tframe[slot] = (uint32_t)m->tfree_head;
+    m->tfree_head = slot;
 }
 
 uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr)

@@ -21,8 +21,15 @@ size_t vma_first_ending_after(const cs_proc *p, uint64_t addr)
 
 cs_vma *vma_find(cs_proc *p, uint64_t addr)
 {
-    size_t i = vma_first_ending_after(p, addr);
-    return (i < p->nvmas && p->vmas[i].start <= addr) ? &p->vmas[i] : NULL;
+    size_t i = p->vma_hint;   /* accesses cluster: try the last region found first */
+    if (i < p->nvmas && p->vmas[i].start <= addr && addr < p->vmas[i].end)
+        return &p->vmas[i];
+    i = vma_first_ending_after(p, addr);
+    if (i < p->nvmas && p->vmas[i].start <= addr) {
+        p->vma_hint = i;
+        return &p->vmas[i];
+    }
+    return NULL;
 }
 
 bool vma_overlaps(const cs_proc *p, uint64_t start, uint64_t end)
@@ -93,23 +100,48 @@ static void vma_split(cs_machine *m, cs_proc *p, size_t idx, uint64_t at)
     vma_insert(p, idx + 1, &hi);
 }
 
-static void zap_one(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
-                    void *ctx UNUSED)
+/* zap_pte_range over one level-0 table: a tight loop, as exit is hot. */
+static void zap_leaf(cs_machine *m, uint64_t *t, uint64_t i0, uint64_t n)
 {
-    uint64_t e = *pte, f = PTE_FRAME(e);
-    *pte = 0;
-    if (f == ZERO_FRAME)
-        return;
-    /* zap_pte_range: a dirty entry of a file (shmem) page dirties the page. */
-    if ((m->fflags[f] & CS_FRAME_SHMEM) && (e & PTE_DIRTY))
-        m->fflags[f] |= CS_FRAME_DIRTY;
-    m->mapc[f]--;
-    frame_put(m, f);
+    for (uint64_t i = i0; i < i0 + n; i++) {
+        uint64_t e = t[i], f = PTE_FRAME(e);
+        if (!e)
+            continue;
+        t[i] = 0;
+        if (f == ZERO_FRAME)
+            continue;
+        /* A dirty entry of a file (shmem) page dirties the page. */
+        if ((m->fm[f].flags & CS_FRAME_SHMEM) && (e & PTE_DIRTY))
+            m->fm[f].flags |= CS_FRAME_DIRTY;
+        m->fm[f].mapc--;
+        if (--m->fm[f].ref == 0)
+            frame_free(m, f);
+    }
+}
+
+static void zap_rec(cs_machine *m, uint64_t slot, unsigned level, uint64_t s, uint64_t e)
+{
+    uint64_t *t = table_of(m, slot);
+    uint64_t span = 1ULL << entry_shift(m, level);
+    for (uint64_t a = s; a < e;) {
+        uint64_t next = (a & ~(span - 1)) + span;
+        if (next > e)
+            next = e;
+        uint64_t ent = t[entry_index(m, a, level)];
+        if (ent & PTE_PRESENT) {
+            if (level > 1)
+                zap_rec(m, PTE_FRAME(ent), level - 1, a, next);
+            else
+                zap_leaf(m, table_of(m, PTE_FRAME(ent)), entry_index(m, a, 0), (next - a) >> m->page_shift);
+        }
+        a = next;
+    }
 }
 
 void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end)
 {
-    pte_walk(m, p, start, end, zap_one, NULL);
+    if (p->root && start < end)
+        zap_rec(m, p->root, m->levels - 1, start, end);
 }
 
 /* ---- argument checks shared by the range operations ---- */
@@ -257,6 +289,7 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
     if (j < p->nvmas && p->vmas[j].start < end && p->vmas[j].end > end)
         vma_split(m, p, j, end);
     zap_range(m, p, addr, end);
+    tlb_flush_range(m, p, addr, end);
     while (i < p->nvmas && p->vmas[i].start < end)
         vma_remove(m, p, i);
     tables_free_unused(m, p, addr, end);
@@ -284,7 +317,7 @@ static void pte_mkwrite_private(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_
                                 void *ctx UNUSED)
 {
     uint64_t f = PTE_FRAME(*pte);
-    if (f != ZERO_FRAME && (m->fflags[f] & CS_FRAME_EXCLUSIVE))
+    if (f != ZERO_FRAME && (m->fm[f].flags & CS_FRAME_EXCLUSIVE))
         *pte |= PTE_WRITE;
 }
 
@@ -318,6 +351,7 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
         if (prot & CS_PROT_WRITE)
             fn = (v->flags & CS_MAP_SHARED) ? pte_mkwrite_shared : pte_mkwrite_private;
         pte_walk(m, p, v->start, v->end, fn, NULL);
+        tlb_flush_range(m, p, v->start, v->end);
     }
 out:
     UNLOCK(m);
@@ -351,6 +385,7 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
     }
     if (advice == CS_ADV_DONTNEED) {
         zap_range(m, p, addr, end);
+        tlb_flush_range(m, p, addr, end);
         goto out;
     }
     size_t first = vma_first_ending_after(p, addr);

@@ -48,14 +48,14 @@ static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, ui
     if (f == ZERO_FRAME)
         return;
     uint64_t size = (uint64_t)1 << m->page_shift;
-    uint32_t mc = m->mapc[f];
+    uint32_t mc = m->fm[f].mapc;
     uint64_t pss = size << 12;   /* PSS_SHIFT fixed point */
     if (mc >= 2)
         pss /= mc;
-    bool dirty = (*pte & PTE_DIRTY) || (m->fflags[f] & CS_FRAME_DIRTY);
+    bool dirty = (*pte & PTE_DIRTY) || (m->fm[f].flags & CS_FRAME_DIRTY);
     s->rss += size;
     s->pss += pss;
-    if (m->fflags[f] & CS_FRAME_ANON) {
+    if (m->fm[f].flags & CS_FRAME_ANON) {
         s->anonymous += size;
         s->pss_anon += pss;
     } else {
@@ -185,13 +185,13 @@ cs_status cs_frames(cs_machine *m, uint64_t *frames, uint32_t *refcounts, uint32
     LOCK(m);
     size_t n = 0;
     for (uint64_t f = 1; f < m->bump; f++) {
-        if (!m->ref[f])
+        if (!m->fm[f].ref)
             continue;
         if (n < cap) {
             frames[n] = f;
-            refcounts[n] = m->ref[f];
-            mapcounts[n] = m->mapc[f];
-            flags[n] = m->fflags[f];
+            refcounts[n] = m->fm[f].ref;
+            mapcounts[n] = m->fm[f].mapc;
+            flags[n] = m->fm[f].flags;
         }
         n++;
     }

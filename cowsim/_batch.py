@@ -1,0 +1,72 @@
+"""Batched accesses over NumPy arrays: validation, the C call, the result.
+
+cffi's ``from_buffer`` only reinterprets bytes, so dtype, shape and
+contiguity are checked here before any pointer reaches C.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ._ffi import ffi, lib
+from ._types import BatchResult
+from .errors import InvalidArgument, OutOfMemory, SegmentationFault
+
+WriteSpec = Union[bool, np.ndarray]
+_ON_SEGFAULT = ("continue", "raise")
+
+
+def as_array(op: str, name: str, value: Any, dtype: str, length: Optional[int] = None) -> np.ndarray:
+    """Checks that ``value`` is a 1-D C-contiguous array of ``dtype`` (and length)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array of {dtype}, not {type(value).__name__}")
+    if value.dtype != np.dtype(dtype):
+        raise TypeError(f"{op}: {name} must have dtype {dtype}, not {value.dtype} (use .astype({dtype!r}))")
+    if value.ndim != 1:
+        raise InvalidArgument(f"{op}: {name} must be 1-D, got shape {value.shape}")
+    if not value.flags.c_contiguous:
+        raise InvalidArgument(f"{op}: {name} must be contiguous (use np.ascontiguousarray)")
+    if length is not None and len(value) != length:
+        raise InvalidArgument(f"{op}: {name} has length {len(value)}, expected {length}")
+    return value
+
+
+def write_spec(op: str, write: WriteSpec, n: int) -> tuple:
+    """Returns (pointer or NULL, write_all flag, array kept alive)."""
+    if isinstance(write, (bool, np.bool_)):
+        return ffi.NULL, int(bool(write)), None
+    arr = as_array(op, "write", write, "bool", n)
+    return ffi.from_buffer("uint8_t[]", arr), 0, arr
+
+
+def on_segfault_flag(op: str, on_segfault: str) -> int:
+    if on_segfault not in _ON_SEGFAULT:
+        raise InvalidArgument(f"{op}: on_segfault must be one of {_ON_SEGFAULT}, got {on_segfault!r}")
+    return int(on_segfault == "raise")
+
+
+def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSpec) -> BatchResult:
+    """Builds the result, or raises with the stopping index and the partial result."""
+    result = BatchResult._from_c(res, out)
+    if rc == lib.CS_OK:
+        return result
+    index = int(res.stop_index)
+    err: Exception
+    if rc == lib.CS_ESEGV:
+        addr = int(res.info.addr)
+        reason = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}[int(res.info.segv_reason)]
+        access = "write" if (write if isinstance(write, (bool, np.bool_)) else bool(write[index])) else "read"
+        err = SegmentationFault(
+            f"{op}: segmentation fault at index {index}: {access} at {addr:#x} ({reason})", addr, access, reason
+        )
+    elif rc == lib.CS_ENOMEM:
+        err = OutOfMemory(f"{op}: out of simulated physical memory at index {index}")
+    else:
+        from ._ffi import check
+
+        check(rc, op)
+        raise AssertionError("unreachable")
+    err.index = index  # type: ignore[attr-defined]
+    err.result = result  # type: ignore[attr-defined]
+    raise err
