@@ -231,9 +231,12 @@ class Process:
         """Writes bytes (in metadata mode only the accesses happen)."""
         op = f"pid {self.pid}: write({addr!r}, <{type(data).__name__}>)"
         addr = _int_arg(op, "addr", addr)
-        if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{op}: data must be bytes-like, not {type(data).__name__}")
-        raw = bytes(data)
+        if isinstance(data, str):
+            raise TypeError(f"{op}: data must be bytes-like, not str (encode it first)")
+        try:
+            raw = memoryview(data).cast("B").tobytes()
+        except TypeError:
+            raise TypeError(f"{op}: data must be bytes-like, not {type(data).__name__}") from None
         if addr + len(raw) > _U64:
             raise InvalidArgument(f"{op}: range overflows the address space")
         info = ffi.new("cs_access_info *")
@@ -320,6 +323,8 @@ class Process:
         return out
 
     def __repr__(self) -> str:
+        if self.machine.closed:
+            return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} machine closed>"
         state = "alive" if self.alive else "exited"
         return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} {state}>"
 
