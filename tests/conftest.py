@@ -176,7 +176,9 @@ def _take_snapshot(m, *procs):
     for p in procs:
         raw_p = p.raw if isinstance(p, _Checked) else p
         out[f"proc{raw_p.pid}"] = {
-            "stats": dataclasses.asdict(raw_p.stats),
+            # accesses and tlb_* count what was attempted, not memory state
+            "stats": {k: v for k, v in dataclasses.asdict(raw_p.stats).items()
+                      if k != "accesses" and not k.startswith("tlb_")},
             "regions": [tuple(dataclasses.astuple(r)) if dataclasses.is_dataclass(r)
                         else tuple(r) for r in raw_p.regions],
             "page_table": raw_p.page_table().tolist(),

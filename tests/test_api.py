@@ -87,7 +87,8 @@ def test_stats_are_frozen_dataclasses():
             "processes", "forks", "minflt", "segfaults"]
         assert [f.name for f in dataclasses.fields(ProcessStats)] == [
             "minflt", "faults_zero_page", "faults_zero_fill", "faults_cow_copy",
-            "faults_cow_reuse", "faults_shared", "segfaults", "pages_copied", "page_table_frames"]
+            "faults_cow_reuse", "faults_shared", "segfaults", "pages_copied", "page_table_frames",
+            "accesses", "tlb_hits", "tlb_misses", "tlb_flushes"]
         with pytest.raises(dataclasses.FrozenInstanceError):
             ms.frames_used = 5
         with pytest.raises(dataclasses.FrozenInstanceError):
