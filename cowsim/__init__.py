@@ -12,6 +12,7 @@
 from ._types import BatchResult, FrameFlags, MachineStats, Outcome, ProcessStats, Region, Translation
 from .errors import (
     CowsimError,
+    HostMemoryError,
     InvalidArgument,
     InvariantViolation,
     OutOfMemory,
@@ -35,6 +36,7 @@ __all__ = [
     "Region",
     "Translation",
     "CowsimError",
+    "HostMemoryError",
     "SegmentationFault",
     "OutOfMemory",
     "InvalidArgument",

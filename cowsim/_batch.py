@@ -5,13 +5,13 @@ contiguity are checked here before any pointer reaches C.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
 from ._ffi import ffi, lib
 from ._types import BatchResult
-from .errors import InvalidArgument, OutOfMemory, SegmentationFault
+from .errors import CowsimError, InvalidArgument, OutOfMemory, SegmentationFault
 
 WriteSpec = Union[bool, np.ndarray]
 _ON_SEGFAULT = ("continue", "raise")
@@ -32,7 +32,7 @@ def as_array(op: str, name: str, value: Any, dtype: str, length: Optional[int] =
     return value
 
 
-def write_spec(op: str, write: WriteSpec, n: int) -> tuple:
+def write_spec(op: str, write: WriteSpec, n: int) -> Tuple[Any, int, Optional[np.ndarray]]:
     """Returns (pointer or NULL, write_all flag, array kept alive)."""
     if isinstance(write, (bool, np.bool_)):
         return ffi.NULL, int(bool(write)), None
@@ -52,7 +52,7 @@ def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSp
     if rc == lib.CS_OK:
         return result
     index = int(res.stop_index)
-    err: Exception
+    err: CowsimError
     if rc == lib.CS_ESEGV:
         addr = int(res.info.addr)
         reason = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}[int(res.info.segv_reason)]
@@ -67,6 +67,6 @@ def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSp
 
         check(rc, op)
         raise AssertionError("unreachable")
-    err.index = index  # type: ignore[attr-defined]
-    err.result = result  # type: ignore[attr-defined]
+    err.index = index
+    err.result = result
     raise err

@@ -7,7 +7,14 @@ from __future__ import annotations
 from typing import NoReturn, Optional
 
 from ._core import ffi, lib
-from .errors import CowsimError, InvalidArgument, OutOfMemory, ProcessExited, SegmentationFault
+from .errors import (
+    CowsimError,
+    HostMemoryError,
+    InvalidArgument,
+    OutOfMemory,
+    ProcessExited,
+    SegmentationFault,
+)
 
 __all__ = ["ffi", "lib", "check"]
 
@@ -19,7 +26,7 @@ _MESSAGES = {
     lib.CS_EINVAL: (InvalidArgument, "invalid argument"),
     lib.CS_ENOPROC: (InvalidArgument, "no such process"),
     lib.CS_EEXITED: (ProcessExited, "the process has exited"),
-    lib.CS_EHOST: (MemoryError, "the host refused memory to the simulator"),
+    lib.CS_EHOST: (HostMemoryError, "the host refused memory to the simulator"),
     lib.CS_EEXIST: (InvalidArgument, "the fixed range overlaps an existing region"),
     lib.CS_ENOVSPACE: (OutOfMemory, "no free virtual address range is large enough"),
     lib.CS_ENOTMAPPED: (InvalidArgument, "the range is not entirely mapped"),

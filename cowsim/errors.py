@@ -1,9 +1,19 @@
 """The cowsim exception family (DESIGN.md section 4)."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 
 class CowsimError(Exception):
-    """Base class of every error cowsim raises on purpose."""
+    """Base class of every error cowsim raises on purpose.
+
+    Attributes:
+        index: for a batch that stopped, the index of the access that stopped it.
+        result: for a batch that stopped, the ``BatchResult`` of what was done.
+    """
+
+    index: Optional[int] = None
+    result: Any = None
 
 
 class SegmentationFault(CowsimError):
@@ -24,6 +34,10 @@ class SegmentationFault(CowsimError):
 
 class OutOfMemory(CowsimError, MemoryError):
     """The simulated machine ran out of physical frames (or virtual space)."""
+
+
+class HostMemoryError(CowsimError, MemoryError):
+    """The host refused memory to the simulator itself (not a simulated OOM)."""
 
 
 class InvalidArgument(CowsimError, ValueError):

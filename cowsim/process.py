@@ -1,7 +1,7 @@
 """``Process``: a simulated process — its regions, accesses, fork and exit."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _U64 = 2**64
-_OUTCOMES = tuple(Outcome(i) for i in range(len(Outcome)))
+_OUTCOMES: Tuple[Outcome, ...] = tuple(Outcome(i) for i in range(len(Outcome)))
 _SEGV_UNMAPPED = int(lib.CS_SEGFAULT)
 _touch_fast = lib.cs_touch_fast
 _FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER}
@@ -40,10 +40,10 @@ _ADVICE = {
 def _int_arg(op: str, name: str, value: Any, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be an int, not {type(value).__name__}")
-    value = int(value)
-    if not low <= value < _U64:
-        raise InvalidArgument(f"{op}: {name} {value} is out of range [{low}, 2**64)")
-    return value
+    number = int(value)
+    if not low <= number < _U64:
+        raise InvalidArgument(f"{op}: {name} {number} is out of range [{low}, 2**64)")
+    return number
 
 
 def _choice(op: str, name: str, value: Any, choices: Dict[str, int]) -> int:
@@ -51,7 +51,7 @@ def _choice(op: str, name: str, value: Any, choices: Dict[str, int]) -> int:
         raise TypeError(f"{op}: {name} must be a str, not {type(value).__name__}")
     if value not in choices:
         raise InvalidArgument(f"{op}: unknown {name} {value!r}; expected one of {sorted(choices)}")
-    return choices[value]
+    return int(choices[value])
 
 
 class Process:
@@ -77,7 +77,10 @@ class Process:
 
     @property
     def alive(self) -> bool:
-        return any(p.pid == self.pid for p in self.machine.processes)
+        """True until :meth:`exit`."""
+        state = ffi.new("int32_t *")
+        check(lib.cs_proc_state(self.machine.ptr, self.pid, state), f"pid {self.pid}: alive")
+        return bool(state[0])
 
     # -- regions --------------------------------------------------------------------
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None) -> int:
@@ -105,7 +108,7 @@ class Process:
         check(lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out), f"pid {self.pid}: {op}")
         return int(out[0])
 
-    def _range(self, op: str, addr: Any, length: Any) -> tuple:
+    def _range(self, op: str, addr: Any, length: Any) -> Tuple[int, int]:
         addr = _int_arg(op, "addr", addr)
         length = _int_arg(op, "length", length, 1)
         if addr % self.machine.page_size:
@@ -149,7 +152,7 @@ class Process:
         ptr = self.machine._ptr
         if ptr is None:
             self.machine.ptr  # raises CowsimError("machine is closed")
-        r = _touch_fast(ptr, self.pid, addr, 1 if write else 0)
+        r: int = _touch_fast(ptr, self.pid, addr, 1 if write else 0)
         if 0 <= r < _SEGV_UNMAPPED:
             return _OUTCOMES[r]
         op = f"pid {self.pid}: touch({addr:#x}, write={bool(write)!r})"
@@ -225,7 +228,7 @@ class Process:
         buf = ffi.new("char[]", max(n, 1))
         info = ffi.new("cs_access_info *")
         check(lib.cs_read(self._m, self.pid, addr, buf, n, info), op, info, False)
-        return ffi.buffer(buf, n)[:]
+        return bytes(ffi.buffer(buf, n))
 
     def write(self, addr: int, data: Union[bytes, bytearray, memoryview]) -> None:
         """Writes bytes (in metadata mode only the accesses happen)."""

@@ -184,6 +184,7 @@ cs_status cs_spawn(cs_machine *m, int32_t *pid_out);
 cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out);
 cs_status cs_exit(cs_machine *m, int32_t pid);
 cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out);
+cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *alive_out);   /* 1 live, 0 exited */
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
 
 /* Regions */

@@ -194,8 +194,12 @@ int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_
         return CS_SEGFAULT;
     }
     cs_outcome kind;
-    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte))
+    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte)) {
+        p->st.accesses--;   /* out of frames: the access did not happen */
+        if (p->tlb)
+            p->st.tlb_misses--;
         return -1;
+    }
     count_fault(m, p, kind);
     if (p->tlb) {
         uint64_t vpn = addr >> m->page_shift;

@@ -230,6 +230,18 @@ cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out)
     return st;
 }
 
+cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *alive_out)
+{
+    LOCK(m);
+    cs_status st = CS_OK;
+    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
+        st = CS_ENOPROC;
+    else
+        *alive_out = m->pidstate[pid] == PID_LIVE;
+    UNLOCK(m);
+    return st;
+}
+
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count)
 {
     LOCK(m);

@@ -288,8 +288,10 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
     size_t j = vma_first_ending_after(p, end - 1);
     if (j < p->nvmas && p->vmas[j].start < end && p->vmas[j].end > end)
         vma_split(m, p, j, end);
-    zap_range(m, p, addr, end);
-    tlb_flush_range(m, p, addr, end);
+    if (i < p->nvmas && p->vmas[i].start < end) {   /* nothing mapped: nothing to flush */
+        zap_range(m, p, addr, end);
+        tlb_flush_range(m, p, addr, end);
+    }
     while (i < p->nvmas && p->vmas[i].start < end)
         vma_remove(m, p, i);
     tables_free_unused(m, p, addr, end);
