@@ -5,7 +5,21 @@
 #include <string.h>
 #include "internal.h"
 
-#define PREFETCH 16   /* accesses looked ahead */
+#define DIST 8        /* pipeline distance, in accesses */
+#define RING 32       /* > 2 * DIST, a power of two */
+
+/* The level-0 entry of addr, prefetched, or NULL if the TLB has it or no
+ * table is there yet. */
+static inline uint64_t *lookahead(cs_machine *m, cs_proc *p, uint64_t a)
+{
+    uint64_t vpn = a >> m->page_shift;
+    if ((p->tlb && p->tlb[vpn & m->tlb_mask].vpn == vpn) || a >= m->user_end)
+        return NULL;
+    uint64_t *pte = pte_lookup(m, p, a);
+    if (pte)
+        __builtin_prefetch(pte);
+    return pte;
+}
 
 static void batch_begin(cs_batch_result *res)
 {
@@ -42,33 +56,33 @@ cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, con
     if (st)
         goto out;
     bool w = write_all != 0;
-    uint64_t *hint[PREFETCH];
-    while (i < n) {
-        /* Look ahead: walk to the level-0 entries of the next accesses that
-         * miss the TLB and prefetch them, so their cache misses overlap.
-         * Tables are never freed during a batch, so the pointers stay valid. */
-        uint64_t k = n - i < PREFETCH ? n - i : PREFETCH;
-        for (uint64_t j = 0; j < k; j++) {
-            uint64_t a = addrs[i + j];
-            hint[j] = NULL;
-            if (p->tlb && p->tlb[(a >> m->page_shift) & m->tlb_mask].vpn == a >> m->page_shift)
-                continue;
-            if (a < m->user_end && (hint[j] = pte_lookup(m, p, a)))
-                __builtin_prefetch(hint[j]);
+    /* A software pipeline over the accesses that miss the TLB: 2*D ahead,
+     * walk the upper levels and prefetch the level-0 entry; D ahead, read
+     * that entry and prefetch the frame's metadata.  Tables are never freed
+     * during a batch, so the looked-up pointers stay valid; a NULL one (no
+     * table yet) just means the access walks again. */
+    uint64_t *hint[RING] = {0};
+    for (uint64_t j = 0; j < 2 * DIST && j < n; j++)
+        hint[j & (RING - 1)] = lookahead(m, p, addrs[j]);
+    for (; i < n; i++) {
+        if (i + 2 * DIST < n)
+            hint[(i + 2 * DIST) & (RING - 1)] = lookahead(m, p, addrs[i + 2 * DIST]);
+        if (i + DIST < n) {
+            uint64_t *h = hint[(i + DIST) & (RING - 1)];
+            if (h && (*h & PTE_PRESENT))
+                __builtin_prefetch(&m->fm[PTE_FRAME(*h)]);
         }
-        for (uint64_t j = 0; j < k; j++, i++) {
-            if (writes)
-                w = writes[i] != 0;
-            int r = access_one_hinted(m, p, addrs[i], w, &res->info, hint[j]);
-            if (r == CS_HIT && !outcomes) {   /* the hot path */
-                res->counts[CS_HIT]++;
-                continue;
-            }
-            if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
-                if (st == CS_ESEGV)
-                    i++;   /* the segfault itself was counted */
-                goto out;
-            }
+        if (writes)
+            w = writes[i] != 0;
+        int r = access_one_hinted(m, p, addrs[i], w, &res->info, hint[i & (RING - 1)]);
+        if (r == CS_HIT && !outcomes) {   /* the hot path */
+            res->counts[CS_HIT]++;
+            continue;
+        }
+        if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
+            if (st == CS_ESEGV)
+                i++;   /* the segfault itself was counted */
+            break;
         }
     }
 out:
