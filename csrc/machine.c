@@ -187,12 +187,15 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
 /* Exit: zap everything, free every table; the record stays for its stats. */
 void proc_destroy(cs_machine *m, cs_proc *p)
 {
+    /* exit_mmap order: unmap_vmas, free_pgtables, then remove_vma -> fput
+     * releases the shmem objects (the order decides which frames the LIFO
+     * free list hands out next). */
     for (size_t i = 0; i < p->nvmas; i++)
         zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
+    tables_free_all(m, p);
     for (size_t i = 0; i < p->nvmas; i++)
         if (p->vmas[i].obj)
             shobj_put(m, p->vmas[i].obj);
-    tables_free_all(m, p);
     tlb_release(p);
     free(p->vmas);
     p->vmas = NULL;

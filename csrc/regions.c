@@ -278,7 +278,14 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
         st = range_check(m, addr, len, &end);
     if (st)
         goto out;
-    if (!vma_reserve(p, 2)) {
+    /* Shared objects lose their regions only after the tables are freed
+     * (unmap_vmas, free_pgtables, then remove_vma -> fput), so note them. */
+    size_t nobj = 0;
+    for (size_t k = vma_first_ending_after(p, addr); k < p->nvmas && p->vmas[k].start < end; k++)
+        nobj += p->vmas[k].obj != NULL;
+    cs_shobj **objs = nobj ? malloc(nobj * sizeof *objs) : NULL;
+    if ((nobj && !objs) || !vma_reserve(p, 2)) {
+        free(objs);
         st = CS_EHOST;
         goto out;
     }
@@ -292,9 +299,17 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
         zap_range(m, p, addr, end);
         tlb_flush_range(m, p, addr, end);
     }
-    while (i < p->nvmas && p->vmas[i].start < end)
+    size_t k = 0;
+    while (i < p->nvmas && p->vmas[i].start < end) {
+        if (p->vmas[i].obj)
+            objs[k++] = p->vmas[i].obj;
+        p->vmas[i].obj = NULL;
         vma_remove(m, p, i);
+    }
     tables_free_unused(m, p, addr, end);
+    for (size_t o = 0; o < k; o++)
+        shobj_put(m, objs[o]);
+    free(objs);
 out:
     UNLOCK(m);
     return st;
