@@ -17,10 +17,11 @@ from .errors import (
     InvariantViolation,
     OutOfMemory,
     ProcessExited,
+    ProcessSuspended,
     SegmentationFault,
 )
 from .machine import Machine
-from .process import Process
+from .process import FORK_MODES, Process
 from .units import format_size, parse_size
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Machine",
     "Process",
+    "FORK_MODES",
     "Outcome",
     "BatchResult",
     "FrameFlags",
@@ -41,6 +43,7 @@ __all__ = [
     "OutOfMemory",
     "InvalidArgument",
     "ProcessExited",
+    "ProcessSuspended",
     "InvariantViolation",
     "parse_size",
     "format_size",

@@ -13,6 +13,7 @@ from .errors import (
     InvalidArgument,
     OutOfMemory,
     ProcessExited,
+    ProcessSuspended,
     SegmentationFault,
 )
 
@@ -32,6 +33,7 @@ _MESSAGES = {
     lib.CS_ENOTMAPPED: (InvalidArgument, "the range is not entirely mapped"),
     lib.CS_ENODATA: (InvalidArgument, "the machine keeps no bytes (store_data=False)"),
     lib.CS_ESHARED: (InvalidArgument, "not allowed on a shared region"),
+    lib.CS_ESUSPENDED: (ProcessSuspended, "suspended until its vfork child execs or exits"),
 }
 
 

@@ -48,5 +48,10 @@ class ProcessExited(CowsimError):
     """The process has exited; only its final statistics remain readable."""
 
 
+class ProcessSuspended(CowsimError):
+    """The process lent its address space to a vfork child and waits for it to
+    exec or exit; only its statistics are readable meanwhile."""
+
+
 class InvariantViolation(CowsimError, AssertionError):
     """``Machine.check()`` found the core's state inconsistent (a cowsim bug)."""

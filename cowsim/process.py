@@ -27,7 +27,9 @@ _U64 = 2**64
 _OUTCOMES: Tuple[Outcome, ...] = tuple(Outcome(i) for i in range(len(Outcome)))
 _SEGV_UNMAPPED = int(lib.CS_SEGFAULT)
 _touch_fast = lib.cs_touch_fast
-_FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER}
+_FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER, "vfork": lib.CS_FORK_VFORK}
+#: The fork strategies, in the order experiments report them.
+FORK_MODES = tuple(_FORK_MODES)
 _ADVICE = {
     "dontfork": lib.CS_ADV_DONTFORK,
     "dofork": lib.CS_ADV_DOFORK,
@@ -75,12 +77,20 @@ class Process:
         """The process this one was forked from (None for spawned processes)."""
         return self.machine.process(self._ppid) if self._ppid else None
 
+    def _state(self) -> int:
+        state = ffi.new("int32_t *")
+        check(lib.cs_proc_state(self.machine.ptr, self.pid, state), f"pid {self.pid}: state")
+        return int(state[0])
+
     @property
     def alive(self) -> bool:
-        """True until :meth:`exit`."""
-        state = ffi.new("int32_t *")
-        check(lib.cs_proc_state(self.machine.ptr, self.pid, state), f"pid {self.pid}: alive")
-        return bool(state[0])
+        """True until :meth:`exit` (a suspended vfork parent is alive)."""
+        return self._state() != 0
+
+    @property
+    def suspended(self) -> bool:
+        """True while a vfork child holds this process's address space."""
+        return self._state() == 2
 
     # -- regions --------------------------------------------------------------------
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None) -> int:
@@ -247,7 +257,9 @@ class Process:
 
     # -- fork and exit ----------------------------------------------------------------
     def fork(self, mode: str = "cow") -> "Process":
-        """Forks: "cow" (Linux: share and write-protect) or "eager" (copy every page).
+        """Forks: "cow" (Linux: share and write-protect), "eager" (copy every page) or
+        "vfork" (the child borrows this address space; this process is suspended, and
+        raises ``ProcessSuspended``, until the child calls :meth:`exec` or exits).
 
         Raises:
             OutOfMemory: the child's tables (and eager copies) do not fit; nothing changed.
@@ -257,6 +269,18 @@ class Process:
         child = ffi.new("int32_t *")
         check(lib.cs_fork(self._m, self.pid, mode_v, child), op)
         return self.machine.process(int(child[0]))
+
+    def exec(self) -> None:
+        """Replaces the address space with a fresh, empty one (execve).
+
+        A vfork child gives the borrowed space back to its parent, which resumes.
+        Counters are kept, as the kernel keeps them across execve.
+
+        Raises:
+            OutOfMemory: a vfork child on a machine with no free frame for its new root.
+        """
+        op = f"pid {self.pid}: exec()"
+        check(lib.cs_exec(self._m, self.pid), op)
 
     def exit(self) -> None:
         """Exits: every mapping and table is released.  A second call raises ProcessExited."""
@@ -328,7 +352,7 @@ class Process:
     def __repr__(self) -> str:
         if self.machine.closed:
             return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} machine closed>"
-        state = "alive" if self.alive else "exited"
+        state = ("exited", "alive", "suspended")[self._state()]
         return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} {state}>"
 
     def __eq__(self, other: object) -> bool:

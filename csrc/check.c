@@ -165,6 +165,14 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
             continue;
         }
         live++;
+        if (p->borrower) {   /* suspended: its space is with the vfork child */
+            if (p->root || p->nvmas || p->ntables || m->pidstate[p->borrower] != PID_LIVE ||
+                m->procs[p->borrower]->lender != p->pid)
+                fail(&c, "pid %zu: suspended but holds a space or has no live borrower", pid);
+            continue;
+        }
+        if (!p->root)
+            fail(&c, "pid %zu: live without a root table", pid);
         uint64_t before = c.tables;
         if (check_regions(&c, p))
             check_table(&c, p, p->root, m->levels - 1, 0);

@@ -32,7 +32,8 @@ typedef enum {
     CS_ENODATA = 10,    /* bytes requested from a metadata-only machine */
     CS_ESHARED = 11,    /* operation not valid on a shared region */
     CS_ECLOSED = 12,    /* machine already freed */
-    CS_EINVARIANT = 13  /* cs_check found a broken invariant */
+    CS_EINVARIANT = 13, /* cs_check found a broken invariant */
+    CS_ESUSPENDED = 14  /* the process lent its address space to a vfork child */
 } cs_status;
 
 /* Protection bits (a region is none, r or rw). */
@@ -54,7 +55,10 @@ typedef enum {
     CS_ADV_DONTNEED = 4
 } cs_advice;
 
-typedef enum { CS_FORK_COW = 0, CS_FORK_EAGER = 1 } cs_fork_mode;
+/* cow: Linux fork; eager: copy every resident private page at fork; vfork:
+ * the child borrows the parent's address space (the parent is suspended)
+ * until it calls cs_exec or exits. */
+typedef enum { CS_FORK_COW = 0, CS_FORK_EAGER = 1, CS_FORK_VFORK = 2 } cs_fork_mode;
 
 /* What one access did.  Also the per-access codes of batched accesses. */
 typedef enum {
@@ -183,8 +187,11 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen);
 cs_status cs_spawn(cs_machine *m, int32_t *pid_out);
 cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out);
 cs_status cs_exit(cs_machine *m, int32_t pid);
+/* Replaces the address space with a fresh, empty one (a vfork child gives
+ * the borrowed one back to its parent first).  Needs one free frame. */
+cs_status cs_exec(cs_machine *m, int32_t pid);
 cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out);
-cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *alive_out);   /* 1 live, 0 exited */
+cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out);   /* 0 exited, 1 live, 2 suspended */
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
 
 /* Regions */

@@ -3,6 +3,7 @@
  * Fork first counts the frames it will need (the child's tables, plus the
  * page copies of an eager fork) and fails before touching anything when they
  * are not free (K5); after that, no step can fail. */
+#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
@@ -114,15 +115,80 @@ static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsig
     }
 }
 
+/* vfork: no table is copied and nothing is write-protected; the child
+ * borrows the parent's address space, and the parent is suspended until the
+ * child execs or exits.  Only the child's record is new, so it needs no frame. */
+static cs_status vfork(cs_machine *m, cs_proc *p, int32_t *child_out)
+{
+    cs_proc *c = proc_new(m, p->pid, 0, false);
+    if (!c)
+        return CS_EHOST;
+    c->root = p->root;
+    c->vmas = p->vmas;
+    c->nvmas = p->nvmas;
+    c->capvmas = p->capvmas;
+    c->ntables = p->ntables;
+    c->lender = p->pid;
+    p->root = 0;
+    p->vmas = NULL;
+    p->nvmas = p->capvmas = 0;
+    p->ntables = 0;
+    p->borrower = c->pid;
+    m->st.forks++;
+    *child_out = c->pid;
+    return CS_OK;
+}
+
+cs_status cs_exec(cs_machine *m, int32_t pid)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (st)
+        goto out;
+    /* A borrowed space goes back whole; an own one is released first, so a
+     * fresh root always fits then -- except for a vfork child on a full machine. */
+    if (p->lender) {
+        cs_vma *fresh = malloc(8 * sizeof *fresh);
+        if (!fresh || !frames_free(m)) {
+            free(fresh);
+            st = fresh ? CS_ENOMEM : CS_EHOST;
+            goto out;
+        }
+        mm_give_back(m, p);
+        p->vmas = fresh;
+        p->capvmas = 8;
+    } else {
+        for (size_t i = 0; i < p->nvmas; i++)
+            zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
+        tables_free_all(m, p);
+        for (size_t i = 0; i < p->nvmas; i++)
+            if (p->vmas[i].obj)
+                shobj_put(m, p->vmas[i].obj);
+        p->nvmas = 0;
+        p->vma_hint = 0;
+    }
+    p->root = table_alloc(m, p);
+    if (p->tlb)
+        tlb_flush_all(m, p);
+out:
+    UNLOCK(m);
+    return st;
+}
+
 cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out)
 {
-    if (mode != CS_FORK_COW && mode != CS_FORK_EAGER)
+    if (mode != CS_FORK_COW && mode != CS_FORK_EAGER && mode != CS_FORK_VFORK)
         return CS_EINVAL;
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
     if (st)
         goto out;
+    if (mode == CS_FORK_VFORK) {
+        st = vfork(m, p, child_out);
+        goto out;
+    }
     fork_need need = {.eager = mode == CS_FORK_EAGER};
     for (size_t i = 0; i < p->nvmas; i++)
         if (vma_copies_entries(&p->vmas[i]))
@@ -131,7 +197,7 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
         st = CS_ENOMEM;
         goto out;
     }
-    cs_proc *c = proc_new(m, pid, p->nvmas);
+    cs_proc *c = proc_new(m, pid, p->nvmas, true);
     if (!c) {
         st = CS_EHOST;
         goto out;

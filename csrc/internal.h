@@ -71,6 +71,8 @@ typedef struct cs_proc {
     size_t nvmas, capvmas;
     uint64_t ntables;         /* table frames held, root included */
     size_t vma_hint;          /* index of the last region found */
+    int32_t lender;           /* vfork child: the pid whose address space it holds */
+    int32_t borrower;         /* vfork parent: the child holding its address space */
     tlb_entry *tlb;           /* NULL when the machine has no TLB */
     cs_proc_stats st;
 } cs_proc;
@@ -206,8 +208,9 @@ static inline int access_one(cs_machine *m, cs_proc *p, uint64_t addr, bool writ
 
 /* machine.c */
 cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);
-cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap);  /* needs 1 free frame; NULL on host OOM */
+cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root);  /* root needs 1 free frame */
 void proc_destroy(cs_machine *m, cs_proc *p);
+void mm_give_back(cs_machine *m, cs_proc *p);   /* vfork child -> its lender */
 
 #define LOCK(m) pthread_mutex_lock(&(m)->lock)
 #define UNLOCK(m) pthread_mutex_unlock(&(m)->lock)

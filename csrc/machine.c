@@ -141,10 +141,10 @@ cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out)
     if (m->pidstate[pid] == PID_EXITED)
         return CS_EEXITED;
     *out = m->procs[pid];
-    return CS_OK;
+    return (*out)->borrower ? CS_ESUSPENDED : CS_OK;
 }
 
-cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
+cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
 {
     if (m->next_pid == INT32_MAX || m->nlive >= MAPC_MAX)   /* a mapcount must fit 24 bits */
         return NULL;
@@ -163,14 +163,14 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
         m->cappids = cap;
     }
     cs_proc *p = calloc(1, sizeof *p);
-    if (!p || !vma_reserve(p, vma_cap ? vma_cap : 8) || !tlb_init(m, p)) {
+    if (!p || (with_root && !vma_reserve(p, vma_cap ? vma_cap : 8)) || !tlb_init(m, p)) {
         if (p)
             free(p->vmas);
         free(p);
         return NULL;
     }
-    p->root = table_alloc(m, p);
-    if (!p->root) {
+    p->root = with_root ? table_alloc(m, p) : 0;
+    if (with_root && !p->root) {
         tlb_release(p);
         free(p->vmas);
         free(p);
@@ -184,9 +184,35 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap)
     return p;
 }
 
-/* Exit: zap everything, free every table; the record stays for its stats. */
+/* Moves the address space of a vfork child back to the process it borrowed
+ * it from, which resumes.  The lender's TLB may hold translations the child
+ * changed, so its entries are dropped (the child's own flushes were counted). */
+void mm_give_back(cs_machine *m, cs_proc *p)
+{
+    cs_proc *l = m->procs[p->lender];
+    l->root = p->root;
+    l->vmas = p->vmas;
+    l->nvmas = p->nvmas;
+    l->capvmas = p->capvmas;
+    l->ntables = p->ntables;
+    l->vma_hint = 0;
+    l->borrower = 0;
+    if (l->tlb)
+        for (uint64_t i = 0; i <= m->tlb_mask; i++)
+            l->tlb[i].vpn = TLB_INVALID;
+    p->root = 0;
+    p->vmas = NULL;
+    p->nvmas = p->capvmas = 0;
+    p->ntables = 0;
+    p->lender = 0;
+}
+
+/* Exit: zap everything, free every table; the record stays for its stats.
+ * A vfork child gives the address space back instead. */
 void proc_destroy(cs_machine *m, cs_proc *p)
 {
+    if (p->lender)
+        mm_give_back(m, p);
     /* exit_mmap order: unmap_vmas, free_pgtables, then remove_vma -> fput
      * releases the shmem objects (the order decides which frames the LIFO
      * free list hands out next). */
@@ -211,7 +237,7 @@ cs_status cs_spawn(cs_machine *m, int32_t *pid_out)
     if (frames_free(m) < 1) {
         st = CS_ENOMEM;
     } else {
-        cs_proc *p = proc_new(m, 0, 0);
+        cs_proc *p = proc_new(m, 0, 0, true);
         if (p)
             *pid_out = p->pid;
         else
@@ -233,14 +259,16 @@ cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out)
     return st;
 }
 
-cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *alive_out)
+cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out)
 {
     LOCK(m);
     cs_status st = CS_OK;
     if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
         st = CS_ENOPROC;
+    else if (m->pidstate[pid] != PID_LIVE)
+        *state_out = 0;
     else
-        *alive_out = m->pidstate[pid] == PID_LIVE;
+        *state_out = m->procs[pid]->borrower ? 2 : 1;
     UNLOCK(m);
     return st;
 }

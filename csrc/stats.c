@@ -22,7 +22,7 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
-    if (st == CS_EEXITED) {   /* an exited process keeps its final counters */
+    if (st == CS_EEXITED || st == CS_ESUSPENDED) {   /* final or frozen counters stay readable */
         p = m->procs[pid];
         st = CS_OK;
     }
