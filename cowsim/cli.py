@@ -13,7 +13,9 @@ import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
+from .calibrate import add_calibrate_parser
 from .errors import CowsimError
+from .validate import add_validate_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -83,7 +85,7 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = (_add_demo, _add_version)
+_COMMANDS = (_add_demo, _add_version, add_validate_parser, add_calibrate_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

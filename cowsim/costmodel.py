@@ -1,0 +1,189 @@
+"""``CostModel``: nanosecond prices for the events cowsim counts.
+
+cowsim counts what the kernel would do (entries copied at fork, tables
+allocated, faults by kind, pages copied); a cost model turns those counts into
+a modelled time.  ``cowsim calibrate`` measures the prices on the host kernel
+(see ``cowsim.calibrate`` and docs/VALIDATION.md) and writes a profile that
+:meth:`CostModel.load` reads.
+
+Fault prices are additive: every fault pays ``fault_ns`` (entry, walk, exit:
+the whole cost of the cheapest fault, a zero-page read), plus
+
+==============  ===========================================================
+fault kind      extra
+==============  ===========================================================
+zero page       nothing
+zero fill       ``zero_fill_ns`` (allocate and clear a frame)
+CoW copy        ``copy_page_ns`` (allocate, copy 4 KiB, rmap, free-side work)
+CoW reuse       ``cow_reuse_ns`` (the exclusivity check and remap)
+shared (shmem)  nothing (the fault-around mapping is part of ``fault_ns``)
+==============  ===========================================================
+
+A fork costs ``fork_base_ns + ptes * fork_per_pte_ns + tables *
+fork_per_table_ns`` (``tables`` = last-level tables the child gets).
+
+The defaults are calibrated values (``cowsim calibrate``, full mode; the
+per-parameter median of six runs) from Linux 6.18.44-fc-v782 x86_64 on an
+"AMD EPYC" (family 25 model 1, Zen 3) virtual machine with 2 vCPUs and 24 GiB,
+a Firecracker guest shared with other jobs; docs/VALIDATION.md has the
+profile.  On bare metal expect faults and forks to cost less.
+
+>>> m = CostModel()
+>>> m.fork_ns(ptes=512, tables=1) > m.fork_base_ns
+True
+>>> CostModel.load({"fault_ns": 500.0}).fault_ns
+500.0
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Union
+
+from ._types import Outcome, ProcessStats
+from .errors import InvalidArgument
+
+__all__ = ["CostModel", "PROFILE_FORMAT"]
+
+#: The ``format`` tag of a calibration profile file.
+PROFILE_FORMAT = "cowsim-cost-profile/1"
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Prices in nanoseconds (floats >= 0, finite).
+
+    Attributes:
+        fork_base_ns: a fork of a process with no resident page (process and
+            VMA duplication, the parent's return).
+        fork_per_pte_ns: per present entry the child gets (refcount, rmap,
+            write-protect).
+        fork_per_table_ns: per last-level page table the child gets.
+        fault_ns: entry, walk and exit of any fault (a zero-page read fault).
+        zero_fill_ns: extra for allocating and zeroing a frame.
+        copy_page_ns: extra for a CoW copy (allocate, copy 4 KiB, remap).
+        cow_reuse_ns: extra for a CoW reuse (no copy).
+        tlb_flush_ns: a TLB flush of one page (mprotect of a present page
+            minus mprotect of an absent one).
+        exit_per_page_ns: unmapping and freeing one resident page (munmap/exit).
+    """
+
+    fork_base_ns: float = 87_000.0
+    fork_per_pte_ns: float = 136.0
+    fork_per_table_ns: float = 2_600.0
+    fault_ns: float = 965.0
+    zero_fill_ns: float = 1_670.0
+    copy_page_ns: float = 2_860.0
+    cow_reuse_ns: float = 420.0
+    tlb_flush_ns: float = 390.0
+    exit_per_page_ns: float = 350.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgument(f"CostModel: {f.name} must be a number of ns, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise InvalidArgument(f"CostModel: {f.name} must be finite and >= 0, got {value!r}")
+            object.__setattr__(self, f.name, float(value))
+
+    # -- prices ---------------------------------------------------------------------
+    def fork_ns(self, ptes: int, tables: int = -1, entries_per_table: int = 512) -> float:
+        """Modelled fork latency for a child that gets ``ptes`` entries in
+        ``tables`` last-level tables (default: the fewest that hold them)."""
+        if tables < 0:
+            tables = -(-ptes // entries_per_table)
+        return self.fork_base_ns + ptes * self.fork_per_pte_ns + tables * self.fork_per_table_ns
+
+    def fault_cost_ns(self, kind: Union[Outcome, int, str]) -> float:
+        """The price of one access outcome (``Outcome`` or its name; hits and
+        segfaults cost 0 here).
+
+        >>> CostModel(fault_ns=1, zero_fill_ns=2).fault_cost_ns("ZERO_FILL")
+        3.0
+        """
+        if isinstance(kind, str):
+            try:
+                kind = Outcome[kind.upper()]
+            except KeyError:
+                raise InvalidArgument(f"CostModel: unknown outcome {kind!r}") from None
+        kind = Outcome(kind)
+        extra = {
+            Outcome.ZERO_PAGE: 0.0,
+            Outcome.ZERO_FILL: self.zero_fill_ns,
+            Outcome.COW_COPY: self.copy_page_ns,
+            Outcome.COW_REUSE: self.cow_reuse_ns,
+            Outcome.SHARED: 0.0,
+        }
+        if kind not in extra:
+            return 0.0
+        return self.fault_ns + extra[kind]
+
+    def faults_ns(self, stats: ProcessStats) -> float:
+        """The modelled time of all faults a process took (its ``ProcessStats``)."""
+        return (
+            stats.minflt * self.fault_ns
+            + stats.faults_zero_fill * self.zero_fill_ns
+            + stats.faults_cow_copy * self.copy_page_ns
+            + stats.faults_cow_reuse * self.cow_reuse_ns
+        )
+
+    def exit_ns(self, resident_pages: int) -> float:
+        """Modelled time to unmap ``resident_pages`` pages at exit or munmap."""
+        return resident_pages * self.exit_per_page_ns
+
+    # -- files ----------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, float]:
+        """The parameters by name."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CostModel":
+        """A model from parameters by name; missing ones take the defaults.
+
+        Raises:
+            InvalidArgument: an unknown name or a bad value.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(f"CostModel: expected a mapping of parameters, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InvalidArgument(
+                f"CostModel: unknown parameter(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(names))}"
+            )
+        return cls(**dict(data))
+
+    @classmethod
+    def load(cls, source: Union[str, Path, Mapping[str, Any]]) -> "CostModel":
+        """A model from a profile file (JSON, as ``cowsim calibrate`` writes), a
+        profile dict (with a ``cost_model`` table), or a dict of parameters.
+
+        Raises:
+            InvalidArgument: unreadable file, not JSON, or bad parameters.
+        """
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise InvalidArgument(f"CostModel: cannot read {path}: {exc.strerror or exc}") from None
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument(f"CostModel: {path} is not JSON: {exc}") from None
+        else:
+            data = source
+        if isinstance(data, Mapping) and "cost_model" in data:
+            fmt = data.get("format", PROFILE_FORMAT)
+            if fmt != PROFILE_FORMAT:
+                raise InvalidArgument(f"CostModel: unsupported profile format {fmt!r} (expected {PROFILE_FORMAT!r})")
+            data = data["cost_model"]
+        return cls.from_dict(data)
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Writes the model as a profile file that :meth:`load` reads."""
+        Path(path).write_text(
+            json.dumps({"format": PROFILE_FORMAT, "cost_model": self.to_dict()}, indent=2) + "\n", encoding="utf-8"
+        )
