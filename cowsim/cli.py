@@ -21,7 +21,9 @@ import logging
 import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+from .calibrate import add_calibrate_parser
 from .errors import CowsimError
+from .validate import add_validate_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -383,7 +385,17 @@ def _cmd_cowtest(args: argparse.Namespace) -> int:
     return _run_experiment(args, cowtest, memory=args.memory, modes=args.modes, rounds=args.rounds)
 
 
-_COMMANDS = (_add_fork_cost, _add_snapshot, _add_prefork, _add_zygote, _add_cowtest, _add_demo, _add_version)
+_COMMANDS = (
+    _add_fork_cost,
+    _add_snapshot,
+    _add_prefork,
+    _add_zygote,
+    _add_cowtest,
+    add_validate_parser,
+    add_calibrate_parser,
+    _add_demo,
+    _add_version,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

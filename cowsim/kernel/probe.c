@@ -1,0 +1,904 @@
+/* cowsim kernel probe: runs a cowsim scenario in real Linux processes and
+ * measures what the kernel did, or measures the costs the cost model needs.
+ *
+ * Shipped as package data of cowsim.kernel and compiled at run time with the
+ * system C compiler (see cowsim/kernel/__init__.py).  Linux only.
+ *
+ *   probe run          reads a scenario (line format below) on stdin, runs it
+ *   probe calibrate [quick]
+ *                      prints raw timings, one "key value" line each
+ *
+ * Scenario input (all numbers decimal except addresses):
+ *   cowsim-probe 1
+ *   procs <n>                            process ids 0..n-1, 0 is the root
+ *   region <r> <addr-hex> <pages>        fixed address of region r
+ *   step <i> <op> <proc> <a0> <a1> <a2> <a3>
+ *   end
+ * ops and their arguments:
+ *   map      region prot(0 none,1 r,3 rw) shared(0/1)
+ *   read     region first count
+ *   write    region first count value
+ *   mprotect region first count prot
+ *   munmap   region first count
+ *   madvise  region first count advice(0 dontfork,1 dofork,2 wipeonfork,3 keeponfork,4 dontneed)
+ *   fork     child-proc
+ *   exit     exiting-proc     (proc = its parent, which reaps it and measures)
+ *   measure
+ *
+ * Output (stdout; only one process writes at a time):
+ *   info <key> <value>
+ *   m <step> <proc> minflt <n> copied <n> segv <n> data <n>     (-1 = not measured)
+ *   r <step> <proc> <region> mapped <0|1> Rss <kB> Pss <kB> ...  (-1 = field absent)
+ *   warn <step> <text>
+ *   error <step> <text>
+ *   done
+ *
+ * How the numbers are kept clean: every access, syscall and getrusage()
+ * happens in this C program; minor faults are getrusage(RUSAGE_SELF) deltas
+ * taken right around the step.  Before any step, and again in both processes
+ * after every fork, the probe "rewarms" itself: it runs every code path once
+ * on scratch memory (so code pages are mapped) and writes one byte in every
+ * page of every private writable mapping outside the scenario (stack, .data,
+ * .bss, libc data, TLS) so that no copy-on-write fault of the probe's own
+ * memory lands inside a measured step.  The driver also disables glibc's rseq
+ * registration (the kernel would write to it).  The processes are pinned to
+ * one CPU so that per-CPU LRU batches cannot hold extra page references
+ * (which would turn a CoW reuse into a copy).  Processes take turns through
+ * one token pipe each, so only one of them runs a step at any time.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#define MADV_KEEPONFORK 19
+#endif
+#ifndef MADV_NOHUGEPAGE
+#define MADV_NOHUGEPAGE 15
+#endif
+
+#define MAXP 16
+#define MAXR 32
+#define MAXS 512
+#define MAXPAGES (1L << 19)
+
+enum { OP_MAP, OP_READ, OP_WRITE, OP_MPROTECT, OP_MUNMAP, OP_MADVISE, OP_FORK, OP_EXIT, OP_MEASURE };
+static const char *const OP_NAMES[] = {"map", "read", "write", "mprotect", "munmap",
+                                       "madvise", "fork", "exit", "measure"};
+#define NOPS ((int)(sizeof OP_NAMES / sizeof OP_NAMES[0]))
+
+static const char *const FIELDS[] = {"Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty",
+                                     "Private_Clean", "Private_Dirty", "Anonymous"};
+#define NFIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
+
+struct region { uintptr_t addr; long pages; };
+struct step { int op, proc, a[4]; };
+
+static long PAGE;
+static int NP, NR, NS;
+static struct region R[MAXR];
+static struct step S[MAXS];
+static int token[MAXP][2];
+static pid_t pids[MAXP];
+static int me;
+static uintptr_t scen_lo = UINTPTR_MAX, scen_hi;
+
+static uint64_t zero_pfn;
+static int pfn_ok;
+
+/* scratch memory for the rewarm exercise */
+static char *scratch_priv, *scratch_shared, *scratch_none;
+#define SCRATCH_PAGES 4
+
+/* big buffers live in .bss: they are rewarmed like everything else */
+static char iobuf[1 << 22];
+static uint64_t pfn_before[MAXPAGES];
+static uint64_t pfn_after[MAXPAGES];
+static char outbuf[1 << 16];
+static size_t outlen;
+static char altstack[1 << 16] __attribute__((aligned(4096)));
+
+static sigjmp_buf segv_jmp;
+static volatile sig_atomic_t segv_armed;
+static volatile int segv_hit;
+
+/* ------------------------------------------------------------------ output */
+static void flush_out(void) {
+    size_t off = 0;
+    while (off < outlen) {
+        ssize_t n = write(1, outbuf + off, outlen - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            kill(0, SIGKILL); /* the reader is gone: stop every probe process */
+            _exit(3);
+        }
+        off += (size_t)n;
+    }
+    outlen = 0;
+}
+
+static void out(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(outbuf + outlen, sizeof outbuf - outlen, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof outbuf - outlen) {
+        flush_out();
+        va_start(ap, fmt);
+        n = vsnprintf(outbuf, sizeof outbuf, fmt, ap);
+        va_end(ap);
+        if (n < 0) n = 0;
+        outlen = (size_t)n < sizeof outbuf ? (size_t)n : sizeof outbuf - 1;
+        return;
+    }
+    outlen += (size_t)n;
+}
+
+static void die(int step, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    out("error %d %s\n", step + 1, msg);
+    flush_out();
+    /* the probe leads its own process group: stop every probe process */
+    kill(0, SIGKILL);
+    _exit(2);
+}
+
+/* ------------------------------------------------------------------ tokens */
+static void send_token(int p) {
+    char c = 't';
+    while (write(token[p][1], &c, 1) != 1)
+        if (errno != EINTR) die(-1, "token write: %s", strerror(errno));
+}
+
+static void wait_token(void) {
+    char c;
+    for (;;) {
+        ssize_t n = read(token[me][0], &c, 1);
+        if (n == 1) return;
+        if (n < 0 && errno == EINTR) continue;
+        die(-1, "token read: %s", n ? strerror(errno) : "end of file");
+    }
+}
+
+/* ------------------------------------------------------------- measuring */
+static long long minflt(void) {
+    struct rusage ru;
+    syscall(SYS_getrusage, RUSAGE_SELF, &ru);
+    return (long long)ru.ru_minflt;
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static ssize_t read_file(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0;
+    for (;;) {
+        if (len + 1 >= cap) { close(fd); return -2; }
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            close(fd);
+            return -1;
+        }
+        if (n == 0) break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = 0;
+    return (ssize_t)len;
+}
+
+/* PFNs (bit 63 present, bits 0-54 pfn) of count pages from addr */
+static int read_pfns(uintptr_t addr, long count, uint64_t *dst) {
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t want = (size_t)count * 8, got = 0;
+    off_t off = (off_t)(addr / (uintptr_t)PAGE) * 8;
+    while (got < want) {
+        ssize_t n = pread(fd, (char *)dst + got, want - got, off + (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { close(fd); return -1; }
+        got += (size_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN(x) ((x) & ((1ULL << 55) - 1))
+
+static void on_segv(int sig, siginfo_t *si, void *ctx) {
+    (void)si;
+    (void)ctx;
+    if (segv_armed) {
+        segv_armed = 0;
+        siglongjmp(segv_jmp, 1);
+    }
+    /* a real crash: stop every probe process (the others would wait for a turn forever) */
+    kill(0, SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void on_fatal(int sig) {
+    (void)sig;
+    kill(0, SIGKILL);
+    _exit(4);
+}
+
+/* Accesses count pages from base: one byte at the start of each page, in
+ * order, stopping at the first segmentation fault.  Returns the minor fault
+ * delta; *segv and *sum report the rest. */
+static volatile long long acc_f0;
+static volatile long acc_sum;
+static long long access_pages(char *base, long count, int write, int value, int *segv, long *sum) {
+    long long f1;
+    segv_hit = 0;
+    acc_sum = 0;
+    if (sigsetjmp(segv_jmp, 1)) {
+        f1 = minflt();
+        *segv = 1;
+        *sum = acc_sum;
+        return f1 - acc_f0;
+    }
+    segv_armed = 1;
+    acc_f0 = minflt();
+    if (write) {
+        for (long k = 0; k < count; k++) *(volatile char *)(base + k * PAGE) = (char)value;
+    } else {
+        long s = 0;
+        for (long k = 0; k < count; k++) {
+            s += *(volatile unsigned char *)(base + k * PAGE);
+            acc_sum = s;
+        }
+    }
+    f1 = minflt();
+    segv_armed = 0;
+    *segv = 0;
+    *sum = acc_sum;
+    return f1 - acc_f0;
+}
+
+/* Sums the smaps fields of every VMA inside each region of this process. */
+static void measure_regions(int step) {
+    long long val[MAXR][NFIELDS];
+    int seen[NFIELDS];
+    int mapped[MAXR];
+    memset(val, 0, sizeof val);
+    memset(seen, 0, sizeof seen);
+    memset(mapped, 0, sizeof mapped);
+    ssize_t n = read_file("/proc/self/smaps", iobuf, sizeof iobuf);
+    if (n < 0) die(step, "cannot read /proc/self/smaps");
+    char *line = iobuf;
+    int cur = -1; /* region of the current VMA, -1 none */
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        if (eol) *eol = 0;
+        char *dash = strchr(line, '-');
+        char *colon = strchr(line, ':');
+        if (dash && (!colon || dash < colon) && line[0] != ' ') {
+            /* "start-end perms offset dev inode path": a VMA header */
+            uintptr_t s = (uintptr_t)strtoull(line, NULL, 16);
+            uintptr_t e = (uintptr_t)strtoull(dash + 1, NULL, 16);
+            cur = -1;
+            for (int r = 0; r < NR; r++) {
+                uintptr_t rs = R[r].addr, re = R[r].addr + (uintptr_t)R[r].pages * (uintptr_t)PAGE;
+                if (s < re && e > rs) {
+                    if (s < rs || e > re)
+                        out("warn %d VMA %lx-%lx overlaps region %d partially\n", step + 1,
+                            (unsigned long)s, (unsigned long)e, r);
+                    cur = r;
+                    mapped[r] = 1;
+                    break;
+                }
+            }
+        } else if (colon && cur >= 0) {
+            *colon = 0;
+            for (int f = 0; f < NFIELDS; f++) {
+                if (strcmp(line, FIELDS[f]) == 0) {
+                    val[cur][f] += strtoll(colon + 1, NULL, 10);
+                    seen[f] = 1;
+                    break;
+                }
+            }
+        } else if (colon) {
+            *colon = 0;
+            for (int f = 0; f < NFIELDS; f++)
+                if (strcmp(line, FIELDS[f]) == 0) seen[f] = 1;
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+    for (int r = 0; r < NR; r++) {
+        out("r %d %d %d mapped %d", step + 1, me, r, mapped[r]);
+        for (int f = 0; f < NFIELDS; f++) out(" %s %lld", FIELDS[f], seen[f] ? val[r][f] : -1LL);
+        out("\n");
+    }
+}
+
+/* ------------------------------------------------------------- rewarming */
+static void __attribute__((noinline)) touch_stack(void) {
+    volatile char buf[256 * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 1024) buf[i] = (char)i;
+    buf[sizeof buf - 1] = 0;
+}
+
+/* Writes one byte (its own value) in every page of every private writable
+ * mapping outside the scenario regions, breaking copy-on-write sharing of
+ * the probe's own memory after a fork. */
+static void touch_private_memory(void) {
+    static char maps[1 << 16];
+    ssize_t n = read_file("/proc/self/maps", maps, sizeof maps);
+    if (n < 0) die(-1, "cannot read /proc/self/maps");
+    char *line = maps;
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        uintptr_t s, e;
+        char perms[8] = {0};
+        if (sscanf(line, "%lx-%lx %7s", (unsigned long *)&s, (unsigned long *)&e, perms) == 3 &&
+            perms[0] == 'r' && perms[1] == 'w' && perms[3] == 'p' && (e <= scen_lo || s >= scen_hi)) {
+            if (strstr(line, "[vsyscall]") == NULL) {
+                for (uintptr_t a = s; a < e; a += (uintptr_t)PAGE) {
+                    volatile char *p = (volatile char *)a;
+                    *p = *p;
+                }
+            }
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+}
+
+/* Runs every code path a step uses, on scratch memory. */
+static void exercise(void) {
+    int segv;
+    long sum;
+    uint64_t pm[SCRATCH_PAGES];
+    access_pages(scratch_priv, SCRATCH_PAGES, 1, 1, &segv, &sum);
+    access_pages(scratch_priv, SCRATCH_PAGES, 0, 0, &segv, &sum);
+    access_pages(scratch_shared, SCRATCH_PAGES, 1, 1, &segv, &sum);
+    access_pages(scratch_shared, SCRATCH_PAGES, 0, 0, &segv, &sum);
+    access_pages(scratch_none, 1, 0, 0, &segv, &sum); /* takes the SIGSEGV path */
+    if (!segv) die(-1, "the scratch PROT_NONE page did not fault");
+    mprotect(scratch_priv, (size_t)PAGE, PROT_READ);
+    mprotect(scratch_priv, (size_t)PAGE, PROT_READ | PROT_WRITE);
+    madvise(scratch_priv, (size_t)PAGE, MADV_DONTFORK);
+    madvise(scratch_priv, (size_t)PAGE, MADV_DOFORK);
+    madvise(scratch_priv + PAGE, (size_t)PAGE, MADV_DONTNEED);
+    void *t = mmap(NULL, (size_t)PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t != MAP_FAILED) {
+        madvise(t, (size_t)PAGE, MADV_NOHUGEPAGE);
+        munmap(t, (size_t)PAGE);
+    }
+    read_pfns((uintptr_t)scratch_priv, SCRATCH_PAGES, pm);
+    (void)minflt();
+}
+
+static void rewarm(void) {
+    touch_stack();
+    exercise();
+    touch_private_memory();
+    exercise();
+    touch_stack();
+}
+
+/* --------------------------------------------------------------- the steps */
+static int prot_of(int p) {
+    return p == 0 ? PROT_NONE : p == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
+}
+
+static void emit_m(int step, long long flt, long long copied, int segv, long long data) {
+    out("m %d %d minflt %lld copied %lld segv %d data %lld\n", step + 1, me, flt, copied, segv, data);
+}
+
+static long count_copied(long count) {
+    long copied = 0;
+    for (long k = 0; k < count; k++) {
+        uint64_t b = pfn_before[k], a = pfn_after[k];
+        if ((b & PM_PRESENT) && (a & PM_PRESENT) && PM_PFN(b) != zero_pfn && PM_PFN(a) != PM_PFN(b))
+            copied++;
+    }
+    return copied;
+}
+
+/* Runs step i in this process.  Returns 1 in a child just created by it. */
+static int do_step(int i) {
+    struct step *s = &S[i];
+    int r = s->a[0];
+    char *base = NULL;
+    long first = 0, count = 0;
+    size_t len = 0;
+    long long f0, f1;
+    if (s->op >= OP_MAP && s->op <= OP_MADVISE) {
+        if (r < 0 || r >= NR) die(i, "bad region %d", r);
+        if (s->op != OP_MAP) {
+            first = s->a[1];
+            count = s->a[2];
+            if (first < 0 || count <= 0 || first + count > R[r].pages) die(i, "bad page range");
+        } else {
+            count = R[r].pages;
+        }
+        base = (char *)R[r].addr + first * PAGE;
+        len = (size_t)count * (size_t)PAGE;
+    }
+    switch (s->op) {
+    case OP_MAP: {
+        int flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (s->a[2] ? MAP_SHARED : MAP_PRIVATE);
+        f0 = minflt();
+        /* guard pages: own shmem objects, so they can never merge with the region */
+        void *g1 = mmap(base - PAGE, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        void *g2 = mmap(base + len, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        void *p = mmap(base, len, prot_of(s->a[1]), flags, -1, 0);
+        int adv = p == base ? madvise(p, len, MADV_NOHUGEPAGE) : 0;
+        f1 = minflt();
+        if (g1 != base - PAGE || g2 != base + len) die(i, "guard mmap failed: %s", strerror(errno));
+        if (p != base) die(i, "mmap at %p failed: %s", (void *)base, p == MAP_FAILED ? strerror(errno) : "moved");
+        if (adv) die(i, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_READ:
+    case OP_WRITE: {
+        int segv = 0;
+        long sum = 0;
+        int have = pfn_ok && read_pfns((uintptr_t)base, count, pfn_before) == 0;
+        long long flt = access_pages(base, count, s->op == OP_WRITE, s->a[3], &segv, &sum);
+        long long copied = -1;
+        if (have && read_pfns((uintptr_t)base, count, pfn_after) == 0) copied = count_copied(count);
+        emit_m(i, flt, copied, segv, s->op == OP_READ ? sum : -1);
+        break;
+    }
+    case OP_MPROTECT: {
+        f0 = minflt();
+        int rc = mprotect(base, len, prot_of(s->a[3]));
+        f1 = minflt();
+        if (rc) die(i, "mprotect: %s", strerror(errno));
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_MUNMAP: {
+        f0 = minflt();
+        int rc = munmap(base, len);
+        f1 = minflt();
+        if (rc) die(i, "munmap: %s", strerror(errno));
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_MADVISE: {
+        static const int adv[] = {MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTNEED};
+        if (s->a[3] < 0 || s->a[3] > 4) die(i, "bad advice %d", s->a[3]);
+        f0 = minflt();
+        int rc = madvise(base, len, adv[s->a[3]]);
+        f1 = minflt();
+        if (rc) die(i, "madvise: %s", strerror(errno));
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_FORK: {
+        int c = s->a[0];
+        if (c <= 0 || c >= NP) die(i, "bad child %d", c);
+        flush_out();
+        pid_t self = getpid();
+        pid_t pid = fork();
+        if (pid < 0) die(i, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            /* if the parent dies (killed, SIGPIPE...), do not wait for a token forever */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != self) _exit(1);
+            me = c;
+            rewarm();
+            emit_m(i, -1, -1, 0, -1);
+            measure_regions(i);
+            flush_out();
+            send_token(s->proc);
+            return 1;
+        }
+        pids[c] = pid;
+        wait_token(); /* the child has measured itself */
+        rewarm();
+        emit_m(i, -1, -1, 0, -1);
+        measure_regions(i);
+        flush_out();
+        return 0;
+    }
+    case OP_EXIT: {
+        int c = s->a[0];
+        int status;
+        f0 = minflt();
+        send_token(c);
+        pid_t w;
+        while ((w = waitpid(pids[c], &status, 0)) < 0 && errno == EINTR) {}
+        f1 = minflt();
+        if (w != pids[c]) die(i, "waitpid: %s", strerror(errno));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(i, "child %d ended with status %#x", c, status);
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_MEASURE:
+        f0 = minflt();
+        f1 = minflt();
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    default:
+        die(i, "bad op %d", s->op);
+    }
+    measure_regions(i);
+    flush_out();
+    return 0;
+}
+
+static void run_steps(void) {
+    for (int i = 0; i < NS; i++) {
+        struct step *s = &S[i];
+        if (s->op == OP_EXIT && s->a[0] == me) {
+            flush_out();
+            wait_token();  /* from the parent, which reaps us */
+            _exit(0);
+        }
+        if (s->proc != me) continue;
+        if (i > 0 && S[i - 1].proc != me) wait_token();
+        if (do_step(i)) continue; /* a new child: its parent passes the turn on */
+        if (i + 1 < NS && S[i + 1].proc != me) send_token(S[i + 1].proc);
+    }
+    flush_out();
+    if (me != 0) _exit(0);
+}
+
+/* ------------------------------------------------------------- the input */
+static void parse_input(void) {
+    size_t len = 0;
+    for (;;) {
+        if (len + 1 >= sizeof iobuf) die(-1, "input too long");
+        ssize_t k = read(0, iobuf + len, sizeof iobuf - 1 - len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        len += (size_t)k;
+    }
+    iobuf[len] = 0;
+    char *save = NULL;
+    int got_header = 0, got_end = 0;
+    for (char *line = strtok_r(iobuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char word[32];
+        if (sscanf(line, "%31s", word) != 1) continue;
+        if (!strcmp(word, "cowsim-probe")) {
+            int v = 0;
+            if (sscanf(line, "%*s %d", &v) != 1 || v != 1) die(-1, "unsupported input version");
+            got_header = 1;
+        } else if (!strcmp(word, "procs")) {
+            if (sscanf(line, "%*s %d", &NP) != 1 || NP < 1 || NP > MAXP) die(-1, "bad procs line");
+        } else if (!strcmp(word, "region")) {
+            int r;
+            unsigned long addr;
+            long pages;
+            if (sscanf(line, "%*s %d %lx %ld", &r, &addr, &pages) != 3 || r != NR || r >= MAXR ||
+                pages <= 0 || pages > MAXPAGES || addr % (unsigned long)PAGE)
+                die(-1, "bad region line: %s", line);
+            R[NR].addr = addr;
+            R[NR].pages = pages;
+            if (addr - (unsigned long)PAGE < scen_lo) scen_lo = addr - (unsigned long)PAGE;
+            if (addr + (unsigned long)(pages + 1) * (unsigned long)PAGE > scen_hi)
+                scen_hi = addr + (unsigned long)(pages + 1) * (unsigned long)PAGE;
+            NR++;
+        } else if (!strcmp(word, "step")) {
+            int idx, proc, a[4];
+            char op[16];
+            if (sscanf(line, "%*s %d %15s %d %d %d %d %d", &idx, op, &proc, &a[0], &a[1], &a[2], &a[3]) != 7 ||
+                idx != NS + 1 || NS >= MAXS || proc < 0 || proc >= NP)
+                die(-1, "bad step line: %s", line);
+            int o = -1;
+            for (int k = 0; k < NOPS; k++)
+                if (!strcmp(op, OP_NAMES[k])) o = k;
+            if (o < 0) die(-1, "unknown op %s", op);
+            S[NS].op = o;
+            S[NS].proc = proc;
+            memcpy(S[NS].a, a, sizeof a);
+            NS++;
+        } else if (!strcmp(word, "end")) {
+            got_end = 1;
+            break;
+        } else {
+            die(-1, "unknown input line: %s", line);
+        }
+    }
+    if (!got_header || !got_end) die(-1, "incomplete input (header or end missing)");
+}
+
+/* ------------------------------------------------------------------ setup */
+static void setup_common(void) {
+    PAGE = sysconf(_SC_PAGESIZE);
+    /* lead our own process group, so that kill(0, ...) reaches only probe processes */
+    setpgid(0, 0);
+    signal(SIGPIPE, on_fatal);
+    /* pin to the CPU we are on: per-CPU LRU batches are then drained by the
+     * fault handler itself, as the kernel's reuse check expects */
+    int cpu = sched_getcpu();
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
+}
+
+static void setup_run(void) {
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL)) die(-1, "sigaltstack: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    scratch_priv = mmap(NULL, SCRATCH_PAGES * (size_t)PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    scratch_shared = mmap(NULL, SCRATCH_PAGES * (size_t)PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    scratch_none = mmap(NULL, (size_t)PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (scratch_priv == MAP_FAILED || scratch_shared == MAP_FAILED || scratch_none == MAP_FAILED)
+        die(-1, "scratch mmap: %s", strerror(errno));
+    madvise(scratch_priv, SCRATCH_PAGES * (size_t)PAGE, MADV_NOHUGEPAGE);
+    /* the zero page's PFN, and whether PFNs are visible at all (CAP_SYS_ADMIN) */
+    char *z = mmap(NULL, (size_t)PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t pm = 0;
+    if (z != MAP_FAILED) {
+        (void)*(volatile char *)z;
+        if (read_pfns((uintptr_t)z, 1, &pm) == 0 && (pm & PM_PRESENT) && PM_PFN(pm) != 0) {
+            zero_pfn = PM_PFN(pm);
+            pfn_ok = 1;
+        }
+        munmap(z, (size_t)PAGE);
+    }
+    for (int p = 0; p < NP; p++)
+        if (pipe2(token[p], O_CLOEXEC)) die(-1, "pipe: %s", strerror(errno));
+    out("info pagesize %ld\ninfo pfn_visible %d\ninfo pid %d\n", PAGE, pfn_ok, (int)getpid());
+    flush_out();
+    rewarm();
+}
+
+/* ------------------------------------------------------------ calibration */
+static char *map_region(size_t len, int noreserve) {
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0), -1, 0);
+    if (p == MAP_FAILED) die(-1, "mmap %zu: %s", len, strerror(errno));
+    madvise(p, len, MADV_NOHUGEPAGE);
+    return p;
+}
+
+/* a region whose start is aligned to span (the reach of one page table) */
+static char *map_aligned(size_t len, size_t span) {
+    char *raw = map_region(len + span, 1);
+    uintptr_t a = ((uintptr_t)raw + span - 1) & ~(uintptr_t)(span - 1);
+    if (a > (uintptr_t)raw) munmap(raw, a - (uintptr_t)raw);
+    uintptr_t end = (uintptr_t)raw + len + span;
+    if (end > a + len) munmap((char *)(a + len), end - (a + len));
+    return (char *)a;
+}
+
+static void write_pages(char *p, long n, long stride) {
+    for (long k = 0; k < n; k++) *(volatile char *)(p + k * stride) = 1;
+}
+
+/* Fork latency seen by the parent for several resident sets, interleaved
+ * repetition by repetition: all regions exist at once and MADV_DONTFORK hides
+ * those not under test.  The child waits until the parent has read the clock,
+ * so its exit is not in the time.  Prints "fork <label> <ptes> <tables> <ns>". */
+struct forkcfg { const char *label; long n; long stride; char *p; size_t len; long tables; };
+
+static void cal_forks(struct forkcfg *cfg, int ncfg, int reps) {
+    size_t span = (size_t)PAGE * (size_t)(PAGE / 8);
+    for (int c = 0; c < ncfg; c++) {
+        cfg[c].len = (size_t)(cfg[c].n > 0 ? cfg[c].n : 1) * (size_t)cfg[c].stride;
+        cfg[c].p = cfg[c].n > 0 ? map_aligned(cfg[c].len, span) : NULL;
+        cfg[c].tables = cfg[c].n > 0 ? (long)((cfg[c].len + span - 1) / span) : 0;
+    }
+    for (int r = 0; r < reps; r++) {
+        for (int c = 0; c < ncfg; c++) {
+            for (int o = 0; o < ncfg; o++)
+                if (cfg[o].p) madvise(cfg[o].p, cfg[o].len, o == c ? MADV_DOFORK : MADV_DONTFORK);
+            if (cfg[c].p) write_pages(cfg[c].p, cfg[c].n, cfg[c].stride); /* writable + exclusive again */
+            int fds[2];
+            if (pipe(fds)) die(-1, "pipe: %s", strerror(errno));
+            long long t0 = now_ns();
+            pid_t pid = fork();
+            if (pid == 0) {
+                char ch;
+                close(fds[1]);
+                (void)!read(fds[0], &ch, 1);
+                _exit(0);
+            }
+            long long t1 = now_ns();
+            if (pid < 0) die(-1, "fork: %s", strerror(errno));
+            close(fds[0]);
+            close(fds[1]);
+            waitpid(pid, NULL, 0);
+            out("fork %s %ld %ld %lld\n", cfg[c].label, cfg[c].n, cfg[c].tables, t1 - t0);
+            flush_out();
+        }
+    }
+    for (int c = 0; c < ncfg; c++)
+        if (cfg[c].p) munmap(cfg[c].p, cfg[c].len);
+}
+
+/* one timed pass over n fresh pages; kind: 0 read (zero page), 1 write (zero
+ * fill), 2 write after fork with the child alive (CoW copy), 3 write after
+ * fork with the child gone (CoW reuse).  Prints "fault <label> <n> <ns> <faults>". */
+static void cal_fault_pass(const char *label, long n, int kind) {
+    size_t len = (size_t)n * (size_t)PAGE;
+    char *p = map_region(len, 0);
+    int fds[2] = {-1, -1};
+    pid_t pid = -1;
+    if (kind >= 2) {
+        write_pages(p, n, PAGE);
+        if (pipe(fds)) die(-1, "pipe: %s", strerror(errno));
+        pid = fork();
+        if (pid < 0) die(-1, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            char c;
+            close(fds[1]);
+            if (kind == 2) (void)!read(fds[0], &c, 1);
+            _exit(0);
+        }
+        close(fds[0]);
+        if (kind == 3) waitpid(pid, NULL, 0);
+    }
+    long long f0 = minflt(), t0 = now_ns();
+    if (kind == 0) {
+        long s = 0;
+        for (long k = 0; k < n; k++) s += *(volatile char *)(p + k * PAGE);
+        (void)s;
+    } else {
+        write_pages(p, n, PAGE);
+    }
+    long long t1 = now_ns(), f1 = minflt();
+    if (kind >= 2) {
+        close(fds[1]);
+        if (kind == 2) waitpid(pid, NULL, 0);
+    }
+    munmap(p, len);
+    out("fault %s %ld %lld %lld\n", label, n, t1 - t0, f1 - f0);
+    flush_out();
+}
+
+static void cal_munmap(long n, int reps) {
+    size_t len = (size_t)n * (size_t)PAGE;
+    long long best = -1;
+    for (int r = 0; r < reps; r++) {
+        char *p = map_region(len, 0);
+        write_pages(p, n, PAGE);
+        long long t0 = now_ns();
+        munmap(p, len);
+        long long t1 = now_ns();
+        if (best < 0 || t1 - t0 < best) best = t1 - t0;
+    }
+    out("munmap %ld %lld\n", n, best);
+    flush_out();
+}
+
+static void cal_memcpy(long n, int reps) {
+    size_t len = (size_t)n * (size_t)PAGE;
+    char *src = map_region(len, 0), *dst = map_region(len, 0);
+    memset(src, 1, len);
+    memset(dst, 2, len);
+    long long best = -1;
+    for (int r = 0; r < reps; r++) {
+        long long t0 = now_ns();
+        for (long k = 0; k < n; k++) memcpy(dst + k * PAGE, src + k * PAGE, (size_t)PAGE);
+        long long t1 = now_ns();
+        __asm__ volatile("" ::"r"(dst) : "memory");
+        if (best < 0 || t1 - t0 < best) best = t1 - t0;
+    }
+    out("memcpy %ld %lld\n", n, best);
+    /* a hot 4 KiB copy (both pages in cache) */
+    long loops = 20000;
+    long long t0 = now_ns();
+    for (long k = 0; k < loops; k++) {
+        memcpy(dst, src + (k & 1) * PAGE, (size_t)PAGE);
+        __asm__ volatile("" ::"r"(dst) : "memory");
+    }
+    long long t1 = now_ns();
+    out("memcpy_hot %ld %lld\n", loops, t1 - t0);
+    flush_out();
+    munmap(src, len);
+    munmap(dst, len);
+}
+
+/* mprotect r / rw of one page, present (needs a TLB flush) vs absent */
+static void cal_mprotect(int loops) {
+    char *p = map_region((size_t)PAGE, 0);
+    long long res[2];
+    for (int present = 1; present >= 0; present--) {
+        if (present) *(volatile char *)p = 1;
+        else madvise(p, (size_t)PAGE, MADV_DONTNEED);
+        long long best = -1;
+        for (int r = 0; r < 5; r++) {
+            long long t0 = now_ns();
+            for (int k = 0; k < loops; k++) {
+                mprotect(p, (size_t)PAGE, PROT_READ);
+                mprotect(p, (size_t)PAGE, PROT_READ | PROT_WRITE);
+            }
+            long long t1 = now_ns();
+            if (best < 0 || t1 - t0 < best) best = t1 - t0;
+        }
+        res[present] = best;
+    }
+    out("mprotect %d %lld %lld\n", 2 * loops, res[1], res[0]);
+    flush_out();
+    munmap(p, (size_t)PAGE);
+}
+
+static void calibrate(int quick) {
+    long mib = 1L << 20;
+    long dense1 = (quick ? 8 : 64) * mib / PAGE, dense2 = (quick ? 32 : 256) * mib / PAGE;
+    long nfault = (quick ? 8 : 64) * mib / PAGE;
+    long sparse = quick ? 256 : 2048;
+    int reps = quick ? 3 : 9;
+    size_t span = (size_t)PAGE * (size_t)(PAGE / 8);
+    out("info pagesize %ld\ninfo quick %d\n", PAGE, quick);
+    flush_out();
+    /* warm up the allocator (and, in a VM, the host's backing of guest
+     * memory) and the code paths */
+    for (int k = 0; k < 4; k++) cal_fault_pass("warmup", nfault, k);
+    /* the kinds interleaved, repetition by repetition, so that slow phases of
+     * the host hit every kind alike (the fit uses paired differences) */
+    static const char *const kinds[] = {"zero_page", "zero_fill", "cow_copy", "cow_reuse"};
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < 4; k++) cal_fault_pass(kinds[k], nfault, k);
+    struct forkcfg cfg[] = {
+        {"empty", 0, PAGE, NULL, 0, 0},
+        {"dense1", dense1, PAGE, NULL, 0, 0},
+        {"dense2", dense2, PAGE, NULL, 0, 0},
+        {"sparse", sparse, (long)span, NULL, 0, 0},
+    };
+    cal_forks(cfg, 4, reps);
+    cal_munmap(nfault, reps);
+    cal_memcpy(nfault, reps);
+    cal_mprotect(quick ? 2000 : 20000);
+    out("done\n");
+    flush_out();
+}
+
+int main(int argc, char **argv) {
+    setup_common();
+    if (argc >= 2 && !strcmp(argv[1], "run")) {
+        parse_input();
+        setup_run();
+        run_steps();
+        out("done\n");
+        flush_out();
+        return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "calibrate")) {
+        calibrate(argc >= 3 && !strcmp(argv[2], "quick"));
+        return 0;
+    }
+    fprintf(stderr, "usage: %s run < scenario | %s calibrate [quick]\n", argv[0], argv[0]);
+    return 64;
+}
