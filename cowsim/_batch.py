@@ -36,6 +36,8 @@ def write_spec(op: str, write: WriteSpec, n: int) -> Tuple[Any, int, Optional[np
     """Returns (pointer or NULL, write_all flag, array kept alive)."""
     if isinstance(write, (bool, np.bool_)):
         return ffi.NULL, int(bool(write)), None
+    if not isinstance(write, np.ndarray):
+        raise TypeError(f"{op}: write must be a bool or a NumPy bool array, not {type(write).__name__}")
     arr = as_array(op, "write", write, "bool", n)
     return ffi.from_buffer("uint8_t[]", arr), 0, arr
 

@@ -58,6 +58,8 @@ class Machine:
         nframes = memory_b // page_size
         if not 2 <= nframes < 2**32:
             raise InvalidArgument(f"Machine: memory must hold 2 to 2**32-1 frames, got {nframes}")
+        if not isinstance(store_data, (bool, np.bool_)):
+            raise TypeError(f"Machine: store_data must be a bool, not {type(store_data).__name__}")
         if isinstance(va_bits, bool) or not isinstance(va_bits, int):
             raise TypeError(f"Machine: va_bits must be an int, not {type(va_bits).__name__}")
         shift = page_size.bit_length() - 1
@@ -102,10 +104,16 @@ class Machine:
         return self._ptr is None
 
     def close(self) -> None:
-        """Frees the core now (idempotent); later use raises ``CowsimError``."""
-        if self._ptr is not None:
-            ptr, self._ptr = self._ptr, None
-            ffi.release(ptr)
+        """Frees the core now (idempotent); later use raises ``CowsimError``.
+
+        Safe while other threads use the machine: it only drops the machine's
+        reference to the pointer, whose ``ffi.gc`` destructor runs when the last
+        reference goes.  A C call in progress holds one (its argument) until it
+        returns, so the core is freed right here if no call is running, else as
+        soon as the running calls return -- never under them.
+        """
+        ptr, self._ptr = self._ptr, None
+        del ptr  # usually the last reference: cs_machine_free runs now
 
     def __enter__(self) -> "Machine":
         return self
@@ -116,9 +124,10 @@ class Machine:
     @property
     def ptr(self) -> Any:
         """The C machine pointer (raises ``CowsimError`` once closed)."""
-        if self._ptr is None:
+        ptr = self._ptr  # read once: close() may run in another thread
+        if ptr is None:
             raise CowsimError("machine is closed")
-        return self._ptr
+        return ptr
 
     # -- processes ----------------------------------------------------------------
     def spawn(self) -> "Process":
@@ -137,8 +146,10 @@ class Machine:
         Raises:
             InvalidArgument: no process ever had this pid.
         """
-        if isinstance(pid, bool) or not isinstance(pid, int):
+        if isinstance(pid, bool) or not isinstance(pid, (int, np.integer)):
             raise TypeError(f"process: pid must be an int, not {type(pid).__name__}")
+        pid = int(pid)
+        self.ptr  # raises CowsimError once closed
         proc = self._procs.get(pid)
         if proc is None:
             if not 0 < pid < 2**31:
@@ -154,9 +165,12 @@ class Machine:
         """Live processes, by pid."""
         count = ffi.new("size_t *")
         lib.cs_pids(self.ptr, ffi.NULL, 0, count)
-        buf = ffi.new("int32_t[]", max(int(count[0]), 1))
-        lib.cs_pids(self.ptr, buf, int(count[0]), count)
-        return [self.process(int(buf[i])) for i in range(int(count[0]))]
+        while True:  # another thread may fork between the two calls: retry until it fits
+            cap = int(count[0]) + 8
+            buf = ffi.new("int32_t[]", cap)
+            lib.cs_pids(self.ptr, buf, cap, count)
+            if int(count[0]) <= cap:
+                return [self.process(int(buf[i])) for i in range(int(count[0]))]
 
     def replay(
         self,
@@ -224,22 +238,27 @@ class Machine:
         """Every used frame: number, reference count, map count, flags (``FrameFlags``)."""
         count = ffi.new("size_t *")
         lib.cs_frames(self.ptr, ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, count)
-        n = int(count[0])
-        frames = np.empty(n, "u8")
-        refs = np.empty(n, "u4")
-        maps = np.empty(n, "u4")
-        flags = np.empty(n, "u1")
-        lib.cs_frames(
-            self.ptr,
-            ffi.from_buffer("uint64_t[]", frames),
-            ffi.from_buffer("uint32_t[]", refs),
-            ffi.from_buffer("uint32_t[]", maps),
-            ffi.from_buffer("uint8_t[]", flags),
-            n,
-            count,
-        )
+        while True:  # frames may be taken between the two calls (threads): retry until it fits
+            cap = int(count[0]) + 64
+            frames = np.empty(cap, "u8")
+            refs = np.empty(cap, "u4")
+            maps = np.empty(cap, "u4")
+            flags = np.empty(cap, "u1")
+            lib.cs_frames(
+                self.ptr,
+                ffi.from_buffer("uint64_t[]", frames),
+                ffi.from_buffer("uint32_t[]", refs),
+                ffi.from_buffer("uint32_t[]", maps),
+                ffi.from_buffer("uint8_t[]", flags),
+                cap,
+                count,
+            )
+            n = int(count[0])
+            if n <= cap:
+                break
         out = np.empty(n, FRAMES_DTYPE)
-        out["frame"], out["refcount"], out["mapcount"], out["flags"] = frames, refs, maps, flags
+        out["frame"], out["refcount"], out["mapcount"] = frames[:n], refs[:n], maps[:n]
+        out["flags"] = flags[:n]
         return out
 
     def __repr__(self) -> str:

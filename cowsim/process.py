@@ -18,7 +18,7 @@ from ._types import (
     Translation,
     _from_struct,
 )
-from .errors import InvalidArgument, SegmentationFault
+from .errors import HostMemoryError, InvalidArgument, SegmentationFault
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -46,6 +46,12 @@ def _int_arg(op: str, name: str, value: Any, low: int = 0) -> int:
     if not low <= number < _U64:
         raise InvalidArgument(f"{op}: {name} {number} is out of range [{low}, 2**64)")
     return number
+
+
+def _bool_arg(op: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, not {type(value).__name__}")
+    return bool(value)
 
 
 def _choice(op: str, name: str, value: Any, choices: Dict[str, int]) -> int:
@@ -107,15 +113,21 @@ class Process:
             InvalidArgument: bad length/prot/addr, or a fixed range that overlaps.
             OutOfMemory: no free virtual range is large enough.
         """
-        op = f"mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r})"
+        op = f"pid {self.pid}: mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r})"
         length = _int_arg(op, "length", length, 1)
         prot_v = _choice(op, "prot", prot, PROT_VALUES)
+        shared = _bool_arg(op, "shared", shared)
         fixed = 0 if addr is None else _int_arg(op, "addr", addr, 1)
         if fixed % self.machine.page_size:
             raise InvalidArgument(f"{op}: addr {fixed:#x} is not page aligned")
+        if addr is not None and not self.machine.user_start <= fixed < self.machine.user_end:
+            raise InvalidArgument(
+                f"{op}: addr {fixed:#x} is outside user space "
+                f"[{self.machine.user_start:#x}, {self.machine.user_end:#x})"
+            )
         out = ffi.new("uint64_t *")
         flags = lib.CS_MAP_SHARED if shared else 0
-        check(lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out), f"pid {self.pid}: {op}")
+        check(lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out), op)
         return int(out[0])
 
     def _range(self, op: str, addr: Any, length: Any) -> Tuple[int, int]:
@@ -159,6 +171,8 @@ class Process:
         """
         if type(addr) is not int or not 0 <= addr < _U64:
             addr = _int_arg(f"pid {self.pid}: touch({addr!r}, write={write!r})", "addr", addr)
+        if write is not True and write is not False:
+            write = _bool_arg(f"pid {self.pid}: touch({addr:#x})", "write", write)
         ptr = self.machine._ptr
         if ptr is None:
             self.machine.ptr  # raises CowsimError("machine is closed")
@@ -233,12 +247,19 @@ class Process:
         n = _int_arg(op, "n", n)
         if addr + n > _U64:
             raise InvalidArgument(f"{op}: range overflows the address space")
+        self._m  # raises CowsimError once the machine is closed
         if not self.machine.store_data:
             raise InvalidArgument(f"{op}: the machine keeps no bytes (store_data=False)")
-        buf = ffi.new("char[]", max(n, 1))
+        if addr + n > self.machine.user_end:
+            buf = ffi.NULL  # part of the range is beyond user space: C's permission pre-check faults first
+        else:
+            try:
+                buf = ffi.new("char[]", max(n, 1))
+            except MemoryError:
+                raise HostMemoryError(f"{op}: the host cannot allocate a buffer of {n} bytes") from None
         info = ffi.new("cs_access_info *")
         check(lib.cs_read(self._m, self.pid, addr, buf, n, info), op, info, False)
-        return bytes(ffi.buffer(buf, n))
+        return bytes(ffi.buffer(buf, n)) if n else b""
 
     def write(self, addr: int, data: Union[bytes, bytearray, memoryview]) -> None:
         """Writes bytes (in metadata mode only the accesses happen)."""
@@ -247,9 +268,10 @@ class Process:
         if isinstance(data, str):
             raise TypeError(f"{op}: data must be bytes-like, not str (encode it first)")
         try:
-            raw = memoryview(data).cast("B").tobytes()
+            view = memoryview(data)
         except TypeError:
             raise TypeError(f"{op}: data must be bytes-like, not {type(data).__name__}") from None
+        raw = view.tobytes()  # any layout, strided included, in logical order
         if addr + len(raw) > _U64:
             raise InvalidArgument(f"{op}: range overflows the address space")
         info = ffi.new("cs_access_info *")
@@ -308,9 +330,12 @@ class Process:
         op = f"pid {self.pid}: regions"
         count = ffi.new("size_t *")
         check(lib.cs_regions(self._m, self.pid, ffi.NULL, 0, count), op)
-        buf = ffi.new("cs_region[]", max(int(count[0]), 1))
-        check(lib.cs_regions(self._m, self.pid, buf, int(count[0]), count), op)
-        return [Region._from_c(buf[i]) for i in range(int(count[0]))]
+        while True:  # another thread may split regions between the calls: retry until it fits
+            cap = int(count[0]) + 4
+            buf = ffi.new("cs_region[]", cap)
+            check(lib.cs_regions(self._m, self.pid, buf, cap, count), op)
+            if int(count[0]) <= cap:
+                return [Region._from_c(buf[i]) for i in range(int(count[0]))]
 
     def translate(self, addr: int) -> Optional[Translation]:
         """The frame an address maps to now, or None when no entry is present."""
@@ -327,26 +352,30 @@ class Process:
         op = f"pid {self.pid}: page_table()"
         count = ffi.new("size_t *")
         check(lib.cs_page_table(self._m, self.pid, ffi.NULL, ffi.NULL, ffi.NULL, 0, count), op)
-        n = int(count[0])
-        vpages = np.empty(n, "u8")
-        frames = np.empty(n, "u8")
-        flags = np.empty(n, "u1")
-        check(
-            lib.cs_page_table(
-                self._m,
-                self.pid,
-                ffi.from_buffer("uint64_t[]", vpages),
-                ffi.from_buffer("uint64_t[]", frames),
-                ffi.from_buffer("uint8_t[]", flags),
-                n,
-                count,
-            ),
-            op,
-        )
+        while True:  # another thread may fault pages in between the calls: retry until it fits
+            cap = int(count[0]) + 64
+            vpages = np.empty(cap, "u8")
+            frames = np.empty(cap, "u8")
+            flags = np.empty(cap, "u1")
+            check(
+                lib.cs_page_table(
+                    self._m,
+                    self.pid,
+                    ffi.from_buffer("uint64_t[]", vpages),
+                    ffi.from_buffer("uint64_t[]", frames),
+                    ffi.from_buffer("uint8_t[]", flags),
+                    cap,
+                    count,
+                ),
+                op,
+            )
+            n = int(count[0])
+            if n <= cap:
+                break
         out = np.empty(n, PAGE_TABLE_DTYPE)
-        out["vpage"], out["frame"] = vpages, frames
-        out["writable"] = (flags & lib.CS_PTE_WRITE) != 0
-        out["dirty"] = (flags & lib.CS_PTE_DIRTY) != 0
+        out["vpage"], out["frame"] = vpages[:n], frames[:n]
+        out["writable"] = (flags[:n] & lib.CS_PTE_WRITE) != 0
+        out["dirty"] = (flags[:n] & lib.CS_PTE_DIRTY) != 0
         return out
 
     def __repr__(self) -> str:

@@ -247,6 +247,9 @@ def _host_warnings(info: Dict[str, str]) -> List[str]:
 def _run_probe(args: List[str], stdin: str, timeout: float) -> str:
     exe = probe_binary()
     env = dict(os.environ)
+    # A sanitizer runtime preloaded into Python (the ASan test run) must not reach the probe:
+    # its reserved memory collides with the probe's fixed-address mappings.
+    env.pop("LD_PRELOAD", None)
     env.update(_PROBE_ENV)
     proc = subprocess.Popen(
         [str(exe)] + args,

@@ -1,0 +1,1039 @@
+"""A pure-Python reference model of cowsim: the executable specification.
+
+This module implements docs/SEMANTICS.md in plain, slow, readable Python. It is the
+oracle of the differential test (tests/test_differential.py), which drives the C core
+(:class:`cowsim.Machine`) and this model (:class:`RefMachine`) with the same random
+operation sequences and requires identical observable results: outcomes, exceptions,
+bytes read, statistics, smaps, page tables, regions and the frame table, frame numbers
+included.
+
+The model exposes the same API as docs/API.md (``RefMachine`` for ``Machine``,
+``RefProcess`` for ``Process``) and returns the same types.  Clarity wins over speed
+everywhere: page tables are dictionaries, frames are Python lists, a multi-page access
+is a loop over pages.
+
+Orders that decide frame numbers (the free list is LIFO, so the order in which frames
+are freed is observable).  Where docs/SEMANTICS.md leaves an order open, the model does
+what Linux does:
+
+* a fault allocates its missing tables top-down, then its data frame;
+* fork allocates the child's root, then walks the parent's regions in address order and
+  their tables depth-first in address order, allocating each child table when first
+  reached and (eager mode) each page copy when its entry is reached;
+* munmap, madvise(dontneed) and exit zap regions in address order, entries in address
+  order.  munmap then frees the tables whose span overlaps no region (depth-first,
+  children before their parent, in address order) and only then releases the shmem
+  objects that lost their last region (Linux: unmap_vmas, free_pgtables, then
+  remove_vma/fput).  exit frees all tables (bottom-up, the root last) and then releases
+  its shmem objects in region order.
+
+Region splits follow Linux too: mprotect and madvise split only the regions whose
+protection or flags actually change (mprotect_fixup, madvise_update_vma), and
+madvise(dontneed) splits nothing.
+
+Example:
+    >>> m = RefMachine(memory="1MiB")
+    >>> p = m.spawn()
+    >>> a = p.mmap(3 * 4096)
+    >>> p.write(a, b"hi")
+    >>> p.read(a, 2)
+    b'hi'
+    >>> p.stats.faults_zero_fill, m.stats.page_table_frames
+    (1, 4)
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from cowsim import (
+    CowsimError,
+    InvalidArgument,
+    InvariantViolation,
+    MachineStats,
+    Outcome,
+    OutOfMemory,
+    ProcessExited,
+    ProcessStats,
+    Region,
+    SegmentationFault,
+    Translation,
+)
+
+__all__ = ["RefMachine", "RefProcess", "FRAME_DTYPE", "PAGE_TABLE_DTYPE", "parse_size"]
+
+# Frame flags (FrameFlags in the API).
+ANON, EXCLUSIVE, DIRTY, PAGETABLE, SHMEM = 1, 2, 4, 8, 16
+
+FRAME_DTYPE = np.dtype([("frame", "u8"), ("refcount", "u4"), ("mapcount", "u4"), ("flags", "u1")])
+PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?"), ("dirty", "?")])
+
+PROTS = ("none", "r", "rw")
+ADVICES = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")
+FORK_MODES = ("cow", "eager")
+PAGE_SIZES = (4096, 16384, 65536)
+MMAP_MIN_ADDR = 65536
+SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
+                "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous")
+PSS_SHIFT = 12
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(value, what: str = "size") -> int:
+    """An int byte count from an int or a string like ``"64KiB"``, ``"64K"``, ``"4096"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{what} must be an int or a size string, not {type(value).__name__}")
+    if isinstance(value, str):
+        mt = re.fullmatch(r"\s*(\d+)\s*([kmgtp]?)(i?b)?\s*", value, re.IGNORECASE)
+        if not mt:
+            raise InvalidArgument(f"{what}: cannot parse size {value!r}")
+        return int(mt.group(1)) * _UNITS[mt.group(2).lower()]
+    if value < 0:
+        raise InvalidArgument(f"{what} must not be negative")
+    return value
+
+
+def _int_arg(value, what: str, low: int = 0) -> int:
+    """An int in [low, 2**64): TypeError for a non-int, InvalidArgument out of range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    value = int(value)
+    if not low <= value < 1 << 64:
+        raise InvalidArgument(f"{what} {value} out of range [{low}, 2**64)")
+    return value
+
+
+def _choice(value, what: str, choices) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if value not in choices:
+        raise InvalidArgument(f"unknown {what} {value!r}; expected one of {choices}")
+    return value
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(eq=False)
+class _Pte:
+    frame: int          # 0 = the zero page
+    writable: bool
+    dirty: bool
+
+
+@dataclass(eq=False)
+class _Table:
+    """One page-table page. ``level`` 0 is the root, ``levels - 1`` the last level."""
+    frame: int
+    level: int
+    base: int                               # first virtual page number of its span
+    children: Dict[int, "_Table"] = field(default_factory=dict)   # upper levels
+    ptes: Dict[int, _Pte] = field(default_factory=dict)           # last level
+
+
+@dataclass(eq=False)
+class _ShmemObject:
+    pages: Dict[int, int] = field(default_factory=dict)   # page offset -> frame
+    nregions: int = 0
+
+
+@dataclass(eq=False)
+class _Vma:
+    start: int
+    end: int
+    prot: str
+    shared: bool
+    dontfork: bool = False
+    wipeonfork: bool = False
+    anon_vma: bool = False
+    obj: Optional[_ShmemObject] = None
+    pgoff: int = 0                          # object page of ``start``
+
+    def public(self) -> Region:
+        return Region(self.start, self.end, self.prot, self.shared, self.dontfork,
+                      self.wipeonfork, self.anon_vma)
+
+
+_COUNTERS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
+             "faults_shared", "segfaults", "pages_copied", "accesses")
+
+
+class RefMachine:
+    """Reference model of :class:`cowsim.Machine` (same constructor, same API)."""
+
+    def __init__(self, memory="256MiB", page_size=4096, store_data=True, va_bits=48,
+                 fault_around="64KiB", tlb_entries=64):
+        # tlb_entries: the core's software TLB changes speed and tlb_* counters only;
+        # the model has none (its tlb_* counters stay 0).
+        memory = parse_size(memory, "memory")
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise TypeError("page_size must be an int")
+        if page_size not in PAGE_SIZES:
+            raise InvalidArgument(f"page_size must be one of {PAGE_SIZES}, not {page_size}")
+        if memory % page_size or not 2 <= memory // page_size < 1 << 32:
+            raise InvalidArgument("memory must be a multiple of page_size holding 2 to 2**32-1 frames")
+        if isinstance(va_bits, bool) or not isinstance(va_bits, int):
+            raise TypeError("va_bits must be an int")
+        self.page_size = page_size
+        self.page_shift = page_size.bit_length() - 1
+        # At least two levels; user space (the lower half) must fit in the tree.
+        if not 2 * self.page_shift - 2 <= va_bits <= 63:
+            raise InvalidArgument(f"va_bits {va_bits} out of range")
+        fault_around = parse_size(fault_around, "fault_around")
+        if fault_around & (fault_around - 1) or fault_around >= 1 << 32:
+            raise InvalidArgument("fault_around must be 0 or a power of two")
+        self.memory = memory
+        self.store_data = bool(store_data)
+        self.va_bits = va_bits
+        self.fault_around = fault_around
+        self.entries_per_table = page_size // 8
+        self.bits = self.entries_per_table.bit_length() - 1
+        self.levels = -(-(va_bits - self.page_shift) // self.bits)
+        self.nframes = memory // page_size
+        self.user_start = -(-MMAP_MIN_ADDR // page_size) * page_size
+        self.user_end = 1 << (va_bits - 1)
+        # frames
+        n = self.nframes
+        self._ref = [0] * n
+        self._map = [0] * n
+        self._flags = [0] * n
+        self._used = [False] * n
+        self._data: Dict[int, bytearray] = {}
+        self._free_list: List[int] = []        # LIFO: the last freed frame comes out first
+        self._next_never = 1                    # lowest frame never handed out
+        self._nused = 0
+        self._peak = 0
+        self._allocated = 0
+        self._freed = 0
+        # processes and objects
+        self._procs: Dict[int, RefProcess] = {}
+        self._next_pid = 1
+        self._objects: List[_ShmemObject] = []
+        self._pages_copied = 0
+        self._forks = 0
+        self._minflt = 0
+        self._segfaults = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ frames
+    def _nfree(self) -> int:
+        return self.nframes - 1 - self._nused
+
+    def _need(self, nframes: int) -> None:
+        """Raise OutOfMemory, before anything changes, unless ``nframes`` are free."""
+        if nframes > self._nfree():
+            raise OutOfMemory(f"{nframes} frames needed, {self._nfree()} free")
+
+    def _alloc(self, flags: int) -> int:
+        if self._free_list:
+            f = self._free_list.pop()
+        elif self._next_never < self.nframes:
+            f = self._next_never
+            self._next_never += 1
+        else:  # pragma: no cover - every caller counts first
+            raise AssertionError("model bug: allocation without counting")
+        assert not self._used[f]
+        self._used[f] = True
+        self._ref[f], self._map[f], self._flags[f] = 1, 0, flags
+        if self.store_data:
+            self._data[f] = bytearray(self.page_size)
+        self._nused += 1
+        self._peak = max(self._peak, self._nused)
+        self._allocated += 1
+        return f
+
+    def _free(self, f: int) -> None:
+        assert f != 0 and self._used[f]
+        self._used[f] = False
+        self._ref[f] = self._map[f] = self._flags[f] = 0
+        self._data.pop(f, None)
+        self._free_list.append(f)
+        self._nused -= 1
+        self._freed += 1
+
+    def _put(self, f: int) -> None:
+        """Drop one reference of frame ``f``; free it at 0."""
+        self._ref[f] -= 1
+        if self._ref[f] == 0:
+            self._free(f)
+
+    def _bytes(self, f: int) -> bytes:
+        if f == 0:
+            return bytes(self.page_size)
+        return bytes(self._data[f])
+
+    def _release_object(self, obj: _ShmemObject) -> None:
+        """A region referring to ``obj`` is gone; at the last one the pages go too."""
+        obj.nregions -= 1
+        if obj.nregions == 0:
+            for off in sorted(obj.pages):
+                self._put(obj.pages[off])
+            obj.pages.clear()
+            self._objects.remove(obj)
+
+    # ------------------------------------------------------------------ API
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CowsimError("machine is closed")
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def spawn(self) -> "RefProcess":
+        self._check_open()
+        self._need(1)
+        p = RefProcess(self, self._next_pid, None)
+        self._next_pid += 1
+        p._root = _Table(self._alloc(PAGETABLE), 0, 0)
+        self._procs[p.pid] = p
+        return p
+
+    @property
+    def processes(self) -> List["RefProcess"]:
+        self._check_open()
+        return [p for pid, p in sorted(self._procs.items()) if p.alive]
+
+    def process(self, pid) -> "RefProcess":
+        self._check_open()
+        pid = _int_arg(pid, "pid", -(1 << 63))
+        if pid not in self._procs:
+            raise InvalidArgument(f"no process with pid {pid}")
+        return self._procs[pid]
+
+    @property
+    def stats(self) -> MachineStats:
+        self._check_open()
+        npt = sum(1 for f in range(1, self.nframes) if self._used[f] and self._flags[f] & PAGETABLE)
+        return MachineStats(
+            frames_total=self.nframes - 1,
+            frames_used=self._nused,
+            frames_free=self._nfree(),
+            page_table_frames=npt,
+            data_frames=self._nused - npt,
+            frames_peak=self._peak,
+            frames_allocated=self._allocated,
+            frames_freed=self._freed,
+            pages_copied=self._pages_copied,
+            shared_objects=len(self._objects),
+            processes=len(self.processes),
+            forks=self._forks,
+            minflt=self._minflt,
+            segfaults=self._segfaults,
+        )
+
+    def frames(self) -> np.ndarray:
+        self._check_open()
+        rows = [(f, self._ref[f], self._map[f], self._flags[f])
+                for f in range(1, self.nframes) if self._used[f]]
+        return np.array(rows, dtype=FRAME_DTYPE)
+
+    def check(self) -> None:
+        """Recompute every reference count from scratch and compare (InvariantViolation)."""
+        self._check_open()
+
+        def fail(msg):
+            raise InvariantViolation(msg)
+
+        ref = [0] * self.nframes
+        mapc = [0] * self.nframes
+        kind = [0] * self.nframes
+        for p in self._procs.values():
+            if not p.alive:
+                continue
+            for t in p._tables():
+                ref[t.frame] += 1
+                kind[t.frame] |= PAGETABLE
+            for vp, pte in p._entries():
+                v = p._vma_at(vp * self.page_size)
+                if v is None:
+                    fail(f"pid {p.pid}: entry for vpage {vp} outside every region")
+                if pte.frame == 0:
+                    if pte.writable:
+                        fail(f"pid {p.pid}: writable zero page at vpage {vp}")
+                    continue
+                ref[pte.frame] += 1
+                mapc[pte.frame] += 1
+                kind[pte.frame] |= SHMEM if v.shared else ANON
+            for v in p._vmas:
+                if v.shared != (v.obj is not None):
+                    fail("shared region without object")
+        for obj in self._objects:
+            for f in obj.pages.values():
+                ref[f] += 1
+                kind[f] |= SHMEM
+        if sum(o.nregions for o in self._objects) != sum(
+                1 for p in self._procs.values() if p.alive for v in p._vmas if v.shared):
+            fail("shmem object region counts")
+        free = set(self._free_list)
+        if len(free) != len(self._free_list) or 0 in free:
+            fail("free list corrupt")
+        for f in range(1, self.nframes):
+            used = self._used[f]
+            if used != (ref[f] > 0):
+                fail(f"frame {f}: used={used} but {ref[f]} references")
+            if used and (self._ref[f], self._map[f]) != (ref[f], mapc[f]):
+                fail(f"frame {f}: counts {self._ref[f]}/{self._map[f]}, expected {ref[f]}/{mapc[f]}")
+            if used and kind[f] & ~(self._flags[f]) or kind[f] not in (0, ANON, SHMEM, PAGETABLE):
+                fail(f"frame {f}: flags {self._flags[f]} but used as {kind[f]}")
+            if (not used) != (f in free or f >= self._next_never):
+                fail(f"frame {f}: free list / never-used inconsistent")
+        if self._nused != sum(self._used):
+            fail("used count")
+
+
+class RefProcess:
+    """Reference model of :class:`cowsim.Process`."""
+
+    def __init__(self, machine: RefMachine, pid: int, parent: Optional["RefProcess"]):
+        self.machine = machine
+        self.pid = pid
+        self.parent = parent
+        self.alive = True
+        self._root: Optional[_Table] = None
+        self._vmas: List[_Vma] = []             # sorted, non-overlapping
+        self._c = dict.fromkeys(_COUNTERS, 0)
+
+    def __repr__(self):
+        return f"RefProcess(pid={self.pid}, alive={self.alive})"
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _m(self) -> RefMachine:
+        m = self.machine
+        m._check_open()
+        if not self.alive:
+            raise ProcessExited(f"process {self.pid} has exited")
+        return m
+
+    def _vma_at(self, addr: int) -> Optional[_Vma]:
+        for v in self._vmas:
+            if v.start <= addr < v.end:
+                return v
+        return None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self._c[name] += n
+        if name.startswith("faults_"):
+            self.machine._minflt += n
+
+    def _range(self, addr, length) -> Tuple[int, int]:
+        """Validated [start, end) from a page-aligned addr and a length (> 0) rounded up
+        to pages; the range must end inside user space (it may begin below user_start)."""
+        m = self.machine
+        m._check_open()
+        addr = _int_arg(addr, "addr")
+        length = _int_arg(length, "length", 1)
+        ps = m.page_size
+        if addr % ps:
+            raise InvalidArgument(f"address {addr:#x} is not page aligned")
+        if addr + length > m.user_end:
+            raise InvalidArgument(f"range {addr:#x}+{length:#x} outside user space")
+        self._m
+        end = addr + -(-length // ps) * ps
+        if end > m.user_end:
+            raise InvalidArgument(f"range {addr:#x}+{length:#x} outside user space")
+        return addr, end
+
+    def _fully_mapped(self, start: int, end: int) -> bool:
+        pos = start
+        for v in self._vmas:
+            if v.end <= pos:
+                continue
+            if v.start > pos:
+                return False
+            pos = v.end
+            if pos >= end:
+                return True
+        return pos >= end
+
+    def _split(self, addr: int) -> None:
+        """Split the region containing ``addr`` (if any, and not at its start) at ``addr``."""
+        v = self._vma_at(addr)
+        if v is not None:
+            self._split_vma(v, addr)
+
+    def _split_vma(self, v: _Vma, addr: int) -> _Vma:
+        """Split region ``v`` at ``addr`` if ``addr`` lies strictly inside it; return the
+        part from ``addr`` on (``v`` itself when there was nothing to split)."""
+        if not v.start < addr < v.end:
+            return v
+        hi = copy.copy(v)
+        hi.start = addr
+        v.end = addr
+        if v.shared:
+            hi.pgoff = v.pgoff + (addr - v.start) // self.machine.page_size
+            v.obj.nregions += 1
+        self._vmas.insert(self._vmas.index(v) + 1, hi)
+        return hi
+
+    def _vmas_in(self, start: int, end: int) -> List[_Vma]:
+        """Split at the boundaries, then the regions inside [start, end)."""
+        self._split(start)
+        self._split(end)
+        return [v for v in self._vmas if start <= v.start and v.end <= end]
+
+    # page tables --------------------------------------------------------
+    def _index(self, vpage: int, level: int) -> int:
+        m = self.machine
+        return (vpage >> (m.bits * (m.levels - 1 - level))) & (m.entries_per_table - 1)
+
+    def _span(self, level: int) -> int:
+        """Pages covered by one table at ``level``."""
+        m = self.machine
+        return m.entries_per_table ** (m.levels - level)
+
+    def _leaf(self, vpage: int) -> Optional[_Table]:
+        t = self._root
+        for level in range(self.machine.levels - 1):
+            t = t.children.get(self._index(vpage, level))
+            if t is None:
+                return None
+        return t
+
+    def _pte(self, vpage: int) -> Optional[_Pte]:
+        t = self._leaf(vpage)
+        return None if t is None else t.ptes.get(self._index(vpage, self.machine.levels - 1))
+
+    def _missing_tables(self, vpage: int) -> int:
+        t = self._root
+        for level in range(self.machine.levels - 1):
+            t = t.children.get(self._index(vpage, level))
+            if t is None:
+                return self.machine.levels - 1 - level
+        return 0
+
+    def _new_table(self, parent: _Table, idx: int) -> _Table:
+        span = self._span(parent.level + 1)
+        t = _Table(self.machine._alloc(PAGETABLE), parent.level + 1, parent.base + idx * span)
+        parent.children[idx] = t
+        return t
+
+    def _leaf_alloc(self, vpage: int) -> _Table:
+        """The last-level table for ``vpage``, allocating missing levels top-down."""
+        t = self._root
+        for level in range(self.machine.levels - 1):
+            idx = self._index(vpage, level)
+            t = t.children.get(idx) or self._new_table(t, idx)
+        return t
+
+    def _tables(self, t: Optional[_Table] = None):
+        """All tables, depth-first, children (in address order) before their parent."""
+        t = self._root if t is None else t
+        for idx in sorted(t.children):
+            yield from self._tables(t.children[idx])
+        yield t
+
+    def _entries(self, start_vp: int = 0, end_vp: Optional[int] = None):
+        """(vpage, pte) of present entries in [start_vp, end_vp), in address order."""
+        if end_vp is None:
+            end_vp = 1 << 64
+        out: List[Tuple[int, _Pte]] = []
+        last = self.machine.levels - 1
+
+        def walk(t: _Table) -> None:
+            if t.level == last:
+                for idx in sorted(t.ptes):
+                    if start_vp <= t.base + idx < end_vp:
+                        out.append((t.base + idx, t.ptes[idx]))
+                return
+            span = self._span(t.level + 1)
+            for idx in sorted(t.children):
+                lo = t.base + idx * span
+                if lo < end_vp and start_vp < lo + span:
+                    walk(t.children[idx])
+
+        if self._root is not None:
+            walk(self._root)
+        return out
+
+    def _zap(self, start: int, end: int) -> None:
+        m = self.machine
+        ps = m.page_size
+        for vp, pte in self._entries(start // ps, end // ps):
+            leaf = self._leaf(vp)
+            del leaf.ptes[self._index(vp, m.levels - 1)]
+            f = pte.frame
+            if f == 0:
+                continue
+            m._map[f] -= 1
+            if m._flags[f] & SHMEM and pte.dirty:
+                m._flags[f] |= DIRTY
+            m._put(f)
+
+    def _free_unused_tables(self, t: Optional[_Table] = None) -> None:
+        """Free every non-root table whose span overlaps no region (bottom-up)."""
+        t = self._root if t is None else t
+        ps = self.machine.page_size
+        for idx in sorted(t.children):
+            child = t.children[idx]
+            self._free_unused_tables(child)
+            lo = child.base * ps
+            hi = (child.base + self._span(child.level)) * ps
+            if not any(v.start < hi and lo < v.end for v in self._vmas):
+                assert not child.children and not child.ptes
+                del t.children[idx]
+                self.machine._free(child.frame)
+
+    # ------------------------------------------------------------------ regions
+    def mmap(self, length, prot="rw", shared=False, addr=None) -> int:
+        self.machine._check_open()
+        length = _int_arg(length, "length", 1)
+        _choice(prot, "prot", PROTS)
+        if addr is not None:
+            addr = _int_arg(addr, "addr", 1)
+            if addr % self.machine.page_size:
+                raise InvalidArgument(f"address {addr:#x} is not page aligned")
+        m = self._m
+        ps = m.page_size
+        length = -(-length // ps) * ps
+        if length > m.user_end - m.user_start:
+            raise InvalidArgument(f"length {length:#x} larger than user space")
+        if addr is None:
+            start = None
+            top = m.user_end
+            for v in reversed(self._vmas):
+                if top - v.end >= length:
+                    break
+                top = v.start
+            if top - m.user_start >= length:
+                start = top - length
+            if start is None:
+                raise OutOfMemory(f"no free range of {length} bytes")
+        else:
+            start = addr
+            if start < m.user_start or start + length > m.user_end:
+                raise InvalidArgument(f"range {start:#x}+{length:#x} outside user space")
+            if any(v.start < start + length and start < v.end for v in self._vmas):
+                raise InvalidArgument(f"range {start:#x}+{length:#x} overlaps a region")
+        v = _Vma(start, start + length, prot, bool(shared))
+        if v.shared:
+            v.obj = _ShmemObject(nregions=1)
+            m._objects.append(v.obj)
+        self._vmas.append(v)
+        self._vmas.sort(key=lambda r: r.start)
+        return start
+
+    def munmap(self, addr, length) -> None:
+        start, end = self._range(addr, length)
+        m = self.machine
+        if not any(v.start < end and start < v.end for v in self._vmas):
+            return
+        gone = self._vmas_in(start, end)
+        for v in gone:
+            self._zap(v.start, v.end)
+        self._vmas = [v for v in self._vmas if v not in gone]
+        self._free_unused_tables()
+        for v in gone:
+            if v.shared:
+                m._release_object(v.obj)
+
+    def mprotect(self, addr, length, prot) -> None:
+        _choice(prot, "prot", PROTS)
+        start, end = self._range(addr, length)
+        m = self.machine
+        if not self._fully_mapped(start, end):
+            raise InvalidArgument("mprotect of a range that is not fully mapped")
+        ps = m.page_size
+        # mprotect_fixup: a region whose prot does not change is neither split nor touched.
+        for v in self._changing(start, end, lambda v: v.prot != prot):
+            v.prot = prot
+            for _vp, pte in self._entries(v.start // ps, v.end // ps):
+                if prot != "rw":
+                    pte.writable = False
+                elif v.shared:
+                    pte.writable = True
+                else:
+                    pte.writable = pte.frame != 0 and bool(m._flags[pte.frame] & EXCLUSIVE)
+
+    def _changing(self, start: int, end: int, changes) -> List[_Vma]:
+        """The regions overlapping [start, end) for which ``changes(v)`` holds, each split
+        at the range boundaries (regions left unchanged are not split)."""
+        for v in [v for v in self._vmas if v.start < end and start < v.end and changes(v)]:
+            self._split_vma(self._split_vma(v, start), end)
+        return [v for v in self._vmas if start <= v.start and v.end <= end and changes(v)]
+
+    def madvise(self, addr, length, advice) -> None:
+        _choice(advice, "advice", ADVICES)
+        start, end = self._range(addr, length)
+        if not self._fully_mapped(start, end):
+            raise InvalidArgument("madvise of a range that is not fully mapped")
+        if advice == "dontneed":               # zaps entries; regions and tables stay
+            self._zap(start, end)
+            return
+        if advice == "wipeonfork" and any(
+                v.shared and v.start < end and start < v.end for v in self._vmas):
+            raise InvalidArgument("madvise wipeonfork of a shared region")   # EINVAL
+        attr, value = {"dontfork": ("dontfork", True), "dofork": ("dontfork", False),
+                       "wipeonfork": ("wipeonfork", True),
+                       "keeponfork": ("wipeonfork", False)}[advice]
+        # madvise_update_vma: a region whose flags do not change is not split.
+        for v in self._changing(start, end, lambda v: getattr(v, attr) != value):
+            setattr(v, attr, value)
+
+    @property
+    def regions(self) -> List[Region]:
+        self._m
+        return [v.public() for v in self._vmas]
+
+    # ------------------------------------------------------------------ accesses
+    def _permission(self, addr: int, write: bool) -> _Vma:
+        """F1: the region of ``addr`` if the access is allowed, else a counted segfault."""
+        v = self._vma_at(addr)
+        reason = None
+        if v is None:
+            reason = "unmapped"
+        elif v.prot == "none" or (write and v.prot != "rw"):
+            reason = "protection"
+        if reason is not None:
+            self._count("segfaults")
+            self._count("accesses")
+            self._count("accesses")
+            self._count("accesses")
+            self._count("accesses")
+            self.machine._segfaults += 1
+            access = "write" if write else "read"
+            raise SegmentationFault(f"{access} at {addr:#x}: {reason}", addr, access, reason)
+        return v
+
+    def _access(self, addr: int, write: bool) -> Tuple[Outcome, int]:
+        """One access that passed F1; counted once it happened (not when out of frames)."""
+        result = self._access_page(addr, write)
+        self._count("accesses")
+        return result
+
+    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
+        """One access that passed F1; counted once it happened (not when out of frames)."""
+        result = self._access_page(addr, write)
+        self._count("accesses")
+        return result
+
+    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
+        """One access that passed F1; counted once it happened (not when out of frames)."""
+        result = self._access_page(addr, write)
+        self._count("accesses")
+        return result
+
+    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
+        """One access that passed F1; counted once it happened (not when out of frames)."""
+        result = self._access_page(addr, write)
+        self._count("accesses")
+        return result
+
+    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
+        """One access to the page of ``addr`` (permission already checked): (outcome, frame)."""
+        m = self.machine
+        ps = m.page_size
+        v = self._vma_at(addr)
+        vp = addr // ps
+        last = self._index(vp, m.levels - 1)
+        pte = self._pte(vp)
+        if v.shared:
+            return self._shared_fault(v, vp, pte, write)
+        if pte is None:
+            if not write:                                       # F2
+                m._need(self._missing_tables(vp))
+                self._leaf_alloc(vp).ptes[last] = _Pte(0, False, False)
+                self._count("faults_zero_page")
+                return Outcome.ZERO_PAGE, 0
+            m._need(self._missing_tables(vp) + 1)               # F3
+            leaf = self._leaf_alloc(vp)
+            f = m._alloc(ANON | EXCLUSIVE)
+            m._map[f] = 1
+            leaf.ptes[last] = _Pte(f, True, True)
+            v.anon_vma = True
+            self._count("faults_zero_fill")
+            return Outcome.ZERO_FILL, f
+        if not write:
+            return Outcome.HIT, pte.frame
+        if pte.writable:
+            pte.dirty = True
+            return Outcome.HIT, pte.frame
+        old = pte.frame
+        if old == 0:                                            # F4
+            m._need(1)
+            f = m._alloc(ANON | EXCLUSIVE)
+            m._map[f] = 1
+            pte.frame, pte.writable, pte.dirty = f, True, True
+            v.anon_vma = True
+            self._count("faults_zero_fill")
+            return Outcome.ZERO_FILL, f
+        if m._flags[old] & EXCLUSIVE or m._ref[old] == 1:      # F5 reuse
+            m._flags[old] |= EXCLUSIVE
+            pte.writable = pte.dirty = True
+            v.anon_vma = True
+            self._count("faults_cow_reuse")
+            return Outcome.COW_REUSE, old
+        m._need(1)                                              # F5 copy
+        f = m._alloc(ANON | EXCLUSIVE)
+        m._map[f] = 1
+        if m.store_data:
+            m._data[f][:] = m._data[old]
+        m._ref[old] -= 1
+        m._map[old] -= 1
+        pte.frame, pte.writable, pte.dirty = f, True, True
+        v.anon_vma = True
+        self._count("faults_cow_copy")
+        self._count("pages_copied")
+        m._pages_copied += 1
+        return Outcome.COW_COPY, f
+
+    def _shared_fault(self, v: _Vma, vp: int, pte: Optional[_Pte], write: bool):
+        """F6 (plus fault-around on read faults)."""
+        m = self.machine
+        writable = v.prot == "rw"
+        if pte is not None:
+            if not write:
+                return Outcome.HIT, pte.frame
+            if pte.writable:
+                pte.dirty = True
+                return Outcome.HIT, pte.frame
+            pte.writable = pte.dirty = True
+            m._flags[pte.frame] |= DIRTY
+            self._count("faults_shared")
+            return Outcome.SHARED, pte.frame
+        vstart = v.start // m.page_size
+        off = v.pgoff + vp - vstart
+        have = off in v.obj.pages
+        m._need(self._missing_tables(vp) + (0 if have else 1))
+        leaf = self._leaf_alloc(vp)
+        if not have:
+            v.obj.pages[off] = m._alloc(SHMEM)
+        f = v.obj.pages[off]
+        m._ref[f] += 1
+        m._map[f] += 1
+        i = self._index(vp, m.levels - 1)
+        leaf.ptes[i] = _Pte(f, writable, write)
+        if write:
+            m._flags[f] |= DIRTY
+        self._count("faults_shared")
+        n = m.fault_around // m.page_size
+        if not write and n > 1:
+            vbefore = vp - vstart
+            r = v.end // m.page_size - vstart
+            lo = max(i - i % n, i - min(i, vbefore))
+            hi = min(lo + n, m.entries_per_table, i + r - vbefore)
+            for j in range(lo, hi):
+                g = v.obj.pages.get(off + j - i)
+                if j not in leaf.ptes and g is not None:
+                    m._ref[g] += 1
+                    m._map[g] += 1
+                    leaf.ptes[j] = _Pte(g, writable, False)
+        return Outcome.SHARED, f
+
+    def touch(self, addr, write=False) -> Outcome:
+        self.machine._check_open()
+        addr = _int_arg(addr, "addr")
+        write = bool(write)
+        self._m
+        self._permission(addr, write)
+        return self._access(addr, write)[0]
+
+    def _pages(self, addr: int, n: int) -> List[Tuple[int, int, int]]:
+        """(address, offset in page, byte count) of each page of [addr, addr + n)."""
+        ps = self.machine.page_size
+        out, pos, end = [], addr, addr + n
+        while pos < end:
+            take = min(end, (pos // ps + 1) * ps) - pos
+            out.append((pos, pos % ps, take))
+            pos += take
+        return out
+
+    def read(self, addr, n) -> bytes:
+        m = self.machine
+        m._check_open()
+        addr = _int_arg(addr, "addr")
+        n = _int_arg(n, "n")
+        if addr + n > 1 << 64:
+            raise InvalidArgument("range overflows the address space")
+        if not m.store_data:
+            raise InvalidArgument("read needs a machine with store_data=True")
+        self._m
+        pages = self._pages(addr, n)
+        for a, _, _ in pages:
+            self._permission(a, False)
+        out = bytearray()
+        for a, off, take in pages:
+            f = self._access(a, False)[1]
+            out += m._bytes(f)[off:off + take]
+        return bytes(out)
+
+    def write(self, addr, data) -> None:
+        m = self.machine
+        m._check_open()
+        addr = _int_arg(addr, "addr")
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str")
+        try:
+            data = memoryview(data).cast("B").tobytes()     # any bytes-like object (API.md)
+        except TypeError:
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+        if addr + len(data) > 1 << 64:
+            raise InvalidArgument("range overflows the address space")
+        self._m
+        pages = self._pages(addr, len(data))
+        for a, _, _ in pages:
+            self._permission(a, True)
+        pos = 0
+        for a, off, take in pages:
+            f = self._access(a, True)[1]
+            if m.store_data:
+                m._data[f][off:off + take] = data[pos:pos + take]
+            pos += take
+
+    # ------------------------------------------------------------------ fork / exit
+    def fork(self, mode="cow") -> "RefProcess":
+        self.machine._check_open()
+        _choice(mode, "mode", FORK_MODES)
+        m = self._m
+        # K5: count every frame the fork will take before taking any.
+        need_tables = set()
+        copies = 0
+        for v in self._vmas:
+            if v.dontfork or v.wipeonfork or v.shared or not v.anon_vma:
+                continue
+            for t in self._tables():
+                lo, hi = t.base * m.page_size, (t.base + self._span(t.level)) * m.page_size
+                if t.level > 0 and v.start < hi and lo < v.end:
+                    need_tables.add((t.level, t.base))
+            if mode == "eager":
+                copies += sum(1 for _, pte in self._entries(v.start // m.page_size,
+                                                            v.end // m.page_size) if pte.frame)
+        m._need(1 + len(need_tables) + copies)
+
+        child = RefProcess(m, m._next_pid, self)
+        m._next_pid += 1
+        child._root = _Table(m._alloc(PAGETABLE), 0, 0)
+        for v in self._vmas:
+            if v.dontfork:                                      # K3
+                continue
+            cv = copy.copy(v)
+            child._vmas.append(cv)
+            if v.wipeonfork:                                    # K3
+                cv.anon_vma = False
+            elif v.shared:                                      # K1
+                v.obj.nregions += 1
+            elif v.anon_vma:                                    # K1/K2
+                self._copy_tables(child, self._root, child._root, v, mode)
+        m._procs[child.pid] = child
+        m._forks += 1
+        return child
+
+    def _copy_tables(self, child: "RefProcess", pt: _Table, ct: _Table, v: _Vma, mode: str):
+        m = self.machine
+        ps = m.page_size
+        lo_vp, hi_vp = v.start // ps, v.end // ps
+        if pt.level == m.levels - 1:
+            for idx in sorted(pt.ptes):
+                vp = pt.base + idx
+                if not lo_vp <= vp < hi_vp:
+                    continue
+                pte = pt.ptes[idx]
+                f = pte.frame
+                if f == 0:
+                    ct.ptes[idx] = _Pte(0, False, pte.dirty)
+                elif mode == "cow":
+                    m._ref[f] += 1
+                    m._map[f] += 1
+                    m._flags[f] &= ~EXCLUSIVE
+                    pte.writable = False
+                    ct.ptes[idx] = _Pte(f, False, pte.dirty)
+                else:
+                    g = m._alloc(ANON | EXCLUSIVE)
+                    m._map[g] = 1
+                    if m.store_data:
+                        m._data[g][:] = m._data[f]
+                    ct.ptes[idx] = _Pte(g, v.prot == "rw", pte.dirty)
+                    child._c["pages_copied"] += 1
+                    m._pages_copied += 1
+            return
+        span = self._span(pt.level + 1)
+        for idx in sorted(pt.children):
+            base = pt.base + idx * span
+            if base < hi_vp and lo_vp < base + span:
+                sub = ct.children.get(idx) or child._new_table(ct, idx)
+                self._copy_tables(child, pt.children[idx], sub, v, mode)
+
+    def exit(self) -> None:
+        m = self._m
+        for v in self._vmas:
+            self._zap(v.start, v.end)
+        for t in list(self._tables()):
+            m._free(t.frame)
+        self._root = None
+        gone, self._vmas = self._vmas, []
+        for v in gone:
+            if v.shared:
+                m._release_object(v.obj)
+        self.alive = False
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def stats(self) -> ProcessStats:
+        """Counters; an exited process keeps its final counters (and holds no table)."""
+        self.machine._check_open()
+        c = self._c
+        minflt = sum(c[k] for k in _COUNTERS if k.startswith("faults_"))
+        tables = len(list(self._tables())) if self.alive else 0
+        return ProcessStats(minflt=minflt, page_table_frames=tables, tlb_hits=0, tlb_misses=0,
+                            tlb_flushes=0, **c)
+
+    def smaps(self, addr=None) -> Dict[str, int]:
+        self.machine._check_open()
+        if addr is not None:
+            addr = _int_arg(addr, "addr")
+        m = self._m
+        if addr is None:
+            vmas = self._vmas
+        else:
+            v = self._vma_at(addr)
+            if v is None:
+                raise InvalidArgument(f"no region contains {addr:#x}")
+            vmas = [v]
+        ps = m.page_size
+        acc = dict.fromkeys(SMAPS_FIELDS, 0)
+        for v in vmas:
+            for _vp, pte in self._entries(v.start // ps, v.end // ps):
+                f = pte.frame
+                if f == 0:
+                    continue
+                mc = m._map[f]
+                pss = (ps << PSS_SHIFT) // mc if mc >= 2 else ps << PSS_SHIFT
+                dirty = pte.dirty or bool(m._flags[f] & DIRTY)
+                acc["Rss"] += ps
+                acc["Pss"] += pss
+                kind = "Shared" if mc >= 2 else "Private"
+                acc[f"{kind}_{'Dirty' if dirty else 'Clean'}"] += ps
+                if m._flags[f] & ANON:
+                    acc["Anonymous"] += ps
+                    acc["Pss_Anon"] += pss
+                elif m._flags[f] & SHMEM:
+                    acc["Pss_Shmem"] += pss
+                if dirty:
+                    acc["Pss_Dirty"] += pss
+        return {k: (val >> PSS_SHIFT >> 10 if k.startswith("Pss") else val >> 10)
+                for k, val in acc.items()}
+
+    def translate(self, addr) -> Optional[Translation]:
+        self.machine._check_open()
+        addr = _int_arg(addr, "addr")
+        m = self._m
+        if addr >= m.user_end:
+            return None
+        pte = self._pte(addr // m.page_size)
+        return None if pte is None else Translation(pte.frame, pte.writable, pte.dirty)
+
+    def page_table(self) -> np.ndarray:
+        self._m
+        rows = [(vp, pte.frame, pte.writable, pte.dirty) for vp, pte in self._entries()]
+        return np.array(rows, dtype=PAGE_TABLE_DTYPE)

@@ -1,0 +1,984 @@
+/*
+ * fuzz_core.c -- libFuzzer harness for the cowsim C core alone (no Python).
+ *
+ * The input bytes are decoded into a machine configuration and then a sequence
+ * of operations (spawn, mmap, munmap, mprotect, madvise, touch, read, write,
+ * fork cow/eager, exit, inspection) on a small machine, so that frames run out,
+ * regions collide and processes share pages.  After every operation:
+ *   - cs_check() must pass;
+ *   - the status must be exactly the one an independent oracle predicts from
+ *     the arguments and the regions (or, for allocations, one of OK/ENOMEM);
+ *   - an operation that failed must have changed nothing (machine counters, the
+ *     acting process's regions, page table and counters), except the segfault
+ *     counters of a segmentation fault and the pages a multi-page read/write
+ *     completed before it ran out of frames;
+ *   - a successful operation must have the effect it promises (spot checks:
+ *     pids, addresses, regions, entries, counters, bytes read back).
+ * Any violation prints a line to stderr and traps, which libFuzzer reports as a
+ * crash with the input that caused it.  Build: fuzz/build.sh.
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cowsim.h"
+
+#define MAX_PIDS 48
+#define MAX_OPS 256
+#define MSGLEN 512
+
+/* ------------------------------------------------------------------------- */
+/* input decoding                                                             */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} input;
+
+static uint8_t u8(input *in)
+{
+    if (!in->n)
+        return 0;
+    in->n--;
+    return *in->p++;
+}
+
+static uint64_t u64(input *in)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)u8(in) << (8 * i);
+    return v;
+}
+
+/* ------------------------------------------------------------------------- */
+/* failure reporting                                                          */
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fuzz_core: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    __builtin_trap();
+}
+
+#define REQUIRE(cond, ...)        \
+    do {                          \
+        if (!(cond))              \
+            die(__VA_ARGS__);     \
+    } while (0)
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("host malloc failed");
+    return p;
+}
+
+/* ------------------------------------------------------------------------- */
+/* harness state                                                              */
+
+enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2 };
+
+typedef struct {
+    cs_machine *m;
+    cs_geometry g;
+    uint64_t ps, pm;          /* page size, page mask */
+    int store;
+    int32_t next_pid;         /* the pid the next spawn/fork must return */
+    uint8_t state[MAX_PIDS + 2];
+    char msg[MSGLEN];
+    int op;                   /* index of the current operation, for messages */
+} harness;
+
+/* Snapshot of one process: counters, regions, page table. */
+typedef struct {
+    cs_status st;             /* of cs_regions: OK or the process's error */
+    cs_proc_stats ps;
+    cs_region *regs;
+    size_t nregs;
+    uint64_t *vp, *fr;
+    uint8_t *fl;
+    size_t npt;
+} proc_snap;
+
+static void snap_free(proc_snap *s)
+{
+    free(s->regs);
+    free(s->vp);
+    free(s->fr);
+    free(s->fl);
+    memset(s, 0, sizeof *s);
+}
+
+static void snap_take(harness *h, int32_t pid, proc_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    size_t n = 0;
+    s->st = cs_regions(h->m, pid, NULL, 0, &n);
+    if (s->st != CS_OK)
+        return;
+    s->regs = xmalloc(n * sizeof *s->regs);
+    size_t n2 = 0;
+    REQUIRE(cs_regions(h->m, pid, s->regs, n, &n2) == CS_OK && n2 == n, "op %d: cs_regions unstable", h->op);
+    s->nregs = n;
+    REQUIRE(cs_proc_stats_get(h->m, pid, &s->ps) == CS_OK, "op %d: proc stats of live pid failed", h->op);
+    /* Attempt counters, not state: a refused access still counts as one. */
+    s->ps.accesses = s->ps.tlb_hits = s->ps.tlb_misses = s->ps.tlb_flushes = 0;
+    REQUIRE(cs_page_table(h->m, pid, NULL, NULL, NULL, 0, &n) == CS_OK, "op %d: cs_page_table failed", h->op);
+    s->vp = xmalloc(n * sizeof *s->vp);
+    s->fr = xmalloc(n * sizeof *s->fr);
+    s->fl = xmalloc(n);
+    REQUIRE(cs_page_table(h->m, pid, s->vp, s->fr, s->fl, n, &n2) == CS_OK && n2 == n,
+            "op %d: cs_page_table unstable", h->op);
+    s->npt = n;
+}
+
+static int snap_equal(const proc_snap *a, const proc_snap *b)
+{
+    if (a->st != b->st)
+        return 0;
+    if (a->st != CS_OK)
+        return 1;
+    return a->nregs == b->nregs && a->npt == b->npt &&
+           !memcmp(a->regs, b->regs, a->nregs * sizeof *a->regs) &&
+           !memcmp(a->vp, b->vp, a->npt * sizeof *a->vp) &&
+           !memcmp(a->fr, b->fr, a->npt * sizeof *a->fr) && !memcmp(a->fl, b->fl, a->npt) &&
+           !memcmp(&a->ps, &b->ps, sizeof a->ps);
+}
+
+static cs_machine_stats mstats(harness *h)
+{
+    cs_machine_stats s;
+    REQUIRE(cs_machine_stats_get(h->m, &s) == CS_OK, "op %d: machine stats failed", h->op);
+    REQUIRE(s.frames_used + s.frames_free == s.frames_total, "op %d: used + free != total", h->op);
+    REQUIRE(s.data_frames + s.page_table_frames == s.frames_used, "op %d: data + tables != used", h->op);
+    return s;
+}
+
+static void run_check(harness *h, const char *after)
+{
+    h->msg[0] = 0;
+    cs_status st = cs_check(h->m, h->msg, sizeof h->msg);
+    REQUIRE(st == CS_OK, "op %d (%s): cs_check returned %d: %s", h->op, after, (int)st, h->msg);
+}
+
+/* The status proc_get would give for pid, from the harness's own record. */
+static cs_status pid_status(const harness *h, int32_t pid)
+{
+    if (pid <= 0 || pid >= h->next_pid)
+        return CS_ENOPROC;
+    if (pid > MAX_PIDS)
+        die("pid %d beyond the harness's table", pid);
+    return h->state[pid] == P_LIVE ? CS_OK : CS_EEXITED;
+}
+
+static int32_t pick_pid(harness *h, input *in)
+{
+    uint8_t b = u8(in);
+    int32_t created = h->next_pid - 1;
+    if (b < 6 || created == 0) {
+        static const int32_t bad[] = {0, -1, INT32_MIN, INT32_MAX, 1000};
+        if (b % 6 == 5 || created == 0)
+            return h->next_pid;            /* never created (yet) */
+        return bad[b % 5];
+    }
+    /* Prefer live pids; exited ones now and then. */
+    int32_t pid = 1 + (int32_t)(b % (uint8_t)created);
+    if (h->state[pid] != P_LIVE && (b & 0x80)) {
+        for (int32_t i = 0; i < created; i++) {
+            int32_t q = 1 + (pid - 1 + i) % created;
+            if (h->state[q] == P_LIVE)
+                return q;
+        }
+    }
+    return pid;
+}
+
+/* Regions of a pid (empty for a pid that is not live).  Caller frees. */
+static cs_region *regions_of(harness *h, int32_t pid, size_t *n)
+{
+    *n = 0;
+    if (cs_regions(h->m, pid, NULL, 0, n) != CS_OK) {
+        *n = 0;
+        return xmalloc(1);
+    }
+    cs_region *r = xmalloc(*n * sizeof *r);
+    size_t n2;
+    REQUIRE(cs_regions(h->m, pid, r, *n, &n2) == CS_OK && n2 == *n, "op %d: cs_regions unstable", h->op);
+    return r;
+}
+
+static const cs_region *region_at(const cs_region *r, size_t n, uint64_t addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].start <= addr && addr < r[i].end)
+            return &r[i];
+    return NULL;
+}
+
+static int range_overlaps(const cs_region *r, size_t n, uint64_t s, uint64_t e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].start < e && s < r[i].end)
+            return 1;
+    return 0;
+}
+
+static int range_mapped(const cs_region *r, size_t n, uint64_t s, uint64_t e)
+{
+    uint64_t at = s;
+    for (size_t i = 0; i < n && at < e; i++) {
+        if (r[i].end <= at)
+            continue;
+        if (r[i].start > at)
+            return 0;
+        at = r[i].end;
+    }
+    return at >= e;
+}
+
+/* An address for pid: near its regions, the edges of user space, another
+ * process's regions, unaligned, or raw 64-bit. */
+static uint64_t pick_addr(harness *h, input *in, int32_t pid)
+{
+    uint8_t mode = u8(in);
+    int8_t off = (int8_t)u8(in);
+    size_t n;
+    cs_region *r;
+    uint64_t base;
+    if ((mode & 15) == 13 && h->next_pid > 1)
+        r = regions_of(h, 1 + (int32_t)(mode % (uint8_t)(h->next_pid - 1)), &n);
+    else
+        r = regions_of(h, pid, &n);
+    switch (mode & 15) {
+    case 10:
+        base = n ? r[mode % n].end : h->g.user_end;
+        break;
+    case 11:
+        base = h->g.user_start;
+        break;
+    case 12:
+        base = h->g.user_end;
+        break;
+    case 14:
+        free(r);
+        return u64(in);
+    default:
+        base = n ? r[(mode >> 4) % n].start : h->g.user_end - 16 * h->ps;
+        break;
+    }
+    free(r);
+    uint64_t a = base + (uint64_t)(int64_t)(off / 4) * h->ps;
+    if ((mode & 15) == 15)
+        a += (uint64_t)(off & 0x3f) * 67;   /* usually unaligned */
+    return a;
+}
+
+static uint64_t pick_len(harness *h, input *in)
+{
+    uint8_t b = u8(in);
+    switch (b >> 5) {
+    case 0:
+        return (uint64_t)(b & 31) * h->ps;                   /* may be 0 */
+    case 1:
+        return (uint64_t)(b & 31) * h->ps + u8(in) + 1;      /* ragged */
+    case 2:
+        return (uint64_t)(b & 31) * h->ps * 17;
+    case 3: {
+        static const uint64_t huge[] = {UINT64_MAX, UINT64_MAX - 4095, 1ULL << 63, 1ULL << 47, 1ULL << 40,
+                                        (1ULL << 47) - 65536, 0, 1};
+        return huge[b & 7];
+    }
+    default:
+        return (uint64_t)((b & 63) % 12 + 1) * h->ps;
+    }
+}
+
+/* Expected status of a range operation's argument check (range_check). */
+static cs_status range_status(const harness *h, uint64_t addr, uint64_t len, uint64_t *end)
+{
+    if (len == 0 || (addr & h->pm))
+        return CS_EINVAL;
+    uint64_t rlen = (len + h->pm) & ~h->pm;
+    if (rlen < len || addr + rlen < addr || addr + rlen > h->g.user_end)
+        return CS_EINVAL;
+    *end = addr + rlen;
+    return CS_OK;
+}
+
+static void translate(harness *h, int32_t pid, uint64_t addr, cs_translation *t)
+{
+    REQUIRE(cs_translate(h->m, pid, addr, t) == CS_OK, "op %d: translate of live pid %d failed", h->op, pid);
+}
+
+/* ------------------------------------------------------------------------- */
+/* operations                                                                 */
+
+static cs_status op_spawn(harness *h)
+{
+    if (h->next_pid > MAX_PIDS)
+        return CS_OK;
+    cs_machine_stats b = mstats(h);
+    int32_t pid = -1;
+    cs_status st = cs_spawn(h->m, &pid);
+    if (b.frames_free == 0) {
+        REQUIRE(st == CS_ENOMEM, "op %d: spawn with no free frame returned %d", h->op, (int)st);
+        return st;
+    }
+    REQUIRE(st == CS_OK, "op %d: spawn returned %d with %llu frames free", h->op, (int)st,
+            (unsigned long long)b.frames_free);
+    REQUIRE(pid == h->next_pid, "op %d: spawn returned pid %d, expected %d", h->op, pid, h->next_pid);
+    h->state[h->next_pid++] = P_LIVE;
+    cs_machine_stats a = mstats(h);
+    REQUIRE(a.frames_used == b.frames_used + 1 && a.page_table_frames == b.page_table_frames + 1 &&
+                a.processes == b.processes + 1,
+            "op %d: spawn did not take exactly one table frame", h->op);
+    int32_t ppid = -1;
+    REQUIRE(cs_proc_parent(h->m, pid, &ppid) == CS_OK && ppid == 0, "op %d: spawned process has a parent", h->op);
+    return st;
+}
+
+static cs_status op_mmap(harness *h, input *in, int fixed)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t len = pick_len(h, in);
+    uint8_t b = u8(in);
+    int32_t prot = (b & 3) == 3 ? CS_PROT_READ | CS_PROT_WRITE : (b & 3);
+    int32_t flags = (b & 4) ? CS_MAP_SHARED : 0;
+    if (b == 0xff)
+        prot = 2;   /* write-only: not a valid protection */
+    if (b == 0xfe)
+        flags = 0x40;
+    uint64_t addr = fixed ? pick_addr(h, in, pid) : 0;
+    /* A shared region's page array is host memory allocated at mmap: keep
+     * them below 2**20 pages (8 MiB of host memory). */
+    if ((flags & CS_MAP_SHARED) && len > (h->ps << 20))
+        len = h->ps << 20;
+
+    size_t n;
+    cs_region *r = regions_of(h, pid, &n);
+    cs_status want;
+    uint64_t want_addr = 0;
+    uint64_t rlen = (len + h->pm) & ~h->pm;
+    if (prot == 2 || (flags & ~CS_MAP_SHARED))
+        want = CS_EINVAL;
+    else if ((want = pid_status(h, pid)) != CS_OK)
+        ;
+    else if (len == 0 || rlen < len || rlen > h->g.user_end - h->g.user_start)
+        want = CS_EINVAL;
+    else if (addr) {
+        uint64_t end;
+        if ((want = range_status(h, addr, rlen, &end)) == CS_OK) {
+            if (addr < h->g.user_start)
+                want = CS_EINVAL;
+            else if (range_overlaps(r, n, addr, end))
+                want = CS_EEXIST;
+            else
+                want_addr = addr;
+        }
+    } else {
+        want = CS_ENOVSPACE;   /* top-down: the highest gap that fits */
+        uint64_t hi = h->g.user_end;
+        for (size_t i = n + 1; i-- > 0;) {
+            uint64_t lo = i ? r[i - 1].end : h->g.user_start;
+            if (i < n)
+                hi = r[i].start;
+            if (hi > lo && hi - lo >= rlen) {
+                want = CS_OK;
+                want_addr = hi - rlen;
+                break;
+            }
+        }
+    }
+    free(r);
+
+    cs_machine_stats before = mstats(h);
+    uint64_t got = 0;
+    cs_status st = cs_mmap(h->m, pid, addr, len, prot, flags, &got);
+    REQUIRE(st == want, "op %d: mmap(pid %d, addr 0x%llx, len 0x%llx, prot %d, flags %d) returned %d, expected %d",
+            h->op, pid, (unsigned long long)addr, (unsigned long long)len, prot, flags, (int)st, (int)want);
+    cs_machine_stats after = mstats(h);
+    if (st == CS_OK) {
+        REQUIRE(got == want_addr, "op %d: mmap returned 0x%llx, expected 0x%llx", h->op, (unsigned long long)got,
+                (unsigned long long)want_addr);
+        REQUIRE(after.frames_used == before.frames_used &&
+                    after.shared_objects == before.shared_objects + ((flags & CS_MAP_SHARED) ? 1 : 0),
+                "op %d: mmap used frames or miscounted shared objects", h->op);
+        r = regions_of(h, pid, &n);
+        const cs_region *v = region_at(r, n, got);
+        REQUIRE(v && v->start == got && v->end == got + rlen && v->prot == prot && v->flags == flags,
+                "op %d: mmap'd region not found as mapped", h->op);
+        free(r);
+    }
+    return st;
+}
+
+static cs_status op_munmap(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t addr = pick_addr(h, in, pid);
+    uint64_t len = pick_len(h, in);
+    uint64_t end = 0;
+    cs_status want = pid_status(h, pid);
+    if (want == CS_OK)
+        want = range_status(h, addr, len, &end);
+    cs_status st = cs_munmap(h->m, pid, addr, len);
+    REQUIRE(st == want, "op %d: munmap(pid %d, 0x%llx, 0x%llx) returned %d, expected %d", h->op, pid,
+            (unsigned long long)addr, (unsigned long long)len, (int)st, (int)want);
+    if (st == CS_OK) {
+        size_t n;
+        cs_region *r = regions_of(h, pid, &n);
+        REQUIRE(!range_overlaps(r, n, addr, end), "op %d: region left in an unmapped range", h->op);
+        free(r);
+        cs_translation t;
+        translate(h, pid, addr, &t);
+        REQUIRE(!t.present, "op %d: entry left at an unmapped address", h->op);
+        translate(h, pid, end - h->ps, &t);
+        REQUIRE(!t.present, "op %d: entry left at the end of an unmapped range", h->op);
+    }
+    return st;
+}
+
+static cs_status op_mprotect(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t addr = pick_addr(h, in, pid);
+    uint64_t len = pick_len(h, in);
+    uint8_t b = u8(in);
+    int32_t prot = (b & 3) == 3 ? CS_PROT_READ | CS_PROT_WRITE : (b & 3);
+    if (b >= 0xf0)
+        prot = (int32_t)b;   /* invalid */
+    uint64_t end = 0;
+    size_t n;
+    cs_region *r = regions_of(h, pid, &n);
+    cs_status want;
+    if (prot == 2 || prot > 3)
+        want = CS_EINVAL;
+    else if ((want = pid_status(h, pid)) == CS_OK && (want = range_status(h, addr, len, &end)) == CS_OK &&
+             !range_mapped(r, n, addr, end))
+        want = CS_ENOTMAPPED;
+    free(r);
+    cs_status st = cs_mprotect(h->m, pid, addr, len, prot);
+    REQUIRE(st == want, "op %d: mprotect(pid %d, 0x%llx, 0x%llx, %d) returned %d, expected %d", h->op, pid,
+            (unsigned long long)addr, (unsigned long long)len, prot, (int)st, (int)want);
+    if (st == CS_OK) {
+        r = regions_of(h, pid, &n);
+        for (size_t i = 0; i < n; i++)
+            if (r[i].start < end && addr < r[i].end)
+                /* Regions already at prot are not split (mprotect_fixup). */
+                REQUIRE(r[i].prot == prot, "op %d: mprotect(%d) left region [0x%llx, 0x%llx) prot %d", h->op,
+                        prot, (unsigned long long)r[i].start, (unsigned long long)r[i].end, r[i].prot);
+        free(r);
+        if (!(prot & CS_PROT_WRITE)) {
+            cs_translation t;
+            translate(h, pid, addr, &t);
+            REQUIRE(!(t.present && (t.flags & CS_PTE_WRITE)), "op %d: writable entry after mprotect", h->op);
+        }
+    }
+    return st;
+}
+
+static cs_status op_madvise(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t addr = pick_addr(h, in, pid);
+    uint64_t len = pick_len(h, in);
+    uint8_t b = u8(in);
+    int adv = b % 5;
+    if (b >= 0xfa)
+        adv = b;   /* invalid */
+    uint64_t end = 0;
+    size_t n;
+    cs_region *r = regions_of(h, pid, &n);
+    cs_status want;
+    if (adv > 4)
+        want = CS_EINVAL;
+    else if ((want = pid_status(h, pid)) == CS_OK && (want = range_status(h, addr, len, &end)) == CS_OK) {
+        if (!range_mapped(r, n, addr, end))
+            want = CS_ENOTMAPPED;
+        else if (adv == CS_ADV_WIPEONFORK)
+            for (size_t i = 0; i < n; i++)
+                if (r[i].start < end && addr < r[i].end && (r[i].flags & CS_MAP_SHARED))
+                    want = CS_ESHARED;
+    }
+    free(r);
+    cs_status st = cs_madvise(h->m, pid, addr, len, (cs_advice)adv);
+    REQUIRE(st == want, "op %d: madvise(pid %d, 0x%llx, 0x%llx, %d) returned %d, expected %d", h->op, pid,
+            (unsigned long long)addr, (unsigned long long)len, adv, (int)st, (int)want);
+    if (st == CS_OK) {
+        static const int32_t flag[] = {CS_VMA_DONTFORK, CS_VMA_DONTFORK, CS_VMA_WIPEONFORK, CS_VMA_WIPEONFORK, 0};
+        r = regions_of(h, pid, &n);
+        for (size_t i = 0; i < n; i++)
+            if (r[i].start < end && addr < r[i].end && flag[adv])
+                REQUIRE(!!(r[i].flags & flag[adv]) == (adv == 0 || adv == 2),
+                        "op %d: madvise %d not applied to region 0x%llx", h->op, adv, (unsigned long long)r[i].start);
+        free(r);
+        if (adv == CS_ADV_DONTNEED) {
+            cs_translation t;
+            translate(h, pid, addr, &t);
+            REQUIRE(!t.present, "op %d: entry left after MADV_DONTNEED", h->op);
+        }
+    }
+    return st;
+}
+
+/* Expected F1 outcome of one access from the regions: CS_OK or CS_ESEGV. */
+static cs_status access_status(const cs_region *r, size_t n, uint64_t addr, int write)
+{
+    const cs_region *v = region_at(r, n, addr);
+    if (!v || v->prot == CS_PROT_NONE || (write && !(v->prot & CS_PROT_WRITE)))
+        return CS_ESEGV;
+    return CS_OK;
+}
+
+static cs_status op_touch(harness *h, input *in, int write)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t addr = pick_addr(h, in, pid);
+    size_t n;
+    cs_region *r = regions_of(h, pid, &n);
+    cs_status want = pid_status(h, pid);
+    if (want == CS_OK)
+        want = access_status(r, n, addr, write);
+    free(r);
+    cs_machine_stats b = mstats(h);
+    cs_access_info info;
+    memset(&info, 0xa5, sizeof info);
+    cs_status st = cs_touch(h->m, pid, addr, write, &info);
+    cs_machine_stats a = mstats(h);
+    if (want == CS_OK && st == CS_ENOMEM) {
+        REQUIRE(b.frames_free < 8, "op %d: touch out of memory with %llu frames free", h->op,
+                (unsigned long long)b.frames_free);
+        return st;
+    }
+    REQUIRE(st == want, "op %d: touch(pid %d, 0x%llx, %d) returned %d, expected %d", h->op, pid,
+            (unsigned long long)addr, write, (int)st, (int)want);
+    if (st == CS_ESEGV)
+        REQUIRE(info.outcome == CS_SEGFAULT && info.addr == addr &&
+                    (info.segv_reason == CS_SEGV_UNMAPPED || info.segv_reason == CS_SEGV_PROTECTION),
+                "op %d: bad segfault info", h->op);
+    if (st != CS_OK)
+        return st;
+    REQUIRE(info.outcome >= CS_HIT && info.outcome <= CS_FAULT_SHARED, "op %d: outcome %d", h->op, info.outcome);
+    REQUIRE(a.minflt == b.minflt + (info.outcome != CS_HIT), "op %d: minflt moved by %lld for outcome %d", h->op,
+            (long long)(a.minflt - b.minflt), info.outcome);
+    REQUIRE(a.pages_copied == b.pages_copied + (info.outcome == CS_FAULT_COW_COPY),
+            "op %d: pages_copied wrong for outcome %d", h->op, info.outcome);
+    cs_translation t;
+    translate(h, pid, addr, &t);
+    REQUIRE(t.present, "op %d: no entry after a successful access", h->op);
+    if (write)
+        REQUIRE((t.flags & CS_PTE_WRITE) && (t.flags & CS_PTE_DIRTY) && t.frame != 0,
+                "op %d: entry not writable+dirty after a write", h->op);
+    return st;
+}
+
+static cs_status op_rw(harness *h, input *in, int write)
+{
+    int32_t pid = pick_pid(h, in);
+    uint64_t addr = pick_addr(h, in, pid);
+    uint8_t b = u8(in);
+    uint64_t len;
+    switch (b >> 6) {
+    case 0: len = b & 63; break;
+    case 1: len = (uint64_t)(b & 7) * h->ps + u8(in); break;
+    case 2: len = (uint64_t)(b & 15) * h->ps / 3 + 1; break;
+    default: len = (b & 1) ? UINT64_MAX - (b & 63) : (1ULL << 62); break;
+    }
+    uint8_t fill = u8(in);
+
+    size_t n;
+    cs_region *r = regions_of(h, pid, &n);
+    cs_status want;
+    uint64_t ok_bytes = 0;   /* accessible bytes before the first bad page */
+    if (!write && !h->store)
+        want = CS_ENODATA;
+    else
+        want = pid_status(h, pid);
+    if (want == CS_OK && len) {
+        if (addr + len < addr) {
+            want = CS_EINVAL;
+        } else {
+            /* F1 on every page, region by region. */
+            uint64_t at = addr & ~h->pm, end = addr + len;
+            while (at < end) {
+                if ((want = access_status(r, n, at, write)) != CS_OK)
+                    break;
+                at = region_at(r, n, at)->end;
+            }
+            ok_bytes = at - (addr & ~h->pm);
+        }
+    }
+    free(r);
+    /* The core checks every page of the range before touching any: skip
+     * calls that would spend minutes over a huge mapped range. */
+    if (want == CS_ESEGV && ok_bytes / h->ps > 4096)
+        return CS_OK;
+    /* Only issue calls whose buffers are small. */
+    if (want == CS_OK && len > 64 * h->ps)
+        len = 64 * h->ps;
+    size_t blen = want == CS_OK ? (size_t)len : 16;
+    uint8_t *buf = xmalloc(blen);
+    memset(buf, fill, blen);
+    for (size_t i = 0; i < blen; i += 97)
+        buf[i] = (uint8_t)(i * 31 + fill);
+    cs_machine_stats bs = mstats(h);
+    cs_access_info info;
+    memset(&info, 0x5a, sizeof info);
+    cs_status st = write ? cs_write(h->m, pid, addr, buf, len, &info) : cs_read(h->m, pid, addr, buf, len, &info);
+    if (want == CS_OK && st == CS_ENOMEM) {
+        REQUIRE(bs.frames_free < 16 + len / h->ps, "op %d: read/write out of memory with %llu frames free",
+                h->op, (unsigned long long)bs.frames_free);
+        free(buf);
+        return st;
+    }
+    REQUIRE(st == want, "op %d: %s(pid %d, 0x%llx, 0x%llx) returned %d, expected %d", h->op,
+            write ? "write" : "read", pid, (unsigned long long)addr, (unsigned long long)len, (int)st, (int)want);
+    if (st == CS_ESEGV)
+        REQUIRE(info.outcome == CS_SEGFAULT && info.addr >= addr && info.addr - addr < len,
+                "op %d: segfault address 0x%llx outside the access", h->op, (unsigned long long)info.addr);
+    if (st == CS_OK && write && h->store && len) {
+        /* Bytes written must read back (all pages are now mapped writable). */
+        uint8_t *back = xmalloc(len);
+        cs_machine_stats b2 = mstats(h);
+        REQUIRE(cs_read(h->m, pid, addr, back, len, &info) == CS_OK, "op %d: read-back failed", h->op);
+        REQUIRE(!memcmp(back, buf, len), "op %d: bytes read back differ from those written", h->op);
+        cs_machine_stats a2 = mstats(h);
+        REQUIRE(a2.minflt == b2.minflt, "op %d: read-back after write faulted", h->op);
+        free(back);
+    }
+    free(buf);
+    return st;
+}
+
+static cs_status op_fork(harness *h, input *in, cs_fork_mode mode)
+{
+    int32_t pid = pick_pid(h, in);
+    if (h->next_pid > MAX_PIDS)
+        return CS_OK;
+    if (u8(in) == 0xff)
+        mode = (cs_fork_mode)7;   /* invalid */
+    cs_status want = (mode != CS_FORK_COW && mode != CS_FORK_EAGER) ? CS_EINVAL : pid_status(h, pid);
+    proc_snap ps;
+    snap_take(h, pid, &ps);
+    cs_machine_stats b = mstats(h);
+    int32_t child = -1;
+    cs_status st = cs_fork(h->m, pid, mode, &child);
+    if (want == CS_OK && st == CS_ENOMEM) {
+        snap_free(&ps);
+        return st;   /* "nothing changed" is checked by the caller */
+    }
+    REQUIRE(st == want, "op %d: fork(pid %d, mode %d) returned %d, expected %d", h->op, pid, (int)mode, (int)st,
+            (int)want);
+    if (st != CS_OK) {
+        snap_free(&ps);
+        return st;
+    }
+    REQUIRE(child == h->next_pid, "op %d: fork returned pid %d, expected %d", h->op, child, h->next_pid);
+    h->state[h->next_pid++] = P_LIVE;
+    cs_machine_stats a = mstats(h);
+    cs_proc_stats cst;
+    REQUIRE(cs_proc_stats_get(h->m, child, &cst) == CS_OK, "op %d: child stats", h->op);
+    REQUIRE(cst.minflt == 0 && cst.segfaults == 0, "op %d: child starts with faults", h->op);
+    REQUIRE(a.forks == b.forks + 1 && a.processes == b.processes + 1 && a.minflt == b.minflt,
+            "op %d: fork counters", h->op);
+    REQUIRE(a.frames_used - b.frames_used == cst.page_table_frames + cst.pages_copied,
+            "op %d: fork used %llu frames, child holds %llu tables + %llu copies", h->op,
+            (unsigned long long)(a.frames_used - b.frames_used), (unsigned long long)cst.page_table_frames,
+            (unsigned long long)cst.pages_copied);
+    if (mode == CS_FORK_COW)
+        REQUIRE(cst.pages_copied == 0, "op %d: cow fork copied pages", h->op);
+    int32_t ppid = -1;
+    REQUIRE(cs_proc_parent(h->m, child, &ppid) == CS_OK && ppid == pid, "op %d: child's parent", h->op);
+
+    /* Regions: the parent's, less dont-fork ones; wipe-on-fork ones lose anon_vma. */
+    proc_snap cs;
+    snap_take(h, child, &cs);
+    size_t j = 0;
+    for (size_t i = 0; i < ps.nregs; i++) {
+        cs_region pr = ps.regs[i];
+        if (pr.flags & CS_VMA_DONTFORK)
+            continue;
+        if (pr.flags & CS_VMA_WIPEONFORK)
+            pr.flags &= ~CS_VMA_ANON_VMA;
+        REQUIRE(j < cs.nregs && !memcmp(&cs.regs[j], &pr, sizeof pr), "op %d: child region %zu differs", h->op, j);
+        j++;
+    }
+    REQUIRE(j == cs.nregs, "op %d: child has extra regions", h->op);
+    /* Entries: copied exactly in private regions with anon_vma (K1..K3). */
+    proc_snap pa;
+    snap_take(h, pid, &pa);
+    REQUIRE(pa.npt == ps.npt, "op %d: fork changed the parent's entry count", h->op);
+    size_t k = 0;
+    for (size_t i = 0; i < pa.npt; i++) {
+        uint64_t va = pa.vp[i] * h->ps;
+        const cs_region *v = region_at(ps.regs, ps.nregs, va);
+        REQUIRE(v != NULL, "op %d: parent entry outside its regions", h->op);
+        int copied = !(v->flags & (CS_MAP_SHARED | CS_VMA_DONTFORK | CS_VMA_WIPEONFORK)) &&
+                     (v->flags & CS_VMA_ANON_VMA);
+        if (!copied)
+            continue;
+        REQUIRE(k < cs.npt && cs.vp[k] == pa.vp[i], "op %d: child lacks entry for vpage 0x%llx", h->op,
+                (unsigned long long)pa.vp[i]);
+        if (pa.fr[i] == 0 || mode == CS_FORK_COW) {
+            REQUIRE(cs.fr[k] == pa.fr[i] && !(cs.fl[k] & CS_PTE_WRITE) && !(pa.fl[i] & CS_PTE_WRITE),
+                    "op %d: cow-shared entry 0x%llx not shared read-only", h->op, (unsigned long long)pa.vp[i]);
+        } else {
+            REQUIRE(cs.fr[k] != pa.fr[i] && pa.fl[i] == ps.fl[i] && pa.fr[i] == ps.fr[i],
+                    "op %d: eager fork did not copy vpage 0x%llx", h->op, (unsigned long long)pa.vp[i]);
+        }
+        REQUIRE((cs.fl[k] & CS_PTE_DIRTY) == (pa.fl[i] & CS_PTE_DIRTY), "op %d: dirty bit not kept", h->op);
+        if (h->store && pa.fr[i] && (v->prot & CS_PROT_READ)) {
+            uint8_t x[64], y[64];
+            cs_access_info info;
+            REQUIRE(cs_read(h->m, pid, va, x, sizeof x, &info) == CS_OK &&
+                        cs_read(h->m, child, va, y, sizeof y, &info) == CS_OK,
+                    "op %d: read of a present entry failed", h->op);
+            REQUIRE(!memcmp(x, y, sizeof x), "op %d: child's bytes differ from the parent's", h->op);
+        }
+        k++;
+    }
+    REQUIRE(k == cs.npt, "op %d: child has %zu entries, expected %zu", h->op, cs.npt, k);
+    snap_free(&pa);
+    snap_free(&cs);
+    snap_free(&ps);
+    return st;
+}
+
+static cs_status op_exit(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    cs_status want = pid_status(h, pid);
+    cs_machine_stats b = mstats(h);
+    cs_status st = cs_exit(h->m, pid);
+    REQUIRE(st == want, "op %d: exit(pid %d) returned %d, expected %d", h->op, pid, (int)st, (int)want);
+    if (st != CS_OK)
+        return st;
+    h->state[pid] = P_EXITED;
+    cs_machine_stats a = mstats(h);
+    REQUIRE(a.processes == b.processes - 1, "op %d: exit did not drop the process count", h->op);
+    cs_proc_stats s;
+    REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_OK && s.page_table_frames == 0,
+            "op %d: exited process still holds tables", h->op);
+    size_t n;
+    REQUIRE(cs_regions(h->m, pid, NULL, 0, &n) == CS_EEXITED, "op %d: regions of an exited process", h->op);
+    return st;
+}
+
+/* Inspection calls with arbitrary (often too small) capacities: the buffers
+ * are exactly that large, so ASan catches any write past cap. */
+static cs_status op_inspect(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint8_t b = u8(in);
+    size_t cap = b & 15;
+    size_t n = 0;
+    cs_status want = pid_status(h, pid);
+    switch (b >> 4 & 7) {
+    case 0: {
+        uint64_t *f = xmalloc(cap * 8);
+        uint32_t *rc = xmalloc(cap * 4), *mc = xmalloc(cap * 4);
+        uint8_t *fl = xmalloc(cap);
+        REQUIRE(cs_frames(h->m, f, rc, mc, fl, cap, &n) == CS_OK, "op %d: cs_frames", h->op);
+        REQUIRE(n == mstats(h).frames_used, "op %d: cs_frames lists %zu frames", h->op, n);
+        for (size_t i = 0; i < n && i < cap; i++)
+            REQUIRE(rc[i] > 0 && (i == 0 || f[i] > f[i - 1]) && f[i] > 0, "op %d: frame listing", h->op);
+        free(f), free(rc), free(mc), free(fl);
+        break;
+    }
+    case 1: {
+        uint64_t *vp = xmalloc(cap * 8), *fr = xmalloc(cap * 8);
+        uint8_t *fl = xmalloc(cap);
+        cs_status st = cs_page_table(h->m, pid, vp, fr, fl, cap, &n);
+        REQUIRE(st == want, "op %d: page_table status %d, expected %d", h->op, (int)st, (int)want);
+        for (size_t i = 1; st == CS_OK && i < n && i < cap; i++)
+            REQUIRE(vp[i] > vp[i - 1], "op %d: page table not sorted", h->op);
+        free(vp), free(fr), free(fl);
+        break;
+    }
+    case 2: {
+        cs_region *r = xmalloc(cap * sizeof *r);
+        cs_status st = cs_regions(h->m, pid, r, cap, &n);
+        REQUIRE(st == want, "op %d: regions status %d, expected %d", h->op, (int)st, (int)want);
+        for (size_t i = 0; st == CS_OK && i < n && i < cap; i++)
+            REQUIRE(r[i].start < r[i].end && (i == 0 || r[i].start >= r[i - 1].end), "op %d: regions", h->op);
+        free(r);
+        break;
+    }
+    case 3: {
+        cs_smaps s;
+        cs_status st = cs_smaps_get(h->m, pid, 1, 0, &s);
+        REQUIRE(st == want, "op %d: smaps status %d", h->op, (int)st);
+        if (st == CS_OK)
+            REQUIRE(s.Rss == s.Shared_Clean + s.Shared_Dirty + s.Private_Clean + s.Private_Dirty &&
+                        s.Pss <= s.Rss && s.Anonymous <= s.Rss && s.Pss_Dirty <= s.Pss,
+                    "op %d: smaps fields inconsistent", h->op);
+        break;
+    }
+    case 4: {
+        uint64_t addr = pick_addr(h, in, pid);
+        cs_smaps s;
+        size_t nr;
+        cs_region *r = regions_of(h, pid, &nr);
+        cs_status w = want == CS_OK && !region_at(r, nr, addr) ? CS_ENOTMAPPED : want;
+        free(r);
+        cs_status st = cs_smaps_get(h->m, pid, 0, addr, &s);
+        REQUIRE(st == w, "op %d: smaps(addr) status %d, expected %d", h->op, (int)st, (int)w);
+        break;
+    }
+    case 5: {
+        cs_proc_stats s;
+        cs_status st = cs_proc_stats_get(h->m, pid, &s);
+        REQUIRE(st == (want == CS_EEXITED ? CS_OK : want), "op %d: proc stats status %d", h->op, (int)st);
+        if (st == CS_OK)
+            REQUIRE(s.minflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy + s.faults_cow_reuse +
+                                    s.faults_shared,
+                    "op %d: minflt is not the sum of its kinds", h->op);
+        break;
+    }
+    case 6: {
+        int32_t *pids = xmalloc(cap * 4);
+        REQUIRE(cs_pids(h->m, pids, cap, &n) == CS_OK && n == mstats(h).processes, "op %d: cs_pids", h->op);
+        for (size_t i = 0; i < n && i < cap; i++)
+            REQUIRE(pids[i] > 0 && pids[i] < h->next_pid && h->state[pids[i]] == P_LIVE, "op %d: pid list", h->op);
+        free(pids);
+        break;
+    }
+    default: {
+        uint64_t addr = pick_addr(h, in, pid);
+        cs_translation t;
+        cs_status st = cs_translate(h->m, pid, addr, &t);
+        REQUIRE(st == want, "op %d: translate status %d", h->op, (int)st);
+        break;
+    }
+    }
+    return CS_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+
+static int bad_config(input *in)
+{
+    /* Invalid configurations must be refused without allocating anything. */
+    static const cs_config bad[] = {
+        {1 << 20, 8192, 48, 1, 65536, 0},          /* page size */
+        {1 << 20, 0, 48, 1, 65536, 0},
+        {4096, 4096, 48, 1, 65536, 0},             /* one frame */
+        {4096 * 3 + 1, 4096, 48, 0, 65536, 0},     /* not a multiple */
+        {1 << 20, 4096, 64, 0, 65536, 0},          /* va_bits */
+        {1 << 20, 4096, 21, 0, 65536, 0},
+        {0, 65536, 48, 1, 0, 0},
+        {(uint64_t)1 << 46, 4096, 48, 0, 0, 0},    /* 2**34 frames */
+    };
+    const cs_config *c = &bad[u8(in) % (sizeof bad / sizeof bad[0])];
+    cs_machine *m = (cs_machine *)&m;
+    cs_status st = cs_machine_new(c, &m);
+    REQUIRE(st == CS_EINVAL && m == NULL, "invalid config accepted (status %d)", (int)st);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    input in = {data, size};
+    uint8_t c0 = u8(&in), c1 = u8(&in), c2 = u8(&in);
+    if (c0 & 0x80)
+        bad_config(&in);
+    static const uint32_t page_sizes[] = {4096, 16384, 65536};
+    uint32_t ps = page_sizes[c0 % 3];
+    unsigned shift = ps == 4096 ? 12 : ps == 16384 ? 14 : 16, bits = shift - 3;
+    uint32_t va;
+    switch ((c0 >> 3) & 3) {
+    case 0: va = 48; break;
+    case 1: va = 2 * shift - 2; break;          /* the smallest: a 2-level tree */
+    case 2: va = 2 * shift - 2 + bits; break;   /* 3 levels */
+    default: va = 63; break;
+    }
+    uint64_t nframes = 2 + (c1 % 96);
+    if (c1 >= 224)
+        nframes = 2 + (uint64_t)c1 * 2;   /* up to ~510 frames */
+    static const uint32_t fa[] = {65536, 0, 4096, 16384, 1 << 20, 131072, 8192, 65536};
+    cs_config cfg = {.memory = nframes * ps, .page_size = ps, .va_bits = va, .store_data = (c0 >> 2) & 1,
+                     .fault_around_bytes = fa[c2 & 7], .tlb_entries = (c2 >> 3) & 1 ? 0 : 1u << ((c2 >> 4) & 7)};
+    harness h;
+    memset(&h, 0, sizeof h);
+    cs_status st = cs_machine_new(&cfg, &h.m);
+    REQUIRE(st == CS_OK && h.m, "cs_machine_new(memory %llu, page %u, va %u) returned %d",
+            (unsigned long long)cfg.memory, ps, va, (int)st);
+    REQUIRE(cs_geometry_get(h.m, &h.g) == CS_OK && h.g.nframes == nframes, "geometry");
+    h.ps = ps;
+    h.pm = ps - 1;
+    h.store = cfg.store_data;
+    h.next_pid = 1;
+    run_check(&h, "new");
+    /* FUZZ_CORE_TRACE=1 prints each operation and its status (debugging). */
+    static int trace = -1;
+    if (trace < 0)
+        trace = getenv("FUZZ_CORE_TRACE") != NULL;
+
+    for (h.op = 0; h.op < MAX_OPS && in.n; h.op++) {
+        uint8_t op = u8(&in);
+        /* Everything observable before the operation, to prove that a failed
+         * one (or an inspection) changed nothing. */
+        cs_machine_stats before = mstats(&h);
+        int32_t created = h.next_pid - 1;
+        /* Every operation but spawn starts by decoding its pid: peek at it
+         * (a failed call may only change its own process; cs_check covers
+         * the reference counts of all the others). */
+        input peek = in;
+        int32_t actor = (op % 20 > 1) ? pick_pid(&h, &peek) : 0;
+        proc_snap snap;
+        snap_take(&h, actor, &snap);
+        int partial_ok = 0, inspect = 0;
+        const char *name;
+        cs_status st;
+        switch (op % 20) {
+        case 0: case 1: name = "spawn"; st = op_spawn(&h); break;
+        case 2: case 3: case 4: name = "mmap"; st = op_mmap(&h, &in, 0); break;
+        case 5: name = "mmap fixed"; st = op_mmap(&h, &in, 1); break;
+        case 6: name = "munmap"; st = op_munmap(&h, &in); break;
+        case 7: name = "mprotect"; st = op_mprotect(&h, &in); break;
+        case 8: name = "madvise"; st = op_madvise(&h, &in); break;
+        case 9: case 10: name = "touch read"; st = op_touch(&h, &in, 0); break;
+        case 11: case 12: name = "touch write"; st = op_touch(&h, &in, 1); break;
+        case 13: name = "read"; partial_ok = 1; st = op_rw(&h, &in, 0); break;
+        case 14: name = "write"; partial_ok = 1; st = op_rw(&h, &in, 1); break;
+        case 15: name = "fork cow"; st = op_fork(&h, &in, CS_FORK_COW); break;
+        case 16: name = "fork eager"; st = op_fork(&h, &in, CS_FORK_EAGER); break;
+        case 17: name = "exit"; st = op_exit(&h, &in); break;
+        default: name = "inspect"; inspect = 1; st = op_inspect(&h, &in); break;
+        }
+        if (trace)
+            fprintf(stderr, "op %d: %s -> %d\n", h.op, name, (int)st);
+        run_check(&h, name);
+        cs_machine_stats after = mstats(&h);
+        /* A failed call changes nothing but segfault counters.  Exception: a
+         * multi-page read/write that ran out of frames keeps the pages it
+         * completed (cowsim's documented behaviour is under discussion). */
+        if ((st != CS_OK && !(partial_ok && st == CS_ENOMEM)) || inspect) {
+            cs_machine_stats b2 = before, a2 = after;
+            REQUIRE(a2.segfaults == b2.segfaults + (st == CS_ESEGV), "op %d (%s): segfault counter moved by %lld",
+                    h.op, name, (long long)(a2.segfaults - b2.segfaults));
+            b2.segfaults = a2.segfaults = 0;
+            REQUIRE(!memcmp(&b2, &a2, sizeof b2), "op %d (%s): failed with %d but changed machine counters", h.op,
+                    name, (int)st);
+            REQUIRE(h.next_pid - 1 == created, "op %d (%s): failed but created a process", h.op, name);
+            proc_snap now;
+            snap_take(&h, actor, &now);
+            snap.ps.segfaults = now.ps.segfaults = 0;
+            REQUIRE(snap_equal(&snap, &now), "op %d (%s): failed with %d but changed pid %d", h.op, name, (int)st,
+                    actor);
+            snap_free(&now);
+        }
+        snap_free(&snap);
+    }
+    cs_machine_free(h.m);
+    return 0;
+}

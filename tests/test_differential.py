@@ -1,0 +1,486 @@
+"""Differential test: the C core against the pure-Python reference model.
+
+A Hypothesis ``RuleBasedStateMachine`` drives a :class:`cowsim.Machine` and a
+:class:`cowsim._reference.RefMachine` with the same random operation sequences (spawn,
+mmap, munmap, mprotect, madvise, read, write, touch, fork, exit) on a tiny address space
+and a small memory (24-200 frames), so that regions collide, frames are shared and
+``OutOfMemory`` happens.  After every step everything observable must be equal: the result
+or the exception class (and a segfault's address/access/reason), the bytes read, every
+live process's stats, smaps (rollup and per region), regions and page table, the
+machine's stats, processes and frame table -- and ``m.check()`` must pass.
+
+Each rule draws one integer that :class:`Choices` decodes into the operation's arguments
+(process, address, length, ...): one draw per step keeps Hypothesis' per-step cost low
+enough for thousands of examples.  A failure report lists the decoded operations, e.g.
+``pid 2: mmap(0x3000, 'rw', shared=True, addr=None) -> returned 0x7ffffffed000``.
+
+Profiles (settings profiles registered here, chosen with COWSIM_HYPOTHESIS_PROFILE):
+
+* ``ci`` (default): derandomized, 2000 examples of up to 50 steps;
+* ``deep``: random, 20000 examples of up to 80 steps (``COWSIM_HYPOTHESIS_PROFILE=deep``).
+
+The profile applies to the tests of this module only; other modules keep their settings.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+import cowsim
+from cowsim import SegmentationFault
+from cowsim._reference import RefMachine
+
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=2000, stateful_step_count=50,
+    deadline=None, suppress_health_check=_HEALTH, print_blob=True)
+settings.register_profile(
+    "deep", max_examples=20000, stateful_step_count=80, deadline=None,
+    suppress_health_check=_HEALTH, print_blob=True)
+settings.register_profile(   # for slow builds (the sanitizer run): the same, fewer sequences
+    "quick", derandomize=True, database=None, max_examples=200, stateful_step_count=50,
+    deadline=None, suppress_health_check=_HEALTH, print_blob=True)
+PROFILE = os.environ.get("COWSIM_HYPOTHESIS_PROFILE", "ci")
+if PROFILE not in ("ci", "deep", "quick"):
+    raise ValueError(f"COWSIM_HYPOTHESIS_PROFILE must be 'ci', 'quick' or 'deep', not {PROFILE!r}")
+
+MAX_LIVE = 8          # live processes at most (fork and spawn do nothing beyond)
+MAX_PAGES = 40        # region length in pages
+RECENT = 12           # page addresses remembered for re-use
+FULL_CHECK_EVERY = 8  # the model's own (slow) invariant check: every 8 steps and at the end
+
+ARG = st.integers(0, 2**96 - 1)
+
+
+class Choices:
+    """Decodes one drawn integer into small choices (mixed radix, first digit lowest).
+
+    Hypothesis draws mostly small integers, so the integer is first scrambled (times a
+    large odd constant, modulo 2**96: a bijection) to spread its digits; 0 stays 0, the
+    simplest operation.  Every operation consumes the same digits whatever the state."""
+
+    SCRAMBLE = 0x9E3779B97F4A7C15F39CC061   # odd: multiplication is invertible mod 2**96
+
+    def __init__(self, x: int) -> None:
+        self.x = x * self.SCRAMBLE % 2**96
+
+    def int(self, lo: int, hi: int) -> int:
+        n = hi - lo + 1
+        v, self.x = self.x % n, self.x // n
+        return lo + v
+
+    def choice(self, seq):
+        return seq[self.int(0, len(seq) - 1)]
+
+
+def _outcome(fn):
+    """Run ``fn``: ("ok", result) or ("err", exception)."""
+    try:
+        return "ok", fn()
+    except Exception as exc:  # noqa: BLE001 - any exception is compared
+        return "err", exc
+
+
+def _describe(res):
+    kind, val = res
+    if kind == "err":
+        return f"raised {type(val).__name__}: {val}"
+    if isinstance(val, int) and not isinstance(val, bool) and val > 4096:
+        return f"returned {val:#x}"
+    return f"returned {val!r}"[:200]
+
+
+def _rows_diff(a: np.ndarray, b: np.ndarray):
+    sa, sb = set(map(tuple, a.tolist())), set(map(tuple, b.tolist()))
+    return f"only core: {sorted(sa - sb)[:10]}, only model: {sorted(sb - sa)[:10]}"
+
+
+class DifferentialMachine(RuleBasedStateMachine):
+    """Same operations on ``self.real`` (the C core) and ``self.ref`` (the model)."""
+
+    config: dict = {}   # extra Machine keyword arguments (the config test sets them)
+
+    def __init__(self):
+        super().__init__()
+        self.real = None
+        self.ref = None
+        self.pairs = []        # (core Process, model Process) of every pid ever created
+        self.log = []          # the operations run, for failure reports
+        self.recent = []       # page addresses accessed lately (by any process)
+        self.steps = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def teardown(self):
+        try:
+            if self.ref is not None:
+                self.ref.check()
+        finally:
+            if self.real is not None:
+                self.real.close()
+
+    def context(self) -> str:
+        return "operations:\n  " + "\n  ".join(self.log)
+
+    def both(self, what, real_fn, ref_fn):
+        """Run an operation on both sides; require the same result or exception."""
+        r = _outcome(real_fn)
+        f = _outcome(ref_fn)
+        self.log.append(f"{what} -> {_describe(f)}")
+        msg = f"{what}: core {_describe(r)}, model {_describe(f)}\n{self.context()}"
+        assert r[0] == f[0], msg
+        if r[0] == "err":
+            assert type(r[1]) is type(f[1]), msg
+            if not isinstance(r[1], (cowsim.CowsimError, TypeError)):
+                raise r[1]
+            if not isinstance(f[1], (cowsim.CowsimError, TypeError)):
+                raise f[1]
+            if isinstance(r[1], SegmentationFault):
+                got = (r[1].address, r[1].access, r[1].reason)
+                want = (f[1].address, f[1].access, f[1].reason)
+                assert got == want, f"segfault {got} != {want}: {msg}"
+        return r, f
+
+    def spawn(self):
+        r, f = self.both("spawn()", self.real.spawn, self.ref.spawn)
+        if r[0] == "ok":
+            assert r[1].pid == f[1].pid
+            self.pairs.append((r[1], f[1]))
+
+    def pick(self, c: Choices):
+        """A (core, model) process pair: mostly a live one with regions, sometimes any live
+        one, now and then an exited one.  Spawns one first when none is alive."""
+        who, roll = c.int(0, 63), c.int(0, 63)
+        if not any(p.alive for _, p in self.pairs):
+            self.spawn()
+        live = [p for p in self.pairs if p[1].alive]
+        dead = [p for p in self.pairs if not p[1].alive]
+        mapped = [p for p in live if p[1]._vmas]
+        if dead and roll == 0 and self.steps % 3 == 0:   # (a repeated step: not always)
+            return dead[who % len(dead)]
+        if mapped and roll < 58:
+            return mapped[who % len(mapped)]
+        return live[who % len(live)]
+
+    def address(self, c: Choices, fp, access: bool, fixed_mmap: bool = False) -> int:
+        """An address in a tiny space: inside or at the edge of a region of this (or, for
+        a process without regions, another) process, one recently used by any process (so
+        that parent and child touch the same pages after a fork), near a table boundary,
+        or a special one.  ``access``: any byte of the page, else page aligned (rarely
+        not).  ``fixed_mmap``: mostly near a table boundary."""
+        mode, idx, page, edge, anchor_off, byte = (
+            c.int(0, 31), c.int(0, 63), c.int(0, 63), c.int(0, 3), c.int(-4, 60), c.int(0, 1 << 16))
+        m = self.ref
+        ps = m.page_size
+        if fixed_mmap and mode < 20:
+            mode = 27
+        regions = fp._vmas if fp.alive else []
+        if not regions:
+            others = [p for _, p in self.pairs if p.alive and p._vmas]
+            regions = others[idx % len(others)]._vmas if others else []
+        recent = [a for a in self.recent if fp.alive and fp._vma_at(a) is not None]
+        if 18 <= mode < 24 and recent:
+            addr = recent[idx % len(recent)]
+        elif mode < 27 and regions:
+            v = regions[idx % len(regions)]
+            npages = (v.end - v.start) // ps
+            if mode < 24:                   # (range operations: half of the time at its start)
+                addr = v.start + (0 if not access and page % 2 else page % npages) * ps
+            else:
+                addr = v.start + (-2, -1, npages, npages + 1)[edge] * ps
+        elif mode < 31:
+            leaf = m.entries_per_table * ps
+            anchors = (m.user_end, m.user_end - leaf, m.user_end - leaf * m.entries_per_table,
+                       m.user_start + 4 * ps, m.user_end - 48 * ps)
+            addr = anchors[idx % len(anchors)] - anchor_off * ps
+        else:
+            addr = (0, m.user_start - ps, m.user_start, m.user_end, m.user_end + ps,
+                    1 << m.va_bits, (1 << 64) - ps)[idx % 7]
+        addr -= addr % ps
+        if access:
+            addr += byte % ps
+            self.recent = (self.recent + [addr - addr % ps])[-RECENT:]
+        elif byte % 61 == 60:
+            addr += 8 * (1 + byte % 7)      # an unaligned range address
+        return max(addr, 0)
+
+    def range_length(self, c: Choices, fp, addr: int) -> int:
+        """Mostly up to the end of the region at ``addr``, sometimes beyond."""
+        within, n, ragged = c.int(0, 9), c.int(1, MAX_PAGES + 5), c.int(0, 1 << 16)
+        ps = self.ref.page_size
+        v = fp._vma_at(addr) if fp.alive else None
+        if v is not None and within < 7:
+            n = 1 + (n - 1) % ((v.end - addr + ps - 1) // ps)
+        return n * ps - (ragged % ps if ragged % 3 == 0 else 0)
+
+    def data_length(self, c: Choices) -> int:
+        many, n = c.int(0, 2), c.int(0, 1 << 20)
+        return n % (3 * self.ref.page_size + 1) if many == 0 else n % 65
+
+    # ------------------------------------------------------------------ rules
+    INITIAL_REGIONS = st.lists(st.tuples(st.integers(1, MAX_PAGES), st.sampled_from([False, False, True])),
+                               max_size=3)
+
+    @initialize(page_size=st.sampled_from([4096] * 6 + [16384, 65536]),
+                nframes=st.integers(24, 200), store_data=st.booleans(), nprocs=st.integers(1, 2),
+                regions=INITIAL_REGIONS, tlb_entries=st.sampled_from([64, 0, 1, 4]))
+    def setup(self, page_size, nframes, store_data, nprocs, regions, tlb_entries=64):
+        # The core runs with its TLB on (several sizes) and off: results must not change.
+        kw = dict(memory=nframes * page_size, page_size=page_size, store_data=store_data,
+                  tlb_entries=tlb_entries)
+        kw.update(self.config)
+        self.log.append(f"m = Machine(**{kw!r})")
+        self.real = cowsim.Machine(**kw)
+        self.ref = RefMachine(**kw)
+        for _ in range(nprocs):
+            self.spawn()
+        rp, fp = self.pairs[0]
+        for pages, shared in regions:     # a first process with regions: no step is wasted
+            length = pages * page_size
+            self.both(f"pid {fp.pid}: mmap({length:#x}, 'rw', shared={shared})",
+                      lambda: rp.mmap(length, "rw", shared=shared),
+                      lambda: fp.mmap(length, "rw", shared=shared))
+
+    @rule(x=ARG)
+    def lifecycle(self, x):
+        """fork (cow 2/3, eager 1/3), spawn or exit."""
+        c = Choices(x)
+        what, mode = c.int(0, 7), c.choice(["cow", "cow", "eager"])
+        if what == 0 or (what <= 5 and len(self.ref.processes) >= MAX_LIVE):
+            what = 7 if len(self.ref.processes) >= MAX_LIVE else 0
+        if what == 0:
+            self.spawn()
+            return
+        rp, fp = self.pick(c)
+        if what >= 6:
+            self.both(f"pid {fp.pid}: exit()", rp.exit, fp.exit)
+            return
+        r, f = self.both(f"pid {fp.pid}: fork({mode!r})", lambda: rp.fork(mode), lambda: fp.fork(mode))
+        if r[0] == "ok":
+            assert r[1].pid == f[1].pid and r[1].parent.pid == fp.pid
+            self.pairs.append((r[1], f[1]))
+
+    def _mmap(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        pages, ragged, prot, shared, fixed = (
+            c.int(1, MAX_PAGES), c.int(0, 1 << 16), c.choice(["rw"] * 6 + ["r", "none"]),
+            c.choice([False, False, True]), c.int(0, 3))
+        ps = self.ref.page_size
+        length = pages * ps - (ragged % ps if ragged % 3 == 0 else 0)
+        addr = self.address(c, fp, access=False, fixed_mmap=True) if fixed == 0 else None
+        self.both(f"pid {fp.pid}: mmap({length:#x}, {prot!r}, shared={shared}, "
+                  f"addr={addr if addr is None else hex(addr)})",
+                  lambda: rp.mmap(length, prot, shared=shared, addr=addr),
+                  lambda: fp.mmap(length, prot, shared=shared, addr=addr))
+
+    @rule(x=ARG)
+    def mmap(self, x):
+        self._mmap(x)
+
+    @rule(x=ARG)
+    def mmap_more(self, x):
+        self._mmap(x)
+
+    @rule(x=ARG)
+    def munmap(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        addr = self.address(c, fp, access=False)
+        length = self.range_length(c, fp, addr)
+        self.both(f"pid {fp.pid}: munmap({addr:#x}, {length:#x})",
+                  lambda: rp.munmap(addr, length), lambda: fp.munmap(addr, length))
+
+    @rule(x=ARG)
+    def mprotect(self, x):
+        self._mprotect(x)
+
+    @rule(x=ARG)
+    def mprotect_more(self, x):
+        self._mprotect(x)
+
+    def _mprotect(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        prot = c.choice(["rw", "rw", "r", "none"])
+        addr = self.address(c, fp, access=False)
+        length = self.range_length(c, fp, addr)
+        self.both(f"pid {fp.pid}: mprotect({addr:#x}, {length:#x}, {prot!r})",
+                  lambda: rp.mprotect(addr, length, prot), lambda: fp.mprotect(addr, length, prot))
+
+    @rule(x=ARG)
+    def madvise(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        advice = c.choice(["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed"])
+        addr = self.address(c, fp, access=False)
+        length = self.range_length(c, fp, addr)
+        self.both(f"pid {fp.pid}: madvise({addr:#x}, {length:#x}, {advice!r})",
+                  lambda: rp.madvise(addr, length, advice), lambda: fp.madvise(addr, length, advice))
+
+    def _touch(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        write = c.int(0, 1) == 1
+        addr = self.address(c, fp, access=True)
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})",
+                  lambda: rp.touch(addr, write=write), lambda: fp.touch(addr, write=write))
+
+    @rule(x=ARG)
+    def touch(self, x):
+        self._touch(x)
+
+    @rule(x=ARG)
+    def touch_more(self, x):
+        self._touch(x)
+
+    @rule(x=ARG)
+    def touch_mapped(self, x):
+        """Access a page the process maps already: CoW copies and reuses, shared hits."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        write, idx, byte = c.int(0, 3) > 0, c.int(0, 1 << 20), c.int(0, 1 << 16)
+        entries = fp._entries() if fp.alive else []
+        if not entries:
+            return
+        ps = self.ref.page_size
+        addr = entries[idx % len(entries)][0] * ps + byte % ps
+        self.recent = (self.recent + [addr - addr % ps])[-RECENT:]
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})",
+                  lambda: rp.touch(addr, write=write), lambda: fp.touch(addr, write=write))
+
+    @rule(x=ARG)
+    def read(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        n = self.data_length(c)
+        addr = self.address(c, fp, access=True)
+        r, f = self.both(f"pid {fp.pid}: read({addr:#x}, {n})",
+                         lambda: rp.read(addr, n), lambda: fp.read(addr, n))
+        if r[0] == "ok":
+            assert r[1] == f[1], f"read({addr:#x}, {n}) returned other bytes\n{self.context()}"
+
+    def _write(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        n, seed = self.data_length(c), c.int(0, 250)
+        addr = self.address(c, fp, access=True)
+        data = ((np.arange(n, dtype=np.uint32) * 7 + seed) % 251 + 1).astype(np.uint8).tobytes()
+        self.both(f"pid {fp.pid}: write({addr:#x}, <{n} bytes, seed {seed}>)",
+                  lambda: rp.write(addr, data), lambda: fp.write(addr, data))
+
+    @rule(x=ARG)
+    def write(self, x):
+        self._write(x)
+
+    @rule(x=ARG)
+    def write_more(self, x):
+        self._write(x)
+
+    # ------------------------------------------------------------------ the comparison
+    @invariant()
+    def same_state(self):
+        if self.real is None:
+            return
+        real, ref = self.real, self.ref
+        self.steps += 1
+        real.check()
+        if self.steps % FULL_CHECK_EVERY == 0:
+            ref.check()
+        rs, fs = real.stats, ref.stats
+        assert rs == fs, f"machine stats\n core  {rs}\n model {fs}\n{self.context()}"
+        rf, ff = real.frames(), ref.frames()
+        assert rf.dtype == ff.dtype
+        if rf.tobytes() != ff.tobytes():
+            raise AssertionError(f"frames (frame, refcount, mapcount, flags) differ: "
+                                 f"{_rows_diff(rf, ff)}\n{self.context()}")
+        live = [p.pid for p in real.processes]
+        assert live == [p.pid for p in ref.processes], f"live pids {live}\n{self.context()}"
+        for rp, fp in self.pairs:
+            assert _no_tlb(rp.stats) == _no_tlb(fp.stats), (
+                f"pid {fp.pid} stats\n core  {rp.stats}\n model {fp.stats}\n{self.context()}")
+            if not fp.alive:
+                continue
+            regions = fp.regions
+            assert rp.regions == regions, (
+                f"pid {fp.pid} regions\n core  {rp.regions}\n model {regions}\n{self.context()}")
+            rt, ft = rp.page_table(), fp.page_table()
+            assert rt.dtype == ft.dtype
+            if rt.tobytes() != ft.tobytes():
+                raise AssertionError(f"pid {fp.pid} page table (vpage, frame, writable, dirty) "
+                                     f"differs: {_rows_diff(rt, ft)}\n{self.context()}")
+            assert rp.smaps() == fp.smaps(), (
+                f"pid {fp.pid} smaps\n core  {rp.smaps()}\n model {fp.smaps()}\n{self.context()}")
+            if regions:
+                a = regions[self.steps % len(regions)].start
+                assert rp.smaps(a) == fp.smaps(a), f"pid {fp.pid} smaps({a:#x})\n{self.context()}"
+            if len(ft):
+                a = int(ft["vpage"][self.steps % len(ft)]) * ref.page_size
+                assert rp.translate(a) == fp.translate(a), f"translate({a:#x})\n{self.context()}"
+
+
+def _settings(**overrides):
+    return settings(settings.get_profile(PROFILE), **overrides)
+
+
+DifferentialMachine.TestCase.settings = _settings()
+test_differential = DifferentialMachine.TestCase
+
+
+def _no_tlb(stats):
+    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
+    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
+
+
+def _no_tlb(stats):
+    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
+    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
+
+
+def _no_tlb(stats):
+    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
+    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
+
+
+def _no_tlb(stats):
+    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
+    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
+
+
+class DifferentialConfigMachine(DifferentialMachine):
+    """The same on machines configured otherwise: other fault-around windows, va_bits."""
+
+    @initialize(page_size=st.sampled_from([4096] * 4 + [16384, 65536]),
+                nframes=st.integers(24, 200), store_data=st.booleans(), nprocs=st.integers(1, 2),
+                regions=DifferentialMachine.INITIAL_REGIONS,
+                fault_around=st.sampled_from([0, 8192, 32768, "128KiB", "1MiB"]),
+                va_bits=st.sampled_from([48, 39, 57, 32]))
+    def setup(self, page_size, nframes, store_data, nprocs, regions, fault_around, va_bits):
+        shift = page_size.bit_length() - 1
+        self.config = dict(fault_around=fault_around, va_bits=max(va_bits, 2 * shift - 2))
+        super().setup(page_size, nframes, store_data, nprocs, regions)
+
+
+DifferentialConfigMachine.TestCase.settings = _settings(
+    max_examples=min(settings.get_profile(PROFILE).max_examples, 300))
+test_differential_config = DifferentialConfigMachine.TestCase
+
+
+def test_profiles_registered():
+    ci, deep = settings.get_profile("ci"), settings.get_profile("deep")
+    assert ci.derandomize and ci.max_examples >= 2000 and ci.stateful_step_count == 50
+    assert not deep.derandomize and deep.max_examples >= 20000
+
+
+def test_geometry_matches():
+    for page_size in (4096, 16384, 65536):
+        for va_bits in (39, 48, 57):
+            real = cowsim.Machine(memory=64 * page_size, page_size=page_size, va_bits=va_bits)
+            ref = RefMachine(memory=64 * page_size, page_size=page_size, va_bits=va_bits)
+            for name in ("page_size", "memory", "nframes", "levels", "entries_per_table",
+                         "store_data", "user_start", "user_end"):
+                assert getattr(real, name) == getattr(ref, name), (page_size, va_bits, name)
+            real.close()
