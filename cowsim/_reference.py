@@ -698,33 +698,12 @@ class RefProcess:
         if reason is not None:
             self._count("segfaults")
             self._count("accesses")
-            self._count("accesses")
-            self._count("accesses")
-            self._count("accesses")
             self.machine._segfaults += 1
             access = "write" if write else "read"
             raise SegmentationFault(f"{access} at {addr:#x}: {reason}", addr, access, reason)
         return v
 
     def _access(self, addr: int, write: bool) -> Tuple[Outcome, int]:
-        """One access that passed F1; counted once it happened (not when out of frames)."""
-        result = self._access_page(addr, write)
-        self._count("accesses")
-        return result
-
-    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
-        """One access that passed F1; counted once it happened (not when out of frames)."""
-        result = self._access_page(addr, write)
-        self._count("accesses")
-        return result
-
-    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
-        """One access that passed F1; counted once it happened (not when out of frames)."""
-        result = self._access_page(addr, write)
-        self._count("accesses")
-        return result
-
-    def _access_page(self, addr: int, write: bool) -> Tuple[Outcome, int]:
         """One access that passed F1; counted once it happened (not when out of frames)."""
         result = self._access_page(addr, write)
         self._count("accesses")

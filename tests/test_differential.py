@@ -435,21 +435,6 @@ def _no_tlb(stats):
     return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
 
 
-def _no_tlb(stats):
-    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
-    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
-
-
-def _no_tlb(stats):
-    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
-    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
-
-
-def _no_tlb(stats):
-    """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
-    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
-
-
 class DifferentialConfigMachine(DifferentialMachine):
     """The same on machines configured otherwise: other fault-around windows, va_bits."""
 
@@ -472,6 +457,8 @@ test_differential_config = DifferentialConfigMachine.TestCase
 def test_profiles_registered():
     ci, deep = settings.get_profile("ci"), settings.get_profile("deep")
     assert ci.derandomize and ci.max_examples >= 2000 and ci.stateful_step_count == 50
+    quick = settings.get_profile("quick")
+    assert quick.derandomize and quick.stateful_step_count == 50
     assert not deep.derandomize and deep.max_examples >= 20000
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import weakref
@@ -244,8 +245,10 @@ def test_exited_process_keeps_its_final_stats_after_gc() -> None:
 # -- interpreter exit ------------------------------------------------------------------------
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
+    # From a neutral directory: in the repository root, the source tree's cowsim/ (no compiled
+    # core after a regular install) would shadow the installed package.
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, env=dict(os.environ))
+                          timeout=120, env=dict(os.environ), cwd=tempfile.gettempdir())
 
 
 def test_interpreter_exit_with_live_objects() -> None:
