@@ -120,14 +120,16 @@ class Process:
         fixed = 0 if addr is None else _int_arg(op, "addr", addr, 1)
         if fixed % self.machine.page_size:
             raise InvalidArgument(f"{op}: addr {fixed:#x} is not page aligned")
-        if addr is not None and not self.machine.user_start <= fixed < self.machine.user_end:
-            raise InvalidArgument(
-                f"{op}: addr {fixed:#x} is outside user space "
-                f"[{self.machine.user_start:#x}, {self.machine.user_end:#x})"
-            )
         out = ffi.new("uint64_t *")
         flags = lib.CS_MAP_SHARED if shared else 0
-        check(lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out), op)
+        rc = lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out)
+        if rc == lib.CS_EINVAL and addr is not None:  # the core checks liveness first, then the range
+            m = self.machine
+            raise InvalidArgument(
+                f"{op}: the range [{fixed:#x}, {fixed + length:#x}) is not inside user space "
+                f"[{m.user_start:#x}, {m.user_end:#x})"
+            )
+        check(rc, op)
         return int(out[0])
 
     def _range(self, op: str, addr: Any, length: Any) -> Tuple[int, int]:

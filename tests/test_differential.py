@@ -39,7 +39,7 @@ settings.register_profile(
     "ci", derandomize=True, database=None, max_examples=2000, stateful_step_count=50,
     deadline=None, suppress_health_check=_HEALTH, print_blob=True)
 settings.register_profile(
-    "deep", max_examples=20000, stateful_step_count=80, deadline=None,
+    "deep", derandomize=False, max_examples=20000, stateful_step_count=80, deadline=None,
     suppress_health_check=_HEALTH, print_blob=True)
 settings.register_profile(   # for slow builds (the sanitizer run): the same, fewer sequences
     "quick", derandomize=True, database=None, max_examples=200, stateful_step_count=50,
