@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from typing import Callable, Optional
@@ -187,7 +188,9 @@ def test_host_bytes_per_resident_page(benchmark):
     """Host RSS growth per resident simulated page (metadata mode), in a clean process."""
 
     def measure():
-        out = subprocess.run([sys.executable, "-c", _RSS_CHILD], check=True, capture_output=True, text=True)
+        # from a neutral directory, so the installed cowsim is imported, not the source tree
+        out = subprocess.run([sys.executable, "-c", _RSS_CHILD], check=True, capture_output=True, text=True,
+                             cwd=tempfile.gettempdir())
         benchmark.extra_info["bytes_per_page"] = float(out.stdout)
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
