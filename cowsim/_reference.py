@@ -46,7 +46,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NoReturn, Optional, Tuple
 
 import numpy as np
 
@@ -157,6 +157,12 @@ class _Vma:
     def public(self) -> Region:
         return Region(self.start, self.end, self.prot, self.shared, self.dontfork,
                       self.wipeonfork, self.anon_vma)
+
+    @property
+    def shm(self) -> _ShmemObject:
+        """The shmem object of a shared region."""
+        assert self.obj is not None, "not a shared region"
+        return self.obj
 
 
 _COUNTERS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
@@ -342,7 +348,7 @@ class RefMachine:
         """Recompute every reference count from scratch and compare (InvariantViolation)."""
         self._check_open()
 
-        def fail(msg):
+        def fail(msg: str) -> NoReturn:
             raise InvariantViolation(msg)
 
         ref = [0] * self.nframes
@@ -473,7 +479,7 @@ class RefProcess:
         v.end = addr
         if v.shared:
             hi.pgoff = v.pgoff + (addr - v.start) // self.machine.page_size
-            v.obj.nregions += 1
+            v.shm.nregions += 1
         self._vmas.insert(self._vmas.index(v) + 1, hi)
         return hi
 
@@ -484,6 +490,12 @@ class RefProcess:
         return [v for v in self._vmas if start <= v.start and v.end <= end]
 
     # page tables --------------------------------------------------------
+    @property
+    def _top(self) -> _Table:
+        """The root table (a live process always has one)."""
+        assert self._root is not None, "process without a root table"
+        return self._root
+
     def _index(self, vpage: int, level: int) -> int:
         m = self.machine
         return (vpage >> (m.bits * (m.levels - 1 - level))) & (m.entries_per_table - 1)
@@ -494,11 +506,12 @@ class RefProcess:
         return m.entries_per_table ** (m.levels - level)
 
     def _leaf(self, vpage: int) -> Optional[_Table]:
-        t = self._root
+        t = self._top
         for level in range(self.machine.levels - 1):
-            t = t.children.get(self._index(vpage, level))
-            if t is None:
+            child = t.children.get(self._index(vpage, level))
+            if child is None:
                 return None
+            t = child
         return t
 
     def _pte(self, vpage: int) -> Optional[_Pte]:
@@ -506,11 +519,12 @@ class RefProcess:
         return None if t is None else t.ptes.get(self._index(vpage, self.machine.levels - 1))
 
     def _missing_tables(self, vpage: int) -> int:
-        t = self._root
+        t = self._top
         for level in range(self.machine.levels - 1):
-            t = t.children.get(self._index(vpage, level))
-            if t is None:
+            child = t.children.get(self._index(vpage, level))
+            if child is None:
                 return self.machine.levels - 1 - level
+            t = child
         return 0
 
     def _new_table(self, parent: _Table, idx: int) -> _Table:
@@ -521,7 +535,7 @@ class RefProcess:
 
     def _leaf_alloc(self, vpage: int) -> _Table:
         """The last-level table for ``vpage``, allocating missing levels top-down."""
-        t = self._root
+        t = self._top
         for level in range(self.machine.levels - 1):
             idx = self._index(vpage, level)
             t = t.children.get(idx) or self._new_table(t, idx)
@@ -529,7 +543,7 @@ class RefProcess:
 
     def _tables(self, t: Optional[_Table] = None):
         """All tables, depth-first, children (in address order) before their parent."""
-        t = self._root if t is None else t
+        t = self._top if t is None else t
         for idx in sorted(t.children):
             yield from self._tables(t.children[idx])
         yield t
@@ -562,6 +576,7 @@ class RefProcess:
         ps = m.page_size
         for vp, pte in self._entries(start // ps, end // ps):
             leaf = self._leaf(vp)
+            assert leaf is not None
             del leaf.ptes[self._index(vp, m.levels - 1)]
             f = pte.frame
             if f == 0:
@@ -573,7 +588,7 @@ class RefProcess:
 
     def _free_unused_tables(self, t: Optional[_Table] = None) -> None:
         """Free every non-root table whose span overlaps no region (bottom-up)."""
-        t = self._root if t is None else t
+        t = self._top if t is None else t
         ps = self.machine.page_size
         for idx in sorted(t.children):
             child = t.children[idx]
@@ -636,7 +651,7 @@ class RefProcess:
         self._free_unused_tables()
         for v in gone:
             if v.shared:
-                m._release_object(v.obj)
+                m._release_object(v.shm)
 
     def mprotect(self, addr, length, prot) -> None:
         _choice(prot, "prot", PROTS)
@@ -690,12 +705,12 @@ class RefProcess:
     def _permission(self, addr: int, write: bool) -> _Vma:
         """F1: the region of ``addr`` if the access is allowed, else a counted segfault."""
         v = self._vma_at(addr)
-        reason = None
+        reason = ""
         if v is None:
             reason = "unmapped"
         elif v.prot == "none" or (write and v.prot != "rw"):
             reason = "protection"
-        if reason is not None:
+        if v is None or reason:
             self._count("segfaults")
             self._count("accesses")
             self.machine._segfaults += 1
@@ -714,6 +729,7 @@ class RefProcess:
         m = self.machine
         ps = m.page_size
         v = self._vma_at(addr)
+        assert v is not None, "access without permission check"
         vp = addr // ps
         last = self._index(vp, m.levels - 1)
         pte = self._pte(vp)
@@ -783,12 +799,12 @@ class RefProcess:
             return Outcome.SHARED, pte.frame
         vstart = v.start // m.page_size
         off = v.pgoff + vp - vstart
-        have = off in v.obj.pages
+        have = off in v.shm.pages
         m._need(self._missing_tables(vp) + (0 if have else 1))
         leaf = self._leaf_alloc(vp)
         if not have:
-            v.obj.pages[off] = m._alloc(SHMEM)
-        f = v.obj.pages[off]
+            v.shm.pages[off] = m._alloc(SHMEM)
+        f = v.shm.pages[off]
         m._ref[f] += 1
         m._map[f] += 1
         i = self._index(vp, m.levels - 1)
@@ -803,7 +819,7 @@ class RefProcess:
             lo = max(i - i % n, i - min(i, vbefore))
             hi = min(lo + n, m.entries_per_table, i + r - vbefore)
             for j in range(lo, hi):
-                g = v.obj.pages.get(off + j - i)
+                g = v.shm.pages.get(off + j - i)
                 if j not in leaf.ptes and g is not None:
                     m._ref[g] += 1
                     m._map[g] += 1
@@ -901,9 +917,9 @@ class RefProcess:
             if v.wipeonfork:                                    # K3
                 cv.anon_vma = False
             elif v.shared:                                      # K1
-                v.obj.nregions += 1
+                v.shm.nregions += 1
             elif v.anon_vma:                                    # K1/K2
-                self._copy_tables(child, self._root, child._root, v, mode)
+                self._copy_tables(child, self._top, child._top, v, mode)
         m._procs[child.pid] = child
         m._forks += 1
         return child
@@ -953,7 +969,7 @@ class RefProcess:
         gone, self._vmas = self._vmas, []
         for v in gone:
             if v.shared:
-                m._release_object(v.obj)
+                m._release_object(v.shm)
         self.alive = False
 
     # ------------------------------------------------------------------ inspection

@@ -24,6 +24,7 @@ The profile applies to the tests of this module only; other modules keep their s
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -111,13 +112,18 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.pairs = []        # (core Process, model Process) of every pid ever created
         self.log = []          # the operations run, for failure reports
         self.recent = []       # page addresses accessed lately (by any process)
+        self.settled = set()   # pids of exited processes whose final stats were compared
         self.steps = 0
 
     # ------------------------------------------------------------------ plumbing
     def teardown(self):
         try:
-            if self.ref is not None:
+            # Final checks only after a passing run (teardown also runs while a failure
+            # propagates; then the states may differ and the first failure is the report).
+            if self.ref is not None and sys.exc_info()[0] is None:
                 self.ref.check()
+                for rp, fp in self.pairs:
+                    assert _no_tlb(rp.stats) == _no_tlb(fp.stats), f"pid {fp.pid} final stats\n{self.context()}"
         finally:
             if self.real is not None:
                 self.real.close()
@@ -130,10 +136,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         r = _outcome(real_fn)
         f = _outcome(ref_fn)
         self.log.append(f"{what} -> {_describe(f)}")
-        msg = f"{what}: core {_describe(r)}, model {_describe(f)}\n{self.context()}"
-        assert r[0] == f[0], msg
+        if r[0] != f[0] or (r[0] == "err" and type(r[1]) is not type(f[1])):
+            raise AssertionError(f"{what}: core {_describe(r)}, model {_describe(f)}\n{self.context()}")
         if r[0] == "err":
-            assert type(r[1]) is type(f[1]), msg
             if not isinstance(r[1], (cowsim.CowsimError, TypeError)):
                 raise r[1]
             if not isinstance(f[1], (cowsim.CowsimError, TypeError)):
@@ -141,7 +146,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             if isinstance(r[1], SegmentationFault):
                 got = (r[1].address, r[1].access, r[1].reason)
                 want = (f[1].address, f[1].access, f[1].reason)
-                assert got == want, f"segfault {got} != {want}: {msg}"
+                assert got == want, f"{what}: segfault {got} != {want}\n{self.context()}"
         return r, f
 
     def spawn(self):
@@ -342,8 +347,11 @@ class DifferentialMachine(RuleBasedStateMachine):
         """Access a page the process maps already: CoW copies and reuses, shared hits."""
         c = Choices(x)
         rp, fp = self.pick(c)
-        write, idx, byte = c.int(0, 3) > 0, c.int(0, 1 << 20), c.int(0, 1 << 16)
+        write, idx, byte, ro = c.int(0, 3) > 0, c.int(0, 1 << 20), c.int(0, 1 << 16), c.int(0, 3)
         entries = fp._entries() if fp.alive else []
+        readonly = [e for e in entries if not e[1].writable and fp._vma_at(e[0] * self.ref.page_size).prot == "rw"]
+        if readonly and ro > 0:         # mostly a read-only entry of a writable region
+            entries = readonly
         if not entries:
             return
         ps = self.ref.page_size
@@ -400,9 +408,12 @@ class DifferentialMachine(RuleBasedStateMachine):
         live = [p.pid for p in real.processes]
         assert live == [p.pid for p in ref.processes], f"live pids {live}\n{self.context()}"
         for rp, fp in self.pairs:
+            if fp.pid in self.settled:
+                continue
             assert _no_tlb(rp.stats) == _no_tlb(fp.stats), (
                 f"pid {fp.pid} stats\n core  {rp.stats}\n model {fp.stats}\n{self.context()}")
             if not fp.alive:
+                self.settled.add(fp.pid)    # compared once after its exit, and at the end
                 continue
             regions = fp.regions
             assert rp.regions == regions, (
@@ -450,15 +461,13 @@ class DifferentialConfigMachine(DifferentialMachine):
 
 
 DifferentialConfigMachine.TestCase.settings = _settings(
-    max_examples=min(settings.get_profile(PROFILE).max_examples, 300))
+    max_examples=settings.get_profile(PROFILE).max_examples // 7)   # ci: 285, deep: 2857
 test_differential_config = DifferentialConfigMachine.TestCase
 
 
 def test_profiles_registered():
     ci, deep = settings.get_profile("ci"), settings.get_profile("deep")
     assert ci.derandomize and ci.max_examples >= 2000 and ci.stateful_step_count == 50
-    quick = settings.get_profile("quick")
-    assert quick.derandomize and quick.stateful_step_count == 50
     assert not deep.derandomize and deep.max_examples >= 20000
 
 
