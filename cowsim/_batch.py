@@ -5,11 +5,11 @@ contiguity are checked here before any pointer reaches C.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
-from ._ffi import ffi, lib
+from ._ffi import check, ffi, lib
 from ._types import BatchResult
 from .errors import CowsimError, InvalidArgument, OutOfMemory, SegmentationFault
 
@@ -48,6 +48,30 @@ def on_segfault_flag(op: str, on_segfault: str) -> int:
     return int(on_segfault == "raise")
 
 
+def run(
+    op: str,
+    addrs: Any,
+    write: WriteSpec,
+    outcomes: bool,
+    on_segfault: str,
+    call: Callable[..., int],
+    error_context: Optional[Callable[[Any], str]] = None,
+) -> BatchResult:
+    """Validates a batch, runs ``call(addrs, writes, write_all, n, outcomes, stop, res)`` (the C
+    function with its leading arguments bound) and builds the result or the exception."""
+    arr = as_array(op, "addrs", addrs, "uint64")
+    n = len(arr)
+    wptr, wall, _keep = write_spec(op, write, n)
+    stop = on_segfault_flag(op, on_segfault)
+    out = np.empty(n, np.uint8) if outcomes else None
+    res = ffi.new("cs_batch_result *")
+    out_ptr = ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL
+    rc = call(ffi.from_buffer("uint64_t[]", arr), wptr, wall, n, out_ptr, stop, res)
+    if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
+        check(rc, error_context(res) if error_context else op)
+    return finish(op, rc, res, out, write)
+
+
 def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSpec) -> BatchResult:
     """Builds the result, or raises with the stopping index and the partial result."""
     result = BatchResult._from_c(res, out)
@@ -65,8 +89,6 @@ def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSp
     elif rc == lib.CS_ENOMEM:
         err = OutOfMemory(f"{op}: out of simulated physical memory at index {index}")
     else:
-        from ._ffi import check
-
         check(rc, op)
         raise AssertionError("unreachable")
     err.index = index

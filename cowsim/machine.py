@@ -193,27 +193,18 @@ class Machine:
                 before it have taken effect).
         """
         op = f"replay(<{len(addrs) if hasattr(addrs, '__len__') else '?'} accesses>)"
-        addr_arr = _batch.as_array(op, "addrs", addrs, "uint64")
-        n = len(addr_arr)
+        n = len(_batch.as_array(op, "addrs", addrs, "uint64"))
         pid_arr = _batch.as_array(op, "pids", pids, "int32", n)
-        wptr, wall, _keep = _batch.write_spec(op, write, n)
-        stop = _batch.on_segfault_flag(op, on_segfault)
-        out = np.empty(n, np.uint8) if outcomes else None
-        res = ffi.new("cs_batch_result *")
-        rc = lib.cs_replay(
-            self.ptr,
-            ffi.from_buffer("int32_t[]", pid_arr),
-            ffi.from_buffer("uint64_t[]", addr_arr),
-            wptr,
-            wall,
-            n,
-            ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL,
-            stop,
-            res,
+        ptr, pid_ptr = self.ptr, ffi.from_buffer("int32_t[]", pid_arr)
+        return _batch.run(
+            op,
+            addrs,
+            write,
+            outcomes,
+            on_segfault,
+            lambda *args: lib.cs_replay(ptr, pid_ptr, *args),
+            lambda res: f"{op}: at index {int(res.stop_index)} (pid {int(pid_arr[int(res.stop_index)])})",
         )
-        if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
-            check(rc, f"{op}: at index {int(res.stop_index)} (pid {int(pid_arr[int(res.stop_index)])})")
-        return _batch.finish(op, rc, res, out, write)
 
     # -- inspection -----------------------------------------------------------------
     @property

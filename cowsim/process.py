@@ -221,26 +221,8 @@ class Process:
         (4, 28)
         """
         op = f"pid {self.pid}: access(<{len(addrs) if hasattr(addrs, '__len__') else '?'} addrs>)"
-        arr = _batch.as_array(op, "addrs", addrs, "uint64")
-        n = len(arr)
-        wptr, wall, _keep = _batch.write_spec(op, write, n)
-        stop = _batch.on_segfault_flag(op, on_segfault)
-        out = np.empty(n, np.uint8) if outcomes else None
-        res = ffi.new("cs_batch_result *")
-        rc = lib.cs_access_batch(
-            self._m,
-            self.pid,
-            ffi.from_buffer("uint64_t[]", arr),
-            wptr,
-            wall,
-            n,
-            ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL,
-            stop,
-            res,
-        )
-        if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
-            check(rc, op)
-        return _batch.finish(op, rc, res, out, write)
+        m, pid = self._m, self.pid
+        return _batch.run(op, addrs, write, outcomes, on_segfault, lambda *args: lib.cs_access_batch(m, pid, *args))
 
     def read(self, addr: int, n: int) -> bytes:
         """Reads ``n`` bytes (data mode only); faults as reads do."""

@@ -123,16 +123,8 @@ static cs_status vfork(cs_machine *m, cs_proc *p, int32_t *child_out)
     cs_proc *c = proc_new(m, p->pid, 0, false);
     if (!c)
         return CS_EHOST;
-    c->root = p->root;
-    c->vmas = p->vmas;
-    c->nvmas = p->nvmas;
-    c->capvmas = p->capvmas;
-    c->ntables = p->ntables;
+    mm_move(c, p);
     c->lender = p->pid;
-    p->root = 0;
-    p->vmas = NULL;
-    p->nvmas = p->capvmas = 0;
-    p->ntables = 0;
     p->borrower = c->pid;
     m->st.forks++;
     *child_out = c->pid;

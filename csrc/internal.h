@@ -210,6 +210,7 @@ static inline int access_one(cs_machine *m, cs_proc *p, uint64_t addr, bool writ
 cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);
 cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root);  /* root needs 1 free frame */
 void proc_destroy(cs_machine *m, cs_proc *p);
+void mm_move(cs_proc *dst, cs_proc *src);      /* the address space changes hands */
 void mm_give_back(cs_machine *m, cs_proc *p);   /* vfork child -> its lender */
 
 #define LOCK(m) pthread_mutex_lock(&(m)->lock)

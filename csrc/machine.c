@@ -187,24 +187,30 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
 /* Moves the address space of a vfork child back to the process it borrowed
  * it from, which resumes.  The lender's TLB may hold translations the child
  * changed, so its entries are dropped (the child's own flushes were counted). */
+void mm_move(cs_proc *dst, cs_proc *src)
+{
+    dst->root = src->root;
+    dst->vmas = src->vmas;
+    dst->nvmas = src->nvmas;
+    dst->capvmas = src->capvmas;
+    dst->ntables = src->ntables;
+    dst->vma_hint = 0;
+    src->root = 0;
+    src->vmas = NULL;
+    src->nvmas = src->capvmas = 0;
+    src->ntables = 0;
+    src->vma_hint = 0;
+}
+
 void mm_give_back(cs_machine *m, cs_proc *p)
 {
     cs_proc *l = m->procs[p->lender];
-    l->root = p->root;
-    l->vmas = p->vmas;
-    l->nvmas = p->nvmas;
-    l->capvmas = p->capvmas;
-    l->ntables = p->ntables;
-    l->vma_hint = 0;
+    mm_move(l, p);
     l->borrower = 0;
+    p->lender = 0;
     if (l->tlb)
         for (uint64_t i = 0; i <= m->tlb_mask; i++)
             l->tlb[i].vpn = TLB_INVALID;
-    p->root = 0;
-    p->vmas = NULL;
-    p->nvmas = p->capvmas = 0;
-    p->ntables = 0;
-    p->lender = 0;
 }
 
 /* Exit: zap everything, free every table; the record stays for its stats.
