@@ -136,8 +136,8 @@ def store_data(request):
     return request.param
 
 
-@pytest.fixture
-def machine(store_data):
+def _machines(store_data):
+    """Yields a machine factory; at teardown each machine is checked once more and closed."""
     made: list = []
     yield _make_factory(store_data, made)
     for m in made:
@@ -149,15 +149,13 @@ def machine(store_data):
 
 
 @pytest.fixture
+def machine(store_data):
+    yield from _machines(store_data)
+
+
+@pytest.fixture
 def data_machine():
-    made: list = []
-    yield _make_factory(True, made)
-    for m in made:
-        try:
-            if not getattr(m.raw, "closed", False):
-                _check(m.raw)
-        finally:
-            m.raw.close()
+    yield from _machines(True)
 
 
 @pytest.fixture(params=["cow", "eager"])
