@@ -27,6 +27,16 @@ what Linux does:
   remove_vma/fput).  exit frees all tables (bottom-up, the root last) and then releases
   its shmem objects in region order.
 
+On-demand fork (``fork("odf")``) shares last-level tables: the child's upper-level entry
+points at the parent's table object, whose frame's reference count counts its holders,
+and both entries are write-protected (``_Table.wp``).  Data pages under a shared table
+are counted once per table.  Before a process changes a write-protected table (a write
+fault in its span; munmap, mprotect, madvise(dontneed) or mmap there) it takes the table
+over if it is the only holder (a reuse), else copies it entry by entry as a cow fork
+would have (a copy); a munmap or dontneed that empties the span just drops the
+reference, and so does exit.  Reads fill a shared table in place.  Spans are unshared
+in address order.
+
 Region splits follow Linux too: mprotect and madvise split only the regions whose
 protection or flags actually change (mprotect_fixup, madvise_update_vma), and
 madvise(dontneed) splits nothing.
@@ -74,7 +84,7 @@ PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?")
 
 PROTS = ("none", "r", "rw")
 ADVICES = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")
-FORK_MODES = ("cow", "eager")
+FORK_MODES = ("cow", "eager", "odf")
 PAGE_SIZES = (4096, 16384, 65536)
 MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
@@ -134,6 +144,7 @@ class _Table:
     base: int                               # first virtual page number of its span
     children: Dict[int, "_Table"] = field(default_factory=dict)   # upper levels
     ptes: Dict[int, _Pte] = field(default_factory=dict)           # last level
+    wp: set = field(default_factory=set)    # odf: children shared and write-protected here
 
 
 @dataclass(eq=False)
@@ -166,7 +177,8 @@ class _Vma:
 
 
 _COUNTERS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
-             "faults_shared", "segfaults", "pages_copied", "accesses")
+             "faults_shared", "segfaults", "pages_copied", "accesses", "table_copies",
+             "table_reuses", "fork_ptes", "fork_tables")
 
 
 class RefMachine:
@@ -224,6 +236,7 @@ class RefMachine:
         self._forks = 0
         self._minflt = 0
         self._segfaults = 0
+        self._odf_used = False
         self._closed = False
 
     # ------------------------------------------------------------------ frames
@@ -336,7 +349,29 @@ class RefMachine:
             forks=self._forks,
             minflt=self._minflt,
             segfaults=self._segfaults,
+            table_copies=sum(p._c["table_copies"] for p in self._procs.values()),
+            table_reuses=sum(p._c["table_reuses"] for p in self._procs.values()),
+            page_tables_shared=sum(1 for f in range(1, self.nframes)
+                                   if self._used[f] and self._flags[f] & PAGETABLE
+                                   and self._ref[f] > 1),
         )
+
+    def _logical_mapcounts(self) -> List[int]:
+        """Per frame, the (process, entry) pairs mapping it: a table held by k processes
+        maps its pages k times, though the frame's mapcount counts it once."""
+        lmap = list(self._map)
+        seen = set()
+        for p in self._procs.values():
+            if not p.alive:
+                continue
+            for t in p._tables():
+                k = self._ref[t.frame]
+                if t.level == self.levels - 1 and k > 1 and id(t) not in seen:
+                    seen.add(id(t))
+                    for pte in t.ptes.values():
+                        if pte.frame:
+                            lmap[pte.frame] += k - 1
+        return lmap
 
     def frames(self) -> np.ndarray:
         self._check_open()
@@ -354,23 +389,34 @@ class RefMachine:
         ref = [0] * self.nframes
         mapc = [0] * self.nframes
         kind = [0] * self.nframes
+        seen = set()                      # last-level tables already counted (odf shares them)
+        unprotected = set()               # table frames some holder reaches without wp
         for p in self._procs.values():
             if not p.alive:
                 continue
             for t in p._tables():
                 ref[t.frame] += 1
                 kind[t.frame] |= PAGETABLE
-            for vp, pte in p._entries():
-                v = p._vma_at(vp * self.page_size)
-                if v is None:
-                    fail(f"pid {p.pid}: entry for vpage {vp} outside every region")
-                if pte.frame == 0:
-                    if pte.writable:
-                        fail(f"pid {p.pid}: writable zero page at vpage {vp}")
+                for idx in t.children:
+                    if idx not in t.wp:
+                        unprotected.add(t.children[idx].frame)
+                if t.level != self.levels - 1:
                     continue
-                ref[pte.frame] += 1
-                mapc[pte.frame] += 1
-                kind[pte.frame] |= SHMEM if v.shared else ANON
+                first = id(t) not in seen
+                seen.add(id(t))
+                for idx, pte in t.ptes.items():
+                    vp = t.base + idx
+                    v = p._vma_at(vp * self.page_size)
+                    if v is None:
+                        fail(f"pid {p.pid}: entry for vpage {vp} outside every region")
+                    if pte.frame == 0:
+                        if pte.writable:
+                            fail(f"pid {p.pid}: writable zero page at vpage {vp}")
+                        continue
+                    if first:
+                        ref[pte.frame] += 1
+                        mapc[pte.frame] += 1
+                        kind[pte.frame] |= SHMEM if v.shared else ANON
             for v in p._vmas:
                 if v.shared != (v.obj is not None):
                     fail("shared region without object")
@@ -381,6 +427,9 @@ class RefMachine:
         if sum(o.nregions for o in self._objects) != sum(
                 1 for p in self._procs.values() if p.alive for v in p._vmas if v.shared):
             fail("shmem object region counts")
+        for f in range(1, self.nframes):
+            if kind[f] & PAGETABLE and ref[f] > 1 and f in unprotected:
+                fail(f"table frame {f}: shared by {ref[f]} holders, not all write-protected")
         free = set(self._free_list)
         if len(free) != len(self._free_list) or 0 in free:
             fail("free list corrupt")
@@ -541,6 +590,110 @@ class RefProcess:
             t = t.children.get(idx) or self._new_table(t, idx)
         return t
 
+    # on-demand fork -------------------------------------------------------
+    def _upper(self, vpage: int) -> Optional[_Table]:
+        """The table holding the entry that points at ``vpage``'s last-level table."""
+        t = self._top
+        for level in range(self.machine.levels - 2):
+            child = t.children.get(self._index(vpage, level))
+            if child is None:
+                return None
+            t = child
+        return t
+
+    def _write_protected(self, vpage: int) -> bool:
+        up = self._upper(vpage)
+        return up is not None and self._index(vpage, self.machine.levels - 2) in up.wp
+
+    def _shareable(self, base: int) -> bool:
+        """odf fork: a span's table is shared when every region over it is one whose
+        entries a cow fork copies."""
+        ps = self.machine.page_size
+        lo, hi = base * ps, (base + self.machine.entries_per_table) * ps
+        return all(not (v.dontfork or v.wipeonfork or v.shared) and v.anon_vma
+                   for v in self._vmas if v.start < hi and lo < v.end)
+
+    def _write_need(self, leaf: _Table, pte: Optional[_Pte]) -> int:
+        """Frames a write fault under a write-protected entry needs."""
+        m = self.machine
+        if m._ref[leaf.frame] > 1:
+            return 2                      # the table's copy, then the page's
+        if pte is None:
+            return 1
+        f = pte.frame
+        return 0 if pte.writable or (f and (m._flags[f] & EXCLUSIVE or m._ref[f] == 1)) else 1
+
+    def _unshare(self, up: _Table, idx: int) -> _Table:
+        """Make the write-protected table ``up.children[idx]`` this process's own."""
+        m = self.machine
+        leaf = up.children[idx]
+        up.wp.discard(idx)
+        if m._ref[leaf.frame] == 1:
+            self._count("table_reuses")
+            return leaf
+        new = _Table(m._alloc(PAGETABLE), leaf.level, leaf.base)
+        for i in sorted(leaf.ptes):
+            pte = leaf.ptes[i]
+            if pte.frame:                 # K2 for this one table
+                m._ref[pte.frame] += 1
+                m._map[pte.frame] += 1
+                m._flags[pte.frame] &= ~EXCLUSIVE
+                pte.writable = False
+            new.ptes[i] = _Pte(pte.frame, pte.writable, pte.dirty)
+        m._ref[leaf.frame] -= 1
+        up.children[idx] = new
+        self._count("table_copies")
+        return new
+
+    def _wp_spans(self, start: int, end: int) -> List[Tuple[_Table, int, int, int]]:
+        """(upper table, index, span start, span end) of the write-protected entries whose
+        span overlaps [start, end), in address order."""
+        m = self.machine
+        ps, n = m.page_size, m.entries_per_table
+        out = []
+        for t in self._tables():
+            if t.level == m.levels - 2:
+                for idx in sorted(t.wp):
+                    lo, hi = (t.base + idx * n) * ps, (t.base + idx * n + n) * ps
+                    if lo < end and start < hi:
+                        out.append((t, idx, lo, hi))
+        return out
+
+    def _unshare_plan(self, start: int, end: int, zap: bool):
+        """What a change of [start, end) does to each write-protected span: "skip" (a zap
+        of a part with no region), "drop" (a zap that empties the span: the reference
+        goes) or "own" (reuse or copy)."""
+        m = self.machine
+
+        def mapped(a: int, b: int) -> bool:
+            return a < b and any(v.start < b and a < v.end for v in self._vmas)
+
+        plan = []
+        for up, idx, lo, hi in self._wp_spans(start, end):
+            if zap and not mapped(max(lo, start), min(hi, end)):
+                continue
+            empties = not mapped(lo, min(start, hi)) and not mapped(max(end, lo), hi)
+            shared = m._ref[up.children[idx].frame] > 1
+            plan.append((up, idx, lo, "drop" if zap and shared and empties else "own", shared))
+        return plan
+
+    def _unshare_need(self, ranges, zap: bool) -> int:
+        spans = set()
+        for start, end in ranges:
+            for _up, _idx, lo, action, shared in self._unshare_plan(start, end, zap):
+                if action == "own" and shared:
+                    spans.add(lo)
+        return len(spans)
+
+    def _unshare_range(self, start: int, end: int, zap: bool) -> None:
+        for up, idx, _lo, action, _shared in self._unshare_plan(start, end, zap):
+            if action == "drop":
+                self.machine._ref[up.children[idx].frame] -= 1
+                del up.children[idx]
+                up.wp.discard(idx)
+            else:
+                self._unshare(up, idx)
+
     def _tables(self, t: Optional[_Table] = None):
         """All tables, depth-first, children (in address order) before their parent."""
         t = self._top if t is None else t
@@ -598,6 +751,7 @@ class RefProcess:
             if not any(v.start < hi and lo < v.end for v in self._vmas):
                 assert not child.children and not child.ptes
                 del t.children[idx]
+                t.wp.discard(idx)
                 self.machine._free(child.frame)
 
     # ------------------------------------------------------------------ regions
@@ -631,6 +785,8 @@ class RefProcess:
                 raise InvalidArgument(f"range {start:#x}+{length:#x} outside user space")
             if any(v.start < start + length and start < v.end for v in self._vmas):
                 raise InvalidArgument(f"range {start:#x}+{length:#x} overlaps a region")
+        m._need(self._unshare_need([(start, start + length)], False))
+        self._unshare_range(start, start + length, False)
         v = _Vma(start, start + length, prot, bool(shared))
         if v.shared:
             v.obj = _ShmemObject(nregions=1)
@@ -644,6 +800,8 @@ class RefProcess:
         m = self.machine
         if not any(v.start < end and start < v.end for v in self._vmas):
             return
+        m._need(self._unshare_need([(start, end)], True))
+        self._unshare_range(start, end, True)
         gone = self._vmas_in(start, end)
         for v in gone:
             self._zap(v.start, v.end)
@@ -660,6 +818,11 @@ class RefProcess:
         if not self._fully_mapped(start, end):
             raise InvalidArgument("mprotect of a range that is not fully mapped")
         ps = m.page_size
+        parts = [(max(v.start, start), min(v.end, end)) for v in self._vmas
+                 if v.start < end and start < v.end and v.prot != prot]
+        m._need(self._unshare_need(parts, False))
+        for lo, hi in parts:
+            self._unshare_range(lo, hi, False)
         # mprotect_fixup: a region whose prot does not change is neither split nor touched.
         for v in self._changing(start, end, lambda v: v.prot != prot):
             v.prot = prot
@@ -683,7 +846,9 @@ class RefProcess:
         start, end = self._range(addr, length)
         if not self._fully_mapped(start, end):
             raise InvalidArgument("madvise of a range that is not fully mapped")
-        if advice == "dontneed":               # zaps entries; regions and tables stay
+        if advice == "dontneed":               # zaps entries; regions and (unshared) tables stay
+            self.machine._need(self._unshare_need([(start, end)], True))
+            self._unshare_range(start, end, True)
             self._zap(start, end)
             return
         if advice == "wipeonfork" and any(
@@ -732,6 +897,13 @@ class RefProcess:
         assert v is not None, "access without permission check"
         vp = addr // ps
         last = self._index(vp, m.levels - 1)
+        took_table = write and self._write_protected(vp)
+        if took_table:                                          # odf: own the table first
+            up = self._upper(vp)
+            assert up is not None
+            idx = self._index(vp, m.levels - 2)
+            m._need(self._write_need(up.children[idx], up.children[idx].ptes.get(last)))
+            self._unshare(up, idx)
         pte = self._pte(vp)
         if v.shared:
             return self._shared_fault(v, vp, pte, write)
@@ -753,6 +925,9 @@ class RefProcess:
             return Outcome.HIT, pte.frame
         if pte.writable:
             pte.dirty = True
+            if took_table:                # a fault that only took the table over
+                self._count("faults_cow_reuse")
+                return Outcome.COW_REUSE, pte.frame
             return Outcome.HIT, pte.frame
         old = pte.frame
         if old == 0:                                            # F4
@@ -900,6 +1075,8 @@ class RefProcess:
             for t in self._tables():
                 lo, hi = t.base * m.page_size, (t.base + self._span(t.level)) * m.page_size
                 if t.level > 0 and v.start < hi and lo < v.end:
+                    if mode == "odf" and t.level == m.levels - 1 and self._shareable(t.base):
+                        continue                # shared, not copied
                     need_tables.add((t.level, t.base))
             if mode == "eager":
                 copies += sum(1 for _, pte in self._entries(v.start // m.page_size,
@@ -909,6 +1086,8 @@ class RefProcess:
         child = RefProcess(m, m._next_pid, self)
         m._next_pid += 1
         child._root = _Table(m._alloc(PAGETABLE), 0, 0)
+        if mode == "odf":
+            m._odf_used = True
         for v in self._vmas:
             if v.dontfork:                                      # K3
                 continue
@@ -935,9 +1114,10 @@ class RefProcess:
                     continue
                 pte = pt.ptes[idx]
                 f = pte.frame
+                child._c["fork_ptes"] += 1
                 if f == 0:
                     ct.ptes[idx] = _Pte(0, False, pte.dirty)
-                elif mode == "cow":
+                elif mode != "eager":           # cow, and odf in spans it cannot share
                     m._ref[f] += 1
                     m._map[f] += 1
                     m._flags[f] &= ~EXCLUSIVE
@@ -956,11 +1136,28 @@ class RefProcess:
         for idx in sorted(pt.children):
             base = pt.base + idx * span
             if base < hi_vp and lo_vp < base + span:
-                sub = ct.children.get(idx) or child._new_table(ct, idx)
+                if mode == "odf" and pt.level == m.levels - 2 and self._shareable(base):
+                    if idx not in ct.children:  # once per span, however many regions
+                        leaf = pt.children[idx]
+                        m._ref[leaf.frame] += 1
+                        ct.children[idx] = leaf
+                        pt.wp.add(idx)
+                        ct.wp.add(idx)
+                    continue
+                sub = ct.children.get(idx)
+                if sub is None:
+                    sub = child._new_table(ct, idx)
+                    if sub.level == m.levels - 1:
+                        child._c["fork_tables"] += 1
                 self._copy_tables(child, pt.children[idx], sub, v, mode)
 
     def exit(self) -> None:
         m = self._m
+        for up, idx, _lo, _hi in self._wp_spans(0, m.user_end):
+            if m._ref[up.children[idx].frame] > 1:   # odf: others still hold it
+                m._ref[up.children[idx].frame] -= 1
+                del up.children[idx]
+                up.wp.discard(idx)
         for v in self._vmas:
             self._zap(v.start, v.end)
         for t in list(self._tables()):
@@ -979,9 +1176,11 @@ class RefProcess:
         self.machine._check_open()
         c = self._c
         minflt = sum(c[k] for k in _COUNTERS if k.startswith("faults_"))
-        tables = len(list(self._tables())) if self.alive else 0
-        return ProcessStats(minflt=minflt, page_table_frames=tables, tlb_hits=0, tlb_misses=0,
-                            tlb_flushes=0, **c)
+        tables = list(self._tables()) if self.alive else []
+        last = self.machine.levels - 1
+        shared = sum(1 for t in tables if t.level == last and self.machine._ref[t.frame] > 1)
+        return ProcessStats(minflt=minflt, page_table_frames=len(tables), tlb_hits=0,
+                            tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
 
     def smaps(self, addr=None) -> Dict[str, int]:
         self.machine._check_open()
@@ -997,12 +1196,13 @@ class RefProcess:
             vmas = [v]
         ps = m.page_size
         acc = dict.fromkeys(SMAPS_FIELDS, 0)
+        lmap = m._logical_mapcounts()
         for v in vmas:
             for _vp, pte in self._entries(v.start // ps, v.end // ps):
                 f = pte.frame
                 if f == 0:
                     continue
-                mc = m._map[f]
+                mc = lmap[f]
                 pss = (ps << PSS_SHIFT) // mc if mc >= 2 else ps << PSS_SHIFT
                 dirty = pte.dirty or bool(m._flags[f] & DIRTY)
                 acc["Rss"] += ps
@@ -1025,10 +1225,14 @@ class RefProcess:
         m = self._m
         if addr >= m.user_end:
             return None
-        pte = self._pte(addr // m.page_size)
-        return None if pte is None else Translation(pte.frame, pte.writable, pte.dirty)
+        vp = addr // m.page_size
+        pte = self._pte(vp)
+        if pte is None:
+            return None
+        return Translation(pte.frame, pte.writable and not self._write_protected(vp), pte.dirty)
 
     def page_table(self) -> np.ndarray:
         self._m
-        rows = [(vp, pte.frame, pte.writable, pte.dirty) for vp, pte in self._entries()]
+        rows = [(vp, pte.frame, pte.writable and not self._write_protected(vp), pte.dirty)
+                for vp, pte in self._entries()]
         return np.array(rows, dtype=PAGE_TABLE_DTYPE)

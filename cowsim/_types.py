@@ -58,6 +58,9 @@ class MachineStats:
     forks: int
     minflt: int
     segfaults: int
+    table_copies: int        # odf: shared last-level tables copied before a change
+    table_reuses: int        # odf: write-protected tables taken over by their sole holder
+    page_tables_shared: int  # odf: last-level tables held by several processes now
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)
@@ -80,6 +83,11 @@ class ProcessStats:
     tlb_hits: int
     tlb_misses: int
     tlb_flushes: int
+    table_copies: int        # odf: shared last-level tables this process copied
+    table_reuses: int        # odf: write-protected tables it took over as sole holder
+    page_tables_shared: int  # odf: of page_table_frames, tables other processes hold too
+    fork_ptes: int           # entries copied into this process's tables by its fork
+    fork_tables: int         # last-level tables its fork allocated for it
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)

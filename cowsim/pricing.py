@@ -5,8 +5,9 @@ from the simulator (entries and tables a fork copied, faults by kind, pages
 copied) and applies the prices, so that every experiment prices the same way:
 
 - a fork: ``fork_base_ns + ptes * fork_per_pte_ns + tables * fork_per_table_ns``
-  (``tables`` = last-level tables the child got), plus ``copy_page_ns`` per page
-  an eager fork copies;
+  (``tables`` = last-level tables the child got), plus
+  ``fork_per_shared_table_ns`` per table an odf fork shared and ``copy_page_ns``
+  per page an eager fork copies;
 - a phase of accesses: every fault priced by kind (``CostModel.fault_cost_ns``);
 - an exit: ``exit_per_page_ns`` per resident page.
 
@@ -18,8 +19,8 @@ copied) and applies the prices, so that every experiment prices the same way:
 >>> before = m.stats
 >>> c = p.fork()
 >>> ev = fork_events(c, before, m.stats)
->>> (ev.ptes, ev.tables, ev.pages_copied, ev.frames_allocated == c.stats.page_table_frames)
-(8, 1, 0, True)
+>>> (ev.ptes, ev.tables, ev.tables_shared, ev.pages_copied, ev.frames_allocated == c.stats.page_table_frames)
+(8, 1, 0, 0, True)
 >>> model = CostModel(fork_base_ns=1000, fork_per_pte_ns=10, fork_per_table_ns=100)
 >>> fork_ns(model, ev)
 1180.0
@@ -98,6 +99,7 @@ class ForkEvents:
         table_frames: every table frame the fork allocated (root and upper levels included).
         pages_copied: pages copied at fork (an eager fork's copies; 0 for cow).
         frames_allocated: frames the fork took (tables plus copies).
+        tables_shared: last-level tables the child shares with its parent (odf).
     """
 
     ptes: int
@@ -105,15 +107,7 @@ class ForkEvents:
     table_frames: int
     pages_copied: int
     frames_allocated: int
-
-
-def upper_tables(vpages: np.ndarray, levels: int, entries_per_table: int) -> int:
-    """Non-root, non-leaf tables needed to reach the given virtual pages."""
-    bits = entries_per_table.bit_length() - 1
-    total = 0
-    for level in range(2, levels):
-        total += len(np.unique(vpages >> np.uint64(bits * level)))
-    return total
+    tables_shared: int = 0
 
 
 def fork_events(child: Process, before: MachineStats, after: MachineStats) -> ForkEvents:
@@ -123,27 +117,25 @@ def fork_events(child: Process, before: MachineStats, after: MachineStats) -> Fo
         child: the new process (before it ran).
         before, after: the machine's stats just before and just after the fork.
 
-    The frames, copies and table frames come from the machine's counters, so they
-    hold for every strategy.  The leaf tables are the new table frames minus the
-    child's root and the upper-level tables its present entries need (exact unless
-    a whole upper-level subtree of the child holds no present entry); the entries
-    copied are the child's present entries when the fork made leaf tables, else 0.
+    The frames, copies and table frames come from the machine's counters; the entries
+    and last-level tables copied and the tables shared, from the child's own counters
+    (``fork_ptes``, ``fork_tables``, ``page_tables_shared``), exact for every strategy.
     """
     frames = after.frames_used - before.frames_used
     copied = after.pages_copied - before.pages_copied
     new_tables = frames - copied
-    ptes = leaf = 0
-    if new_tables > 1:  # more than a root: entries were copied
-        m = child.machine
-        vpages = child.page_table()["vpage"]
-        leaf = max(new_tables - 1 - upper_tables(vpages, m.levels, m.entries_per_table), 0)
-        ptes = len(vpages) if leaf else 0
-    return ForkEvents(ptes=ptes, tables=leaf, table_frames=new_tables, pages_copied=copied, frames_allocated=frames)
+    s = child.stats
+    return ForkEvents(ptes=s.fork_ptes, tables=s.fork_tables, table_frames=new_tables, pages_copied=copied,
+                      frames_allocated=frames, tables_shared=s.page_tables_shared)
 
 
 def fork_ns(model: CostModel, events: ForkEvents) -> float:
-    """Modelled fork latency: entry copy (``CostModel.fork_ns``) plus the page copies."""
-    return model.fork_ns(events.ptes, events.tables) + events.pages_copied * model.copy_page_ns
+    """Modelled fork latency: entry copy (``CostModel.fork_ns``), tables shared, page copies."""
+    return (
+        model.fork_ns(events.ptes, events.tables)
+        + events.tables_shared * model.fork_per_shared_table_ns
+        + events.pages_copied * model.copy_page_ns
+    )
 
 
 def batch_ns(model: CostModel, result: BatchResult) -> float:
@@ -164,14 +156,15 @@ def faults_ns(model: CostModel, stats: ProcessStats) -> float:
 def stats_delta(after: ProcessStats, before: Optional[ProcessStats] = None) -> ProcessStats:
     """The counters of a phase: ``after - before`` field by field (``before`` None: all of ``after``).
 
-    ``page_table_frames`` is a level, not a counter: the delta keeps ``after``'s.
+    ``page_table_frames`` and ``page_tables_shared`` are levels, not counters: the
+    delta keeps ``after``'s.
     """
     if before is None:
         return after
     values = {}
     for f in dataclasses.fields(ProcessStats):
         a, b = getattr(after, f.name), getattr(before, f.name)
-        values[f.name] = a if f.name == "page_table_frames" else a - b
+        values[f.name] = a if f.name in ("page_table_frames", "page_tables_shared") else a - b
     return ProcessStats(**values)
 
 

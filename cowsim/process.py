@@ -27,7 +27,8 @@ _U64 = 2**64
 _OUTCOMES: Tuple[Outcome, ...] = tuple(Outcome(i) for i in range(len(Outcome)))
 _SEGV_UNMAPPED = int(lib.CS_SEGFAULT)
 _touch_fast = lib.cs_touch_fast
-_FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER, "vfork": lib.CS_FORK_VFORK}
+_FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER, "odf": lib.CS_FORK_ODF,
+               "vfork": lib.CS_FORK_VFORK}
 #: The fork strategies, in the order experiments report them.
 FORK_MODES = tuple(_FORK_MODES)
 _ADVICE = {
@@ -263,9 +264,11 @@ class Process:
 
     # -- fork and exit ----------------------------------------------------------------
     def fork(self, mode: str = "cow") -> "Process":
-        """Forks: "cow" (Linux: share and write-protect), "eager" (copy every page) or
-        "vfork" (the child borrows this address space; this process is suspended, and
-        raises ``ProcessSuspended``, until the child calls :meth:`exec` or exits).
+        """Forks: "cow" (Linux: share and write-protect), "eager" (copy every page),
+        "odf" (on-demand fork: share the last-level tables, write-protected, until one
+        side changes one) or "vfork" (the child borrows this address space; this process
+        is suspended, and raises ``ProcessSuspended``, until the child calls :meth:`exec`
+        or exits).
 
         Raises:
             OutOfMemory: the child's tables (and eager copies) do not fit; nothing changed.

@@ -12,8 +12,10 @@
 typedef struct {
     cs_machine *m;
     uint32_t *ref, *map;
-    uint8_t *wpriv;       /* mapped writable in a private region */
-    uint64_t tables;
+    uint8_t *wpriv;       /* data frame: mapped writable in a private region;
+                             table frame: held through an entry without PMD_WP */
+    uint64_t tables;      /* distinct table frames */
+    uint64_t held;        /* tables held by the process being checked */
     char *msg;
     size_t msglen;
     bool failed;
@@ -31,7 +33,9 @@ static bool fail(checker *c, const char *fmt, ...)
     return false;
 }
 
-static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
+/* One level-0 entry as seen by p.  `count`: the first visit of its table (a
+ * table shared by odf is checked against every holder's regions, counted once). */
+static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e, uint64_t pmd, bool count)
 {
     cs_machine *m = c->m;
     uint64_t f = PTE_FRAME(e);
@@ -40,6 +44,11 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
         return fail(c, "pid %d: entry for 0x%llx outside every region", p->pid, (unsigned long long)addr);
     if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
         return fail(c, "pid %d: writable entry at 0x%llx in a read-only region", p->pid, (unsigned long long)addr);
+    if ((pmd & PMD_WP) && v->obj)
+        return fail(c, "pid %d: shared region at 0x%llx under a write-protected table", p->pid,
+                    (unsigned long long)addr);
+    if (!count)
+        return true;
     if (f >= m->bump || (f && !m->fm[f].ref))
         return fail(c, "pid %d: entry at 0x%llx maps unused frame %llu", p->pid, (unsigned long long)addr, (unsigned long long)f);
     if (v->obj) {
@@ -71,7 +80,8 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e)
     return true;
 }
 
-static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, uint64_t base)
+/* `up`: the entry pointing at this table (0 for the root). */
+static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, uint64_t base, uint64_t up)
 {
     cs_machine *m = c->m;
     if (slot == 0 || slot >= m->tbump)
@@ -79,25 +89,31 @@ static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, u
     uint64_t tf = m->tframe[slot];
     if (tf == 0 || tf >= m->bump || !(m->fm[tf].flags & CS_FRAME_PAGETABLE))
         return fail(c, "pid %d: table frame %llu is not a page-table frame", p->pid, (unsigned long long)tf);
-    if (c->ref[tf]++)
-        return fail(c, "table frame %llu is used twice", (unsigned long long)tf);
-    c->tables++;
+    if ((up & PMD_WP) && level != 0)
+        return fail(c, "pid %d: write-protect bit above a level-%u table", p->pid, level);
+    bool first = c->ref[tf]++ == 0;
+    if (!first && level != 0)
+        return fail(c, "table frame %llu (level %u) is used twice", (unsigned long long)tf, level);
+    if (!(up & PMD_WP))
+        c->wpriv[tf] = 1;
+    c->tables += first;
+    c->held++;
     uint64_t *t = table_of(m, slot);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t i = 0; i < m->epl; i++) {
         uint64_t e = t[i], a = base + i * span;
         if (!e)
             continue;
-        if (!(e & PTE_PRESENT))
-            return fail(c, "pid %d: non-present entry with bits at level %u", p->pid, level);
+        if (!(e & PTE_PRESENT) || (level != 1 && (e & PMD_WP)))
+            return fail(c, "pid %d: entry with stray bits at level %u", p->pid, level);
         if (level == 0) {
-            if (!check_leaf(c, p, a, e))
+            if (!check_leaf(c, p, a, e, up, first))
                 return false;
         } else {
             if (!vma_overlaps(p, a, a + span))
                 return fail(c, "pid %d: table for 0x%llx+%llx has no region in its span", p->pid,
                             (unsigned long long)a, (unsigned long long)span);
-            if (!check_table(c, p, PTE_FRAME(e), level - 1, a))
+            if (!check_table(c, p, PTE_FRAME(e), level - 1, a, e))
                 return false;
         }
     }
@@ -173,12 +189,12 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         }
         if (!p->root)
             fail(&c, "pid %zu: live without a root table", pid);
-        uint64_t before = c.tables;
+        c.held = 0;
         if (check_regions(&c, p))
-            check_table(&c, p, p->root, m->levels - 1, 0);
-        if (c.tables - before != p->ntables && !c.failed)
+            check_table(&c, p, p->root, m->levels - 1, 0, 0);
+        if (c.held != p->ntables && !c.failed)
             fail(&c, "pid %zu: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
-                 (unsigned long long)(c.tables - before));
+                 (unsigned long long)c.held);
     }
     if (live != m->nlive)
         fail(&c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
@@ -203,10 +219,18 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     }
     if (nobjs != m->nobjs)
         fail(&c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
-    uint64_t used = 0;
+    uint64_t used = 0, shared_tables = 0;
     for (uint64_t f = 1; f < m->bump && !c.failed; f++) {
         if (m->fm[f].ref)
             used++;
+        if ((m->fm[f].flags & CS_FRAME_PAGETABLE) && c.ref[f] > 1) {
+            shared_tables++;
+            if (c.wpriv[f])
+                fail(&c, "table frame %llu has %u holders, not all write-protected", (unsigned long long)f,
+                     c.ref[f]);
+            if (!m->odf_used)
+                fail(&c, "table frame %llu is shared without an odf fork", (unsigned long long)f);
+        }
         if (m->fm[f].ref != c.ref[f] || m->fm[f].mapc != c.map[f]) {
             if (m->fm[f].ref || c.ref[f])
                 fail(&c, "frame %llu: refcount %u mapcount %u, expected %u and %u", (unsigned long long)f,
@@ -215,9 +239,12 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         }
         if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) && c.map[f] > 1)
             fail(&c, "frame %llu is exclusive but mapped %u times", (unsigned long long)f, c.map[f]);
-        if (c.wpriv[f] && c.ref[f] != 1)
+        if (c.wpriv[f] && c.ref[f] != 1 && !(m->fm[f].flags & CS_FRAME_PAGETABLE))
             fail(&c, "frame %llu is mapped writable while shared (refcount %u)", (unsigned long long)f, c.ref[f]);
     }
+    if (!c.failed && shared_tables != m->nshared_tables)
+        fail(&c, "%llu shared tables counted, %llu recorded", (unsigned long long)shared_tables,
+             (unsigned long long)m->nshared_tables);
     /* Free list: only unused frames, each once; with the untouched ones it
      * accounts for every frame not in use. */
     uint64_t nfree = 0;

@@ -57,8 +57,9 @@ typedef enum {
 
 /* cow: Linux fork; eager: copy every resident private page at fork; vfork:
  * the child borrows the parent's address space (the parent is suspended)
- * until it calls cs_exec or exits. */
-typedef enum { CS_FORK_COW = 0, CS_FORK_EAGER = 1, CS_FORK_VFORK = 2 } cs_fork_mode;
+ * until it calls cs_exec or exits; odf: on-demand fork, the child shares the
+ * parent's last-level tables, write-protected, until one side changes one. */
+typedef enum { CS_FORK_COW = 0, CS_FORK_EAGER = 1, CS_FORK_VFORK = 2, CS_FORK_ODF = 3 } cs_fork_mode;
 
 /* What one access did.  Also the per-access codes of batched accesses. */
 typedef enum {
@@ -117,6 +118,9 @@ typedef struct {
     uint64_t forks;
     uint64_t minflt;             /* all minor faults, every process ever */
     uint64_t segfaults;
+    uint64_t table_copies;       /* odf: shared last-level tables copied before a change */
+    uint64_t table_reuses;       /* odf: write-protected tables taken over by their sole holder */
+    uint64_t page_tables_shared; /* odf: last-level tables held by more than one process now */
 } cs_machine_stats;
 
 typedef struct {
@@ -133,6 +137,11 @@ typedef struct {
     uint64_t tlb_hits;           /* accesses served by the TLB alone */
     uint64_t tlb_misses;         /* accesses that walked the tables (TLB on) */
     uint64_t tlb_flushes;        /* flush events: fork, CoW copy, munmap, mprotect, ... */
+    uint64_t table_copies;       /* odf: shared last-level tables this process copied */
+    uint64_t table_reuses;       /* odf: write-protected tables it took over as sole holder */
+    uint64_t page_tables_shared; /* odf: of page_table_frames, tables other processes hold too */
+    uint64_t fork_ptes;          /* entries copied into this process's tables by its fork */
+    uint64_t fork_tables;        /* last-level tables its fork allocated for it */
 } cs_proc_stats;
 
 /* smaps fields in kB, computed as fs/proc/task_mmu.c does. */

@@ -110,13 +110,32 @@ static uint64_t anon_frame_new(cs_machine *m)
 }
 
 /* Handles one access to a page of region v that passed check_access; *ptep
- * is set to the level-0 entry (for the TLB fill). */
+ * is set to the level-0 entry (for the TLB fill), *ro to whether a level-1
+ * entry above it write-protects it (odf). */
 static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
-                            cs_outcome *kind, uint64_t **ptep)
+                            cs_outcome *kind, uint64_t **ptep, bool *ro)
 {
+    *ro = false;
+    bool took_table = false;   /* odf: a write-protected table became this process's */
+    if (m->odf_used) {
+        /* A caller's entry may be in a table this process has since copied. */
+        uint64_t *pmd = pmd_lookup(m, p, addr);
+        *ptep = pmd && (*pmd & PTE_PRESENT) ? &table_of(m, PTE_FRAME(*pmd))[entry_index(m, addr, 0)] : NULL;
+        if (*ptep && (*pmd & PMD_WP)) {
+            if (!write) {
+                *ro = true;   /* reads fill or hit the shared table */
+            } else if (frames_free(m) < odf_write_need(m, *pmd, **ptep)) {
+                return CS_ENOMEM;
+            } else {
+                *ptep = odf_unshare(m, p, pmd, addr);
+                took_table = true;
+            }
+        }
+    }
     uint64_t *pte = *ptep ? *ptep : (*ptep = pte_lookup(m, p, addr));
     uint64_t e = pte ? *pte : 0;
-    *kind = CS_HIT;
+    /* A write that only had to take a table over is still a fault: a reuse. */
+    *kind = took_table ? CS_FAULT_COW_REUSE : CS_HIT;
     if (!(e & PTE_PRESENT)) {
         if (v->flags & CS_MAP_SHARED)
             return fault_shared(m, p, v, addr, write, ptep, kind);
@@ -194,7 +213,8 @@ int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_
         return CS_SEGFAULT;
     }
     cs_outcome kind;
-    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte)) {
+    bool ro;
+    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte, &ro)) {
         p->st.accesses--;   /* out of frames: the access did not happen */
         if (p->tlb)
             p->st.tlb_misses--;
@@ -204,7 +224,7 @@ int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_
     if (p->tlb) {
         uint64_t vpn = addr >> m->page_shift;
         p->tlb[vpn & m->tlb_mask].vpn = vpn;
-        p->tlb[vpn & m->tlb_mask].pte = pte;
+        p->tlb[vpn & m->tlb_mask].pte = ro ? &m->ro_pte : pte;
     }
     return kind;
 }

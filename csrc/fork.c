@@ -1,4 +1,4 @@
-/* fork.c -- fork (cow and eager strategies) and exit.
+/* fork.c -- fork (cow, eager, odf and vfork strategies), exec and exit.
  *
  * Fork first counts the frames it will need (the child's tables, plus the
  * page copies of an eager fork) and fails before touching anything when they
@@ -12,14 +12,8 @@ typedef struct {
     uint64_t tables;
     uint64_t pages;
     bool eager;
+    cs_proc *odf;     /* odf fork: the parent, whose shareable spans cost no table */
 } fork_need;
-
-static bool vma_copies_entries(const cs_vma *v)
-{
-    /* K1 (vma_needs_copy): only regions with an anon_vma; K3: wipe-on-fork empty. */
-    return !(v->flags & (CS_MAP_SHARED | CS_VMA_DONTFORK | CS_VMA_WIPEONFORK)) &&
-           (v->flags & CS_VMA_ANON_VMA);
-}
 
 static inline uint64_t next_span(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
 {
@@ -32,11 +26,16 @@ static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, ui
                       fork_need *c)
 {
     uint64_t *t = table_of(m, tf);
+    uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
         uint64_t next = next_span(m, a, level, e);
         uint64_t ent = t[entry_index(m, a, level)];
         if (ent & PTE_PRESENT) {
             uint64_t child = PTE_FRAME(ent);
+            if (level == 1 && c->odf && span_shareable(c->odf, a & ~(span - 1), span)) {
+                a = next;
+                continue;
+            }
             if (c->last[level - 1] != child) {
                 c->last[level - 1] = child;
                 c->tables++;
@@ -56,9 +55,9 @@ static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, ui
 }
 
 typedef struct {
-    cs_proc *child;
+    cs_proc *parent, *child;
     const cs_vma *vma;
-    bool eager;
+    bool eager, odf;
 } fork_ctx;
 
 static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, uint64_t i0,
@@ -68,6 +67,7 @@ static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, 
         uint64_t e = src[i];
         if (!(e & PTE_PRESENT))
             continue;
+        x->child->st.fork_ptes++;
         uint64_t f = PTE_FRAME(e);
         if (f == ZERO_FRAME) {
             dst[i] = e;
@@ -98,12 +98,21 @@ static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsig
                      uint64_t s, uint64_t e)
 {
     uint64_t *src = table_of(m, sf), *dst = table_of(m, df);
+    uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
         uint64_t next = next_span(m, a, level, e);
         uint64_t i = entry_index(m, a, level);
         if (src[i] & PTE_PRESENT) {
-            if (!(dst[i] & PTE_PRESENT))
+            if (level == 1 && x->odf && span_shareable(x->parent, a & ~(span - 1), span)) {
+                if (!(dst[i] & PTE_PRESENT))   /* once per span, however many regions */
+                    odf_share(m, x->child, &src[i], &dst[i]);
+                a = next;
+                continue;
+            }
+            if (!(dst[i] & PTE_PRESENT)) {
                 dst[i] = MK_PTE(table_alloc(m, x->child), PTE_PRESENT);
+                x->child->st.fork_tables += level == 1;
+            }
             uint64_t sc = PTE_FRAME(src[i]), dc = PTE_FRAME(dst[i]);
             if (level > 1)
                 copy_rec(m, x, sc, dc, level - 1, a, next);
@@ -151,6 +160,7 @@ cs_status cs_exec(cs_machine *m, int32_t pid)
         p->vmas = fresh;
         p->capvmas = 8;
     } else {
+        odf_detach_all(m, p);
         for (size_t i = 0; i < p->nvmas; i++)
             zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
         tables_free_all(m, p);
@@ -170,7 +180,7 @@ out:
 
 cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_out)
 {
-    if (mode != CS_FORK_COW && mode != CS_FORK_EAGER && mode != CS_FORK_VFORK)
+    if (mode != CS_FORK_COW && mode != CS_FORK_EAGER && mode != CS_FORK_VFORK && mode != CS_FORK_ODF)
         return CS_EINVAL;
     LOCK(m);
     cs_proc *p;
@@ -181,7 +191,7 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
         st = vfork(m, p, child_out);
         goto out;
     }
-    fork_need need = {.eager = mode == CS_FORK_EAGER};
+    fork_need need = {.eager = mode == CS_FORK_EAGER, .odf = mode == CS_FORK_ODF ? p : NULL};
     for (size_t i = 0; i < p->nvmas; i++)
         if (vma_copies_entries(&p->vmas[i]))
             count_rec(m, p->root, m->levels - 1, p->vmas[i].start, p->vmas[i].end, &need);
@@ -194,7 +204,9 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
         st = CS_EHOST;
         goto out;
     }
-    fork_ctx x = {.child = c, .eager = need.eager};
+    fork_ctx x = {.parent = p, .child = c, .eager = need.eager, .odf = mode == CS_FORK_ODF};
+    if (x.odf)
+        m->odf_used = true;
     for (size_t i = 0; i < p->nvmas; i++) {
         cs_vma v = p->vmas[i];
         if (v.flags & CS_VMA_DONTFORK)

@@ -14,6 +14,9 @@
 #define PTE_PRESENT  1ULL
 #define PTE_WRITE    2ULL
 #define PTE_DIRTY    4ULL
+/* Level-1 entries only: the level-0 table below is shared by an odf fork and
+ * write-protected for this process (odf.c). */
+#define PMD_WP       8ULL
 #define PTE_FRAME_SHIFT 12
 #define PTE_FRAME(e) ((e) >> PTE_FRAME_SHIFT)
 #define MK_PTE(frame, flags) (((uint64_t)(frame) << PTE_FRAME_SHIFT) | (flags))
@@ -116,6 +119,13 @@ struct cs_machine {
     cs_shobj *objs;
     uint64_t nobjs;
 
+    /* On-demand fork (odf.c).  A TLB entry of a page under a write-protected
+     * level-1 entry points at ro_pte, a read-only stand-in, so that the
+     * TLB's write check fails as the hardware's would. */
+    bool odf_used;            /* an odf fork ever happened: faults check level-1 entries */
+    uint64_t nshared_tables;  /* level-0 tables with more than one holder */
+    uint64_t ro_pte;
+
     cs_machine_stats st;      /* cumulative counters (gauges filled on read) */
     pthread_mutex_t lock;
 };
@@ -147,10 +157,35 @@ uint64_t table_alloc(cs_machine *m, cs_proc *p);   /* a pool slot, 0 when no fra
 uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);
 unsigned pte_missing_tables(cs_machine *m, cs_proc *p, uint64_t addr);
 uint64_t *pte_alloc(cs_machine *m, cs_proc *p, uint64_t addr);
-typedef void (*pte_visit_fn)(cs_machine *m, cs_proc *p, uint64_t *pte, uint64_t addr, void *ctx);
+/* pmd: the level-1 entry above the visited entry (PMD_WP: write-protected). */
+typedef void (*pte_visit_fn)(cs_machine *m, cs_proc *p, uint64_t *pte, uint64_t pmd, uint64_t addr,
+                             void *ctx);
 void pte_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx);
 void tables_free_unused(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 void tables_free_all(cs_machine *m, cs_proc *p);
+uint64_t *pmd_lookup(cs_machine *m, cs_proc *p, uint64_t addr);   /* level-1 entry, NULL if absent */
+typedef void (*pmd_visit_fn)(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t span_start, void *ctx);
+void pmd_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pmd_visit_fn fn, void *ctx);
+
+/* odf.c */
+static inline frame_meta *table_meta(cs_machine *m, uint64_t slot) { return &m->fm[m->tframe[slot]]; }
+bool span_shareable(cs_proc *p, uint64_t span_start, uint64_t span);
+void odf_share(cs_machine *m, cs_proc *child, uint64_t *src_pmd, uint64_t *dst_pmd);
+unsigned odf_write_need(cs_machine *m, uint64_t pmd, uint64_t pte);
+uint64_t *odf_unshare(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr);
+uint64_t odf_prepare_need(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, bool zap,
+                          uint64_t *last);
+void odf_prepare(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, bool zap);
+void odf_detach_all(cs_machine *m, cs_proc *p);
+cs_status odf_logical_mapcounts(cs_machine *m, uint32_t **out);   /* *out NULL when nothing is shared */
+
+/* K1 (vma_needs_copy): fork copies the entries of regions with an anon_vma
+ * only; K3: not of don't-fork or wipe-on-fork regions. */
+static inline bool vma_copies_entries(const cs_vma *v)
+{
+    return !(v->flags & (CS_MAP_SHARED | CS_VMA_DONTFORK | CS_VMA_WIPEONFORK)) &&
+           (v->flags & CS_VMA_ANON_VMA);
+}
 
 /* regions.c */
 cs_vma *vma_find(cs_proc *p, uint64_t addr);

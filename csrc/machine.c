@@ -64,6 +64,7 @@ cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
     while (m->fault_around_pages * 2 <= fa)   /* rounddown_pow_of_two */
         m->fault_around_pages *= 2;
     m->bump = 1;   /* frame 0 is the zero page */
+    m->ro_pte = PTE_PRESENT;
     if (cfg->tlb_entries & (cfg->tlb_entries - 1)) {
         free(m);
         return CS_EINVAL;
@@ -221,7 +222,9 @@ void proc_destroy(cs_machine *m, cs_proc *p)
         mm_give_back(m, p);
     /* exit_mmap order: unmap_vmas, free_pgtables, then remove_vma -> fput
      * releases the shmem objects (the order decides which frames the LIFO
-     * free list hands out next). */
+     * free list hands out next).  Tables shared with other processes
+     * (odf) are only let go. */
+    odf_detach_all(m, p);
     for (size_t i = 0; i < p->nvmas; i++)
         zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
     tables_free_all(m, p);

@@ -82,7 +82,7 @@ static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level
 }
 
 static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uint64_t s,
-                     uint64_t e, pte_visit_fn fn, void *ctx)
+                     uint64_t e, uint64_t pmd, pte_visit_fn fn, void *ctx)
 {
     uint64_t *t = table_of(m, tf);
     for (uint64_t a = s; a < e;) {
@@ -90,9 +90,9 @@ static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uin
         uint64_t *ent = &t[entry_index(m, a, level)];
         if (*ent & PTE_PRESENT) {
             if (level == 0)
-                fn(m, p, ent, a, ctx);
+                fn(m, p, ent, pmd, a, ctx);
             else
-                walk_rec(m, p, PTE_FRAME(*ent), level - 1, a, next, fn, ctx);
+                walk_rec(m, p, PTE_FRAME(*ent), level - 1, a, next, *ent, fn, ctx);
         }
         a = next;
     }
@@ -102,7 +102,45 @@ static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uin
 void pte_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx)
 {
     if (p->root && start < end)
-        walk_rec(m, p, p->root, m->levels - 1, start, end, fn, ctx);
+        walk_rec(m, p, p->root, m->levels - 1, start, end, 0, fn, ctx);
+}
+
+uint64_t *pmd_lookup(cs_machine *m, cs_proc *p, uint64_t addr)
+{
+    uint64_t f = p->root;
+    for (unsigned l = m->levels - 1; l > 1; l--) {
+        uint64_t e = table_of(m, f)[entry_index(m, addr, l)];
+        if (!(e & PTE_PRESENT))
+            return NULL;
+        f = PTE_FRAME(e);
+    }
+    return &table_of(m, f)[entry_index(m, addr, 1)];
+}
+
+static void pmd_walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uint64_t s,
+                         uint64_t e, pmd_visit_fn fn, void *ctx)
+{
+    uint64_t *t = table_of(m, tf);
+    uint64_t span = 1ULL << entry_shift(m, level);
+    for (uint64_t a = s; a < e;) {
+        uint64_t next = span_next(m, a, level, e);
+        uint64_t *ent = &t[entry_index(m, a, level)];
+        if (*ent & PTE_PRESENT) {
+            if (level == 1)
+                fn(m, p, ent, a & ~(span - 1), ctx);
+            else
+                pmd_walk_rec(m, p, PTE_FRAME(*ent), level - 1, a, next, fn, ctx);
+        }
+        a = next;
+    }
+}
+
+/* Calls fn for every present level-1 entry whose span overlaps [start, end),
+ * in address order (fn may clear the entry or point it elsewhere). */
+void pmd_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pmd_visit_fn fn, void *ctx)
+{
+    if (p->root && start < end)
+        pmd_walk_rec(m, p, p->root, m->levels - 1, start, end, fn, ctx);
 }
 
 static void free_unused_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uint64_t s,

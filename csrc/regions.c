@@ -240,6 +240,12 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
         st = CS_EHOST;
         goto out;
     }
+    /* odf: a new region changes the spans it overlaps (their holders must
+     * keep the same regions), so their shared tables become its own. */
+    if (frames_free(m) < odf_prepare_need(m, p, addr, addr + rlen, false, NULL)) {
+        st = CS_ENOMEM;
+        goto out;
+    }
     cs_vma v = {.start = addr, .end = addr + rlen, .prot = prot, .flags = flags};
     if (flags & CS_MAP_SHARED) {
         cs_shobj *o = calloc(1, sizeof *o);
@@ -259,6 +265,7 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
         m->nobjs++;
         v.obj = o;
     }
+    odf_prepare(m, p, addr, addr + rlen, false);
     vma_insert(p, vma_first_ending_after(p, addr), &v);
     *addr_out = addr;
 out:
@@ -289,6 +296,12 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
         st = CS_EHOST;
         goto out;
     }
+    if (frames_free(m) < odf_prepare_need(m, p, addr, end, true, NULL)) {
+        free(objs);
+        st = CS_ENOMEM;
+        goto out;
+    }
+    odf_prepare(m, p, addr, end, true);
     size_t i = vma_first_ending_after(p, addr);
     if (i < p->nvmas && p->vmas[i].start < addr)
         vma_split(m, p, i++, addr);
@@ -317,25 +330,47 @@ out:
 
 /* ---- mprotect ---- */
 
-static void pte_wrprotect(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+static void pte_wrprotect(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
                           void *ctx UNUSED)
 {
     *pte &= ~PTE_WRITE;
 }
 
-static void pte_mkwrite_shared(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+static void pte_mkwrite_shared(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
                                void *ctx UNUSED)
 {
     *pte |= PTE_WRITE;
 }
 
 /* can_change_pte_writable: only exclusive anonymous pages become writable. */
-static void pte_mkwrite_private(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+static void pte_mkwrite_private(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
                                 void *ctx UNUSED)
 {
     uint64_t f = PTE_FRAME(*pte);
     if (f != ZERO_FRAME && (m->fm[f].flags & CS_FRAME_EXCLUSIVE))
         *pte |= PTE_WRITE;
+}
+
+/* odf: the parts of [addr, end) whose protection changes get tables of their own
+ * (counted first, so that a lack of frames changes nothing). */
+static cs_status mprotect_unshare(cs_machine *m, cs_proc *p, uint64_t addr, uint64_t end, int32_t prot)
+{
+    uint64_t need = 0, last = UINT64_MAX;
+    for (int apply = 0; apply < 2; apply++) {
+        for (size_t i = vma_first_ending_after(p, addr); i < p->nvmas && p->vmas[i].start < end; i++) {
+            if (p->vmas[i].prot == prot)
+                continue;
+            uint64_t s = p->vmas[i].start > addr ? p->vmas[i].start : addr;
+            uint64_t e = p->vmas[i].end < end ? p->vmas[i].end : end;
+            if (apply)
+                odf_prepare(m, p, s, e, false);
+            else
+                need += odf_prepare_need(m, p, s, e, false, &last);
+        }
+        if (!apply && frames_free(m) < need)
+            return CS_ENOMEM;
+    }
+    return CS_OK;
 }
 
 cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot)
@@ -358,6 +393,8 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
         st = CS_EHOST;
         goto out;
     }
+    if (m->odf_used && (st = mprotect_unshare(m, p, addr, end, prot)))
+        goto out;
     for (size_t i = vma_first_ending_after(p, addr); i < p->nvmas && p->vmas[i].start < end; i++) {
         if (p->vmas[i].prot == prot)
             continue;   /* mprotect_fixup: unchanged regions are not split */
@@ -401,6 +438,11 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
         goto out;
     }
     if (advice == CS_ADV_DONTNEED) {
+        if (frames_free(m) < odf_prepare_need(m, p, addr, end, true, NULL)) {
+            st = CS_ENOMEM;
+            goto out;
+        }
+        odf_prepare(m, p, addr, end, true);
         zap_range(m, p, addr, end);
         tlb_flush_range(m, p, addr, end);
         goto out;

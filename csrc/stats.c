@@ -1,4 +1,5 @@
 /* stats.c -- statistics and inspection: counters, smaps, regions, tables. */
+#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
@@ -13,8 +14,15 @@ cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out)
     out->data_frames = m->nused - m->npt;
     out->shared_objects = m->nobjs;
     out->processes = m->nlive;
+    out->page_tables_shared = m->nshared_tables;
     UNLOCK(m);
     return CS_OK;
+}
+
+static void count_shared(cs_machine *m, cs_proc *p UNUSED, uint64_t *pmd, uint64_t s UNUSED, void *ctx)
+{
+    if (table_meta(m, PTE_FRAME(*pmd))->ref > 1)
+        ++*(uint64_t *)ctx;
 }
 
 cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
@@ -29,6 +37,9 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
     if (!st) {
         *out = p->st;
         out->page_table_frames = p->ntables;
+        out->page_tables_shared = 0;
+        if (m->nshared_tables)
+            pmd_walk(m, p, 0, m->user_end, count_shared, &out->page_tables_shared);
     }
     UNLOCK(m);
     return st;
@@ -38,9 +49,10 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
 typedef struct {
     uint64_t rss, pss, pss_dirty, pss_anon, pss_shmem;
     uint64_t shared_clean, shared_dirty, private_clean, private_dirty, anonymous;
+    const uint32_t *lmap;   /* mapcounts per process when odf tables are shared */
 } mem_size_stats;
 
-static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
                       void *ctx UNUSED)
 {
     mem_size_stats *s = ctx;
@@ -48,7 +60,7 @@ static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, ui
     if (f == ZERO_FRAME)
         return;
     uint64_t size = (uint64_t)1 << m->page_shift;
-    uint32_t mc = m->fm[f].mapc;
+    uint32_t mc = s->lmap ? s->lmap[f] : m->fm[f].mapc;
     uint64_t pss = size << 12;   /* PSS_SHIFT fixed point */
     if (mc >= 2)
         pss /= mc;
@@ -83,17 +95,23 @@ cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
         goto out;
     mem_size_stats s;
     memset(&s, 0, sizeof s);
+    uint32_t *lmap;
+    if ((st = odf_logical_mapcounts(m, &lmap)))
+        goto out;
+    s.lmap = lmap;
     if (whole) {
         for (size_t i = 0; i < p->nvmas; i++)
             pte_walk(m, p, p->vmas[i].start, p->vmas[i].end, smaps_pte, &s);
     } else {
         cs_vma *v = vma_find(p, addr);
         if (!v) {
+            free(lmap);
             st = CS_ENOTMAPPED;
             goto out;
         }
         pte_walk(m, p, v->start, v->end, smaps_pte, &s);
     }
+    free(lmap);
     /* Printed in kB; pss values carry 12 fraction bits until printed. */
     out->Rss = s.rss >> 10;
     out->Pss = s.pss >> 22;
@@ -128,6 +146,13 @@ cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap, siz
     return st;
 }
 
+/* CS_PTE_* of an entry as the hardware sees it: writable only if the
+ * level-1 entry above does not write-protect it (odf). */
+static uint8_t pte_flags(uint64_t pte, uint64_t pmd)
+{
+    return (((pte & PTE_WRITE) && !(pmd & PMD_WP)) ? CS_PTE_WRITE : 0) | ((pte & PTE_DIRTY) ? CS_PTE_DIRTY : 0);
+}
+
 cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr, cs_translation *out)
 {
     LOCK(m);
@@ -139,7 +164,7 @@ cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr, cs_translation
         if (pte && (*pte & PTE_PRESENT)) {
             out->present = 1;
             out->frame = PTE_FRAME(*pte);
-            out->flags = ((*pte & PTE_WRITE) ? CS_PTE_WRITE : 0) | ((*pte & PTE_DIRTY) ? CS_PTE_DIRTY : 0);
+            out->flags = pte_flags(*pte, *pmd_lookup(m, p, addr));
         }
     }
     UNLOCK(m);
@@ -152,14 +177,14 @@ typedef struct {
     size_t cap, n;
 } pt_listing;
 
-static void list_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t addr UNUSED,
+static void list_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd, uint64_t addr UNUSED,
                      void *ctx UNUSED)
 {
     pt_listing *l = ctx;
     if (l->n < l->cap) {
         l->vpages[l->n] = addr >> m->page_shift;
         l->frames[l->n] = PTE_FRAME(*pte);
-        l->flags[l->n] = ((*pte & PTE_WRITE) ? CS_PTE_WRITE : 0) | ((*pte & PTE_DIRTY) ? CS_PTE_DIRTY : 0);
+        l->flags[l->n] = pte_flags(*pte, pmd);
     }
     l->n++;
 }

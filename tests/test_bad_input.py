@@ -306,7 +306,7 @@ def _cases() -> List[Case]:
           {"reason": "protection"}, store_data=False))
 
     # ---- fork / exit
-    for bad in ["COW", "VFORK", "odf", "", "copy"]:
+    for bad in ["COW", "VFORK", "ODF", "", "copy", "thp"]:
         add(C(f"fork-mode-unknown-{bad!r}", lambda w, bad=bad: w.p.fork(bad), InvalidArgument,
               ["fork", "mode", repr(bad)]))
     for bad in [0, None, True, b"cow"]:

@@ -17,7 +17,7 @@ REASON = kernel.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unavailable: {REASON}")
 
 FIELDS = [
-    "fork_base_ns", "fork_per_pte_ns", "fork_per_table_ns", "fault_ns", "zero_fill_ns", "copy_page_ns",
+    "fork_base_ns", "fork_per_pte_ns", "fork_per_table_ns", "fork_per_shared_table_ns", "fault_ns", "zero_fill_ns", "copy_page_ns",
     "cow_reuse_ns", "tlb_flush_ns", "exit_per_page_ns",
 ]
 
@@ -55,6 +55,24 @@ def test_prices():
         p.touch(a, write=True)           # reuse
         total = m.faults_ns(p.stats) + m.faults_ns(c.stats)
     assert total == 5 * 1 + 2 * 2 + 3 + 4
+    # odf: a table copy is the deferred fork work of one full table
+    assert m.table_copy_ns(512) == 10 + 512 * 2
+    with cowsim.Machine(memory="1MiB") as mach:
+        p = mach.spawn()
+        a = p.mmap(4 * 4096)
+        p.touch(a, write=True)           # zero fill
+        c = p.fork("odf")
+        c.touch(a, write=True)           # table copy, then page copy
+        assert c.stats.table_copies == 1
+        assert m.faults_ns(c.stats) == 1 + 3 + (10 + 512 * 2)
+
+
+def test_odf_fork_prices_65x_below_cow_at_1gib():
+    m = CostModel()
+    pages, tables = (1 << 30) // 4096, 512
+    cow = m.fork_ns(pages, tables)
+    odf = m.fork_base_ns + tables * m.fork_per_shared_table_ns
+    assert 64 < cow / odf < 66
 
 
 def test_load_save_round_trip(tmp_path):

@@ -251,9 +251,9 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     @rule(x=ARG)
     def lifecycle(self, x):
-        """fork (cow 2/3, eager 1/3), spawn or exit."""
+        """fork (cow 2/5, odf 2/5, eager 1/5), spawn or exit."""
         c = Choices(x)
-        what, mode = c.int(0, 7), c.choice(["cow", "cow", "eager"])
+        what, mode = c.int(0, 7), c.choice(["cow", "cow", "eager", "odf", "odf"])
         if what == 0 or (what <= 5 and len(self.ref.processes) >= MAX_LIVE):
             what = 7 if len(self.ref.processes) >= MAX_LIVE else 0
         if what == 0:

@@ -134,6 +134,31 @@ def test_fork_cost_zero_writes_copies_nothing_under_cow_everything_under_eager(f
             assert copied == (0 if r["mode"] == "cow" else r["resident_pages"])
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_fork_cost_odf_exact_counts(fc, size):
+    nbytes = cowsim.parse_size(size)
+    n = nbytes // PS
+    m, p, a = populated(nbytes)
+    with m:
+        vpages = (a // PS) + np.arange(n, dtype=np.uint64)
+        tables, leaves = table_frames(vpages), leaf_tables(vpages)
+        base_frames = m.stats.frames_used
+    order = np.random.default_rng([3, n]).permutation(n)
+    rows = {r["write_fraction"]: r for r in fc.records() if r["size"] == size and r["mode"] == "odf"}
+    for f in FRACTIONS:
+        r = rows[f]
+        k = math.floor(f * n + 0.5)
+        spans = len(np.unique((vpages[0] + np.sort(order[:k]).astype(np.uint64)) >> np.uint64(9)))
+        # the fork takes the child's root and upper tables only, and shares every leaf
+        assert r["frames_at_fork"] == tables - leaves
+        assert r["pt_parent"] == r["pt_child"] == tables
+        assert (r["ptes_copied"], r["leaf_tables"], r["tables_shared"]) == (0, 0, leaves)
+        # each written page is copied once; each span written gets one table copy
+        assert (r["copied_at_fork"], r["copied_after"], r["table_copies_after"]) == (0, k, spans)
+        assert r["peak_frames"] == base_frames + tables - leaves + spans + k
+        assert r["saved_pages"] == n - k
+
+
 def test_fork_cost_modelled_latency_follows_the_cost_model(fc):
     model = CostModel()
     for r in fc.records():
@@ -141,11 +166,14 @@ def test_fork_cost_modelled_latency_follows_the_cost_model(fc):
             model.fork_base_ns
             + r["ptes_copied"] * model.fork_per_pte_ns
             + r["leaf_tables"] * model.fork_per_table_ns
+            + r["tables_shared"] * model.fork_per_shared_table_ns
             + r["copied_at_fork"] * model.copy_page_ns
         )
         assert r["fork_model_ms"] == pytest.approx(expected / 1e6)
         writes = r["copied_after"] * (model.fault_ns + model.copy_page_ns)
-        if r["mode"] == "cow":
+        if r["mode"] == "odf":
+            writes += r["table_copies_after"] * model.table_copy_ns()
+        if r["mode"] in ("cow", "odf"):
             assert r["writes_model_ms"] == pytest.approx(writes / 1e6)
         else:
             assert r["writes_model_ms"] == 0  # the child's own writable copies: hits

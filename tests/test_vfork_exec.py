@@ -100,4 +100,4 @@ def test_exec_of_a_vfork_child_on_a_full_machine():
 
 
 def test_fork_modes_constant():
-    assert cowsim.FORK_MODES == ("cow", "eager", "vfork")
+    assert cowsim.FORK_MODES == ("cow", "eager", "odf", "vfork")

@@ -87,6 +87,8 @@ COLUMNS = (
     Column("pt_child", "i8", "PT child", ",d"),
     Column("ptes_copied", "i8", text=False),
     Column("leaf_tables", "i8", text=False),
+    Column("tables_shared", "i8", text=False),
+    Column("table_copies_after", "i8", text=False),
     Column("copied_at_fork", "i8", text=False),
     Column("copied_after", "i8", "copied after", ",d"),
     Column("peak_frames", "i8", "peak frames", ",d"),
@@ -208,6 +210,11 @@ def fork_cost(
         "saved: pages an eager fork would copy minus the pages this strategy copied (at fork and after);"
         " peak frames: machine-wide (parent + child), tables included.",
     )
+    if "odf" in mode_list:
+        notes += (
+            "odf: the child shares the parent's last-level tables (write-protected) and copies one on its"
+            " first write in its 2 MiB span; model fork ms adds fork_per_shared_table per table shared.",
+        )
     if "vfork" in mode_list:
         notes += (
             "vfork: the child borrows the parent's address space (the parent waits), so nothing is copied"
@@ -253,12 +260,15 @@ def _one_size(
                     table_frames=after_fork.page_table_frames - before.page_table_frames,
                     pages_copied=after_fork.pages_copied - before.pages_copied,
                     frames_allocated=after_fork.frames_used - before.frames_used,
+                    tables_shared=events.tables_shared,
                 )
                 pt_parent, pt_child = parent.stats.page_table_frames, child.stats.page_table_frames
                 k = math.floor(fraction * pages + 0.5)
                 written = np.sort(order[:k]).astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
                 res = child.access(written, write=True)
                 after_writes = m.stats
+                table_copies = child.stats.table_copies  # odf: tables the writes unshared
+                writes_ns = batch_ns(model, res) + table_copies * model.table_copy_ns()
                 exit_model_ns = exit_priced(model, child)
                 parent.access(every_page, write=True)  # writable and exclusive again (reuse, no copy)
                 copied_after = after_writes.pages_copied - after_fork.pages_copied
@@ -279,12 +289,14 @@ def _one_size(
                         pt_child,
                         ev.ptes,
                         ev.tables,
+                        ev.tables_shared,
+                        table_copies,
                         ev.pages_copied,
                         copied_after,
                         peak,
                         saved,
                         mib(saved),
-                        batch_ns(model, res) / NS_PER_MS,
+                        writes_ns / NS_PER_MS,
                         exit_model_ns / NS_PER_MS,
                     )
                 )
