@@ -273,7 +273,7 @@ def test_free_for_all_stays_consistent() -> None:
                 elif what < 0.5:
                     p.write(addr, b"z" * rng.randint(1, 3 * PAGE))
                 elif what < 0.6 and m.stats.processes < 24:
-                    everyone.append(p.fork(rng.choice(["cow", "eager"])))
+                    everyone.append(p.fork(rng.choice(["cow", "eager", "odf"])))
                 elif what < 0.7:
                     p.exit()
                 elif what < 0.78:
