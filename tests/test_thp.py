@@ -392,3 +392,28 @@ def test_redis_copy_huge_copies_2mib_per_write_split_copies_4kib():
     assert pages2 == pages
     assert copied_split == 3                                  # 12 KiB
     assert used_huge - used_split == 3 * NR - 3
+
+
+def test_out_of_frames_under_a_huge_entry_changes_nothing(machine, snapshot):
+    m = machine(memory="4MiB")                       # 1023 frames
+    p, a = _huge_writer(m)
+    c = p.fork()                                     # 516 + 4 used
+    q = m.spawn()
+    n = 1023 - 520 - 1 - 3                           # q: root, 3 tables, n pages
+    b = q.mmap(n * PS)
+    q.access(np.arange(b, b + n * PS, PS, dtype=np.uint64), write=True)
+    assert m.stats.frames_free == 0
+    before = snapshot(m, p, c)
+    with pytest.raises(cowsim.OutOfMemory):
+        c.touch(a + PS, write=True)                  # split + copy needs one frame
+    with pytest.raises(cowsim.OutOfMemory):
+        c.touch(a + PS, write=True)
+    d = p.mmap(H, huge=True)
+    with pytest.raises(cowsim.OutOfMemory):
+        p.touch(d)                                   # the deposited table
+    after = snapshot(m, p, c)
+    before["proc1"]["regions"] = after["proc1"]["regions"]   # only the new region differs
+    assert after == before
+    assert c.touch(a + PS) == Outcome.HIT
+    q.exit()
+    assert c.touch(a + PS, write=True) == Outcome.COW_COPY
