@@ -88,7 +88,8 @@ FORK_MODES = ("cow", "eager", "odf")
 PAGE_SIZES = (4096, 16384, 65536)
 MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
-                "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous")
+                "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous",
+                "AnonHugePages")   # no THP in the model: always 0
 PSS_SHIFT = 12
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -755,8 +756,10 @@ class RefProcess:
                 self.machine._free(child.frame)
 
     # ------------------------------------------------------------------ regions
-    def mmap(self, length, prot="rw", shared=False, addr=None) -> int:
+    def mmap(self, length, prot="rw", shared=False, addr=None, huge=False) -> int:
         self.machine._check_open()
+        if huge:
+            raise NotImplementedError("the reference model does not model transparent huge pages")
         length = _int_arg(length, "length", 1)
         _choice(prot, "prot", PROTS)
         if addr is not None:

@@ -34,6 +34,7 @@ class FrameFlags(enum.IntFlag):
     DIRTY = lib.CS_FRAME_DIRTY
     PAGETABLE = lib.CS_FRAME_PAGETABLE
     SHMEM = lib.CS_FRAME_SHMEM
+    HUGE = lib.CS_FRAME_HUGE
 
 
 def _from_struct(cls: Any, cdata: Any) -> Any:
@@ -61,6 +62,8 @@ class MachineStats:
     table_copies: int        # odf: shared last-level tables copied before a change
     table_reuses: int        # odf: write-protected tables taken over by their sole holder
     page_tables_shared: int  # odf: last-level tables held by several processes now
+    thp_faults: int = 0      # huge pages allocated by faults
+    thp_splits: int = 0      # huge mappings split into 512 entries
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)
@@ -88,6 +91,8 @@ class ProcessStats:
     page_tables_shared: int  # odf: of page_table_frames, tables other processes hold too
     fork_ptes: int           # entries copied into this process's tables by its fork
     fork_tables: int         # last-level tables its fork allocated for it
+    thp_faults: int = 0      # huge pages its faults allocated
+    thp_splits: int = 0      # huge mappings of its own it split
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)
@@ -150,6 +155,7 @@ class Region:
     dontfork: bool
     wipeonfork: bool
     written: bool  # has an anon_vma: fork copies its entries
+    huge: bool = False  # THP-eligible (mmap(huge=True))
 
     @property
     def length(self) -> int:
@@ -166,6 +172,7 @@ class Region:
             dontfork=bool(flags & lib.CS_VMA_DONTFORK),
             wipeonfork=bool(flags & lib.CS_VMA_WIPEONFORK),
             written=bool(flags & lib.CS_VMA_ANON_VMA),
+            huge=bool(flags & lib.CS_VMA_HUGE),
         )
 
 

@@ -13,6 +13,7 @@ from .errors import CowsimError, InvalidArgument, InvariantViolation
 from .units import Size, format_size, parse_size
 
 PAGE_SIZES = (4096, 16384, 65536)
+THP_COW_MODES = {"split": lib.CS_THP_COW_SPLIT, "copy-huge": lib.CS_THP_COW_COPY_HUGE}
 
 
 class Machine:
@@ -29,6 +30,9 @@ class Machine:
             0 disables it.
         tlb_entries: entries of each process's software TLB (a power of two;
             0 turns it off).  It changes speed and the TLB counters, never results.
+        thp_cow: what a write to a write-protected, shared huge page does: "split"
+            (Linux >= 5.8: split the mapping, copy 4 KiB) or "copy-huge" (older
+            kernels: copy the whole 2 MiB page when a free block exists).
 
     Raises:
         InvalidArgument: a size or option out of range.
@@ -47,6 +51,7 @@ class Machine:
         va_bits: int = 48,
         fault_around: Size = "64KiB",
         tlb_entries: int = 64,
+        thp_cow: str = "split",
     ) -> None:
         memory_b = parse_size(memory, "Machine: memory")
         if isinstance(page_size, bool) or not isinstance(page_size, int):
@@ -72,7 +77,12 @@ class Machine:
             raise TypeError(f"Machine: tlb_entries must be an int, not {type(tlb_entries).__name__}")
         if tlb_entries < 0 or tlb_entries & (tlb_entries - 1) or tlb_entries > 1 << 20:
             raise InvalidArgument(f"Machine: tlb_entries must be 0 or a power of two <= 2**20, got {tlb_entries}")
+        if not isinstance(thp_cow, str):
+            raise TypeError(f"Machine: thp_cow must be a str, not {type(thp_cow).__name__}")
+        if thp_cow not in THP_COW_MODES:
+            raise InvalidArgument(f"Machine: thp_cow must be one of {tuple(THP_COW_MODES)}, got {thp_cow!r}")
         cfg = ffi.new("cs_config *")
+        cfg.thp_cow = THP_COW_MODES[thp_cow]
         cfg.memory = memory_b
         cfg.page_size = page_size
         cfg.va_bits = va_bits
@@ -91,6 +101,7 @@ class Machine:
         self.va_bits = va_bits
         self.fault_around = fault_b
         self.tlb_entries = tlb_entries
+        self.thp_cow = thp_cow
         self.levels = int(geo.levels)
         self.entries_per_table = int(geo.entries_per_table)
         self.nframes = int(geo.nframes)

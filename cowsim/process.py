@@ -100,7 +100,8 @@ class Process:
         return self._state() == 2
 
     # -- regions --------------------------------------------------------------------
-    def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None) -> int:
+    def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None,
+             huge: bool = False) -> int:
         """Maps an anonymous region and returns its start address.
 
         Args:
@@ -108,21 +109,31 @@ class Process:
             prot: "none", "r" or "rw".
             shared: MAP_SHARED (processes forked later share its pages) or private.
             addr: a page-aligned fixed address (must not overlap a region), or None
-                to let the core pick the highest free range.
+                to let the core pick the highest free range (2 MiB aligned when huge).
+            huge: transparent huge pages (MADV_HUGEPAGE): faults in 2 MiB-aligned spans
+                wholly inside the region map 2 MiB pages.  Private regions and 4 KiB
+                pages only.
 
         Raises:
-            InvalidArgument: bad length/prot/addr, or a fixed range that overlaps.
+            InvalidArgument: bad length/prot/addr, a fixed range that overlaps, or huge
+                with shared=True or a page size other than 4096.
             OutOfMemory: no free virtual range is large enough.
         """
-        op = f"pid {self.pid}: mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r})"
+        op = (f"pid {self.pid}: mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r}"
+              + (f", huge={huge!r})" if huge is not False else ")"))
         length = _int_arg(op, "length", length, 1)
         prot_v = _choice(op, "prot", prot, PROT_VALUES)
         shared = _bool_arg(op, "shared", shared)
+        huge = _bool_arg(op, "huge", huge)
+        if huge and shared:
+            raise InvalidArgument(f"{op}: huge pages are for private regions only")
+        if huge and self.machine.page_size != 4096:
+            raise InvalidArgument(f"{op}: huge pages need page_size 4096, not {self.machine.page_size}")
         fixed = 0 if addr is None else _int_arg(op, "addr", addr, 1)
         if fixed % self.machine.page_size:
             raise InvalidArgument(f"{op}: addr {fixed:#x} is not page aligned")
         out = ffi.new("uint64_t *")
-        flags = lib.CS_MAP_SHARED if shared else 0
+        flags = (lib.CS_MAP_SHARED if shared else 0) | (lib.CS_VMA_HUGE if huge else 0)
         rc = lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out)
         if rc == lib.CS_EINVAL and addr is not None:  # the core checks liveness first, then the range
             m = self.machine

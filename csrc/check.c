@@ -12,6 +12,7 @@
 typedef struct {
     cs_machine *m;
     uint32_t *ref, *map;
+    uint32_t *blk;        /* THP: free-listed frames per 512-frame block */
     uint8_t *wpriv;       /* data frame: mapped writable in a private region;
                              table frame: held through an entry without PMD_WP */
     uint64_t tables;      /* distinct table frames */
@@ -80,6 +81,64 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e, uint64
     return true;
 }
 
+static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, uint64_t base, uint64_t up);
+
+/* A huge entry at level 1 for [a, a + 2 MiB): inside one huge private region,
+ * its deposited table (counted as a table) holding only the block's first
+ * frame, an aligned block of 512 anonymous HUGE frames, one reference and
+ * one mapping of each subpage. */
+static bool check_huge(checker *c, cs_proc *p, uint64_t a, uint64_t e)
+{
+    cs_machine *m = c->m;
+    uint64_t span = hpage_size(m);
+    if (e & ((1ULL << PTE_FRAME_SHIFT) - 1) & ~(PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PMD_HUGE))
+        return fail(c, "pid %d: huge entry at 0x%llx with stray bits", p->pid, (unsigned long long)a);
+    cs_vma *v = vma_find(p, a);
+    if (!v || !(v->flags & CS_VMA_HUGE) || v->obj || v->end < a + span || m->page_shift != 12)
+        return fail(c, "pid %d: huge entry at 0x%llx outside a huge region", p->pid, (unsigned long long)a);
+    if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
+        return fail(c, "pid %d: writable huge entry at 0x%llx in a read-only region", p->pid, (unsigned long long)a);
+    uint64_t slot = PTE_FRAME(e);
+    if (slot == 0 || slot >= m->tbump)
+        return fail(c, "pid %d: huge entry at 0x%llx has a bad deposited table", p->pid, (unsigned long long)a);
+    uint64_t tf = m->tframe[slot];
+    if (tf == 0 || tf >= m->bump || !(m->fm[tf].flags & CS_FRAME_PAGETABLE) || c->ref[tf]++)
+        return fail(c, "pid %d: deposited table frame %llu is bad or held twice", p->pid, (unsigned long long)tf);
+    c->wpriv[tf] = 1;
+    c->tables++;
+    c->held++;
+    const uint64_t *t = table_of(m, slot);
+    for (uint64_t k = 1; k < m->epl; k++)
+        if (t[k])
+            return fail(c, "pid %d: deposited table of 0x%llx is not empty", p->pid, (unsigned long long)a);
+    uint64_t b = t[0];
+    if (!b) {
+        if (e & PTE_WRITE)
+            return fail(c, "pid %d: writable huge zero page at 0x%llx", p->pid, (unsigned long long)a);
+        return true;
+    }
+    if ((b & (HPAGE_NR - 1)) || b + HPAGE_NR > m->bump)
+        return fail(c, "pid %d: huge entry at 0x%llx maps unaligned block %llu", p->pid, (unsigned long long)a,
+                    (unsigned long long)b);
+    if (!(v->flags & CS_VMA_ANON_VMA))
+        return fail(c, "pid %d: huge page at 0x%llx in a region without anon_vma", p->pid, (unsigned long long)a);
+    for (uint64_t f = b; f < b + HPAGE_NR; f++) {
+        uint8_t fl = m->fm[f].flags;
+        if (!m->fm[f].ref || (fl & (CS_FRAME_ANON | CS_FRAME_HUGE)) != (CS_FRAME_ANON | CS_FRAME_HUGE))
+            return fail(c, "pid %d: huge entry at 0x%llx maps frame %llu, not a live huge subpage", p->pid,
+                        (unsigned long long)a, (unsigned long long)f);
+        if (e & PTE_WRITE) {
+            if (!(fl & CS_FRAME_EXCLUSIVE))
+                return fail(c, "pid %d: writable huge entry at 0x%llx to non-exclusive frame %llu", p->pid,
+                            (unsigned long long)a, (unsigned long long)f);
+            c->wpriv[f] = 1;
+        }
+        c->ref[f]++;
+        c->map[f]++;
+    }
+    return true;
+}
+
 /* `up`: the entry pointing at this table (0 for the root). */
 static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, uint64_t base, uint64_t up)
 {
@@ -104,9 +163,12 @@ static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, u
         uint64_t e = t[i], a = base + i * span;
         if (!e)
             continue;
-        if (!(e & PTE_PRESENT) || (level != 1 && (e & PMD_WP)))
+        if (!(e & PTE_PRESENT) || (level != 1 && (e & (PMD_WP | PMD_HUGE))))
             return fail(c, "pid %d: entry with stray bits at level %u", p->pid, level);
-        if (level == 0) {
+        if (level == 1 && pmd_is_huge(e)) {
+            if (!check_huge(c, p, a, e))
+                return false;
+        } else if (level == 0) {
             if (!check_leaf(c, p, a, e, up, first))
                 return false;
         } else {
@@ -153,14 +215,15 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     c.ref = calloc(m->bump, sizeof *c.ref);
     c.map = calloc(m->bump, sizeof *c.map);
     c.wpriv = calloc(m->bump, 1);
+    c.blk = calloc((m->nframes >> HPAGE_ORDER) + 1, sizeof *c.blk);
     cs_status st = CS_OK;
-    if (!c.ref || !c.map || !c.wpriv) {
+    if (!c.ref || !c.map || !c.wpriv || !c.blk) {
         st = CS_EHOST;
         goto out;
     }
     for (cs_shobj *o = m->objs; o; o = o->next)
         o->seen = 0;
-    uint64_t live = 0, minflt = 0, segv = 0, copied = 0;
+    uint64_t live = 0, minflt = 0, segv = 0, copied = 0, thp_faults = 0, thp_splits = 0;
     for (size_t pid = 1; pid < m->cappids; pid++) {
         cs_proc *p = m->procs[pid];
         if (m->pidstate[pid] == PID_NEVER)
@@ -175,6 +238,8 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
         minflt += s->minflt;
         segv += s->segfaults;
         copied += s->pages_copied;
+        thp_faults += s->thp_faults;
+        thp_splits += s->thp_splits;
         if (m->pidstate[pid] != PID_LIVE) {
             if (p->ntables || p->root || p->nvmas)
                 fail(&c, "exited pid %zu still holds tables or regions", pid);
@@ -198,8 +263,9 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     }
     if (live != m->nlive)
         fail(&c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
-    if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied)
-        fail(&c, "machine fault/segfault/copy counters differ from the sum over processes");
+    if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied ||
+        thp_faults != m->st.thp_faults || thp_splits != m->st.thp_splits)
+        fail(&c, "machine fault/segfault/copy/thp counters differ from the sum over processes");
     if (c.tables != m->npt && !c.failed)
         fail(&c, "page_table_frames %llu, counted %llu", (unsigned long long)m->npt, (unsigned long long)c.tables);
     uint64_t nobjs = 0;
@@ -247,14 +313,23 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
              (unsigned long long)m->nshared_tables);
     /* Free list: only unused frames, each once; with the untouched ones it
      * accounts for every frame not in use. */
-    uint64_t nfree = 0;
-    for (uint64_t f = m->free_head; f && !c.failed; f = m->fm[f].next_free) {
+    uint64_t nfree = 0, prev = 0;
+    for (uint64_t f = m->free_head; f && !c.failed; prev = f, f = m->fm[f].next_free) {
         if (f >= m->bump || m->fm[f].ref || c.map[f] == UINT32_MAX)
             fail(&c, "free list holds bad frame %llu", (unsigned long long)f);
         c.map[f] = UINT32_MAX;   /* visited */
         if (++nfree > m->nframes)
             fail(&c, "free list has a cycle");
+        if (m->thp_used && m->prev_free[f] != prev)
+            fail(&c, "free list back link of frame %llu is wrong", (unsigned long long)f);
+        if (m->thp_used)
+            c.blk[f >> HPAGE_ORDER]++;
     }
+    /* THP: the per-block counts are those of the free list. */
+    for (uint64_t b = 0; m->thp_used && b <= (m->nframes >> HPAGE_ORDER) && !c.failed; b++)
+        if (m->blk_free[b] != c.blk[b])
+            fail(&c, "block %llu: %u free frames recorded, %u listed", (unsigned long long)b, m->blk_free[b],
+                 c.blk[b]);
     if (!c.failed && (used != m->nused || nfree + (m->nframes - m->bump) != frames_free(m)))
         fail(&c, "frames used %llu (counted %llu), free %llu (listed %llu + untouched %llu)",
              (unsigned long long)m->nused, (unsigned long long)used, (unsigned long long)frames_free(m),
@@ -274,6 +349,7 @@ out:
     free(c.ref);
     free(c.map);
     free(c.wpriv);
+    free(c.blk);
     UNLOCK(m);
     return st;
 }

@@ -44,8 +44,12 @@ enum {
     CS_MAP_SHARED = 1,
     CS_VMA_DONTFORK = 2,
     CS_VMA_WIPEONFORK = 4,
-    CS_VMA_ANON_VMA = 8     /* a private page was ever written (anon_vma) */
+    CS_VMA_ANON_VMA = 8,    /* a private page was ever written (anon_vma) */
+    CS_VMA_HUGE = 16        /* THP-eligible private region (mmap only, 4 KiB pages) */
 };
+
+/* What a write to a write-protected, shared huge page does (cs_config.thp_cow). */
+typedef enum { CS_THP_COW_SPLIT = 0, CS_THP_COW_COPY_HUGE = 1 } cs_thp_cow;
 
 typedef enum {
     CS_ADV_DONTFORK = 0,
@@ -80,7 +84,8 @@ enum {
     CS_FRAME_EXCLUSIVE = 2,  /* PageAnonExclusive */
     CS_FRAME_DIRTY = 4,      /* PageDirty (shmem pages written through a fault) */
     CS_FRAME_PAGETABLE = 8,
-    CS_FRAME_SHMEM = 16
+    CS_FRAME_SHMEM = 16,
+    CS_FRAME_HUGE = 32       /* one of the 512 frames of a huge page */
 };
 
 /* Page-table entry flags, as reported by cs_page_table / cs_translate. */
@@ -93,6 +98,7 @@ typedef struct {
     int32_t store_data;          /* nonzero: keep each frame's bytes */
     uint32_t fault_around_bytes; /* shmem read fault-around window (65536) */
     uint32_t tlb_entries;        /* per-process software TLB, power of two; 0 = off */
+    int32_t thp_cow;             /* cs_thp_cow: split (Linux >= 5.8) or copy-huge */
 } cs_config;
 
 typedef struct {
@@ -121,6 +127,8 @@ typedef struct {
     uint64_t table_copies;       /* odf: shared last-level tables copied before a change */
     uint64_t table_reuses;       /* odf: write-protected tables taken over by their sole holder */
     uint64_t page_tables_shared; /* odf: last-level tables held by more than one process now */
+    uint64_t thp_faults;         /* huge pages allocated by faults */
+    uint64_t thp_splits;         /* huge mappings split into 512 entries */
 } cs_machine_stats;
 
 typedef struct {
@@ -142,6 +150,8 @@ typedef struct {
     uint64_t page_tables_shared; /* odf: of page_table_frames, tables other processes hold too */
     uint64_t fork_ptes;          /* entries copied into this process's tables by its fork */
     uint64_t fork_tables;        /* last-level tables its fork allocated for it */
+    uint64_t thp_faults;         /* huge pages its faults allocated */
+    uint64_t thp_splits;         /* huge mappings of its own it split */
 } cs_proc_stats;
 
 /* smaps fields in kB, computed as fs/proc/task_mmu.c does. */
@@ -156,6 +166,7 @@ typedef struct {
     uint64_t Private_Clean;
     uint64_t Private_Dirty;
     uint64_t Anonymous;
+    uint64_t AnonHugePages;      /* PMD-mapped anonymous huge pages */
 } cs_smaps;
 
 typedef struct {

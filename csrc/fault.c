@@ -117,6 +117,17 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
 {
     *ro = false;
     bool took_table = false;   /* odf: a write-protected table became this process's */
+    if (m->thp_used && !(v->flags & CS_MAP_SHARED)) {
+        uint64_t *pmd = pmd_lookup(m, p, addr);
+        thp_result res = THP_FALLBACK;
+        cs_status st = CS_OK;
+        if (pmd && pmd_is_huge(*pmd))
+            st = thp_fault_huge(m, p, pmd, addr, write, kind, ptep, &res);
+        else if ((!pmd || !*pmd) && thp_span_ok(m, v, addr))
+            st = thp_fault_none(m, p, v, pmd, addr, write, kind, ptep, &res);
+        if (st || res == THP_DONE)
+            return st;
+    }
     if (m->odf_used) {
         /* A caller's entry may be in a table this process has since copied. */
         uint64_t *pmd = pmd_lookup(m, p, addr);
@@ -124,7 +135,7 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
         if (*ptep && (*pmd & PMD_WP)) {
             if (!write) {
                 *ro = true;   /* reads fill or hit the shared table */
-            } else if (frames_free(m) < odf_write_need(m, *pmd, **ptep)) {
+            } else if (frames_free(m) < odf_write_need(m, *pmd, addr)) {
                 return CS_ENOMEM;
             } else {
                 *ptep = odf_unshare(m, p, pmd, addr);
@@ -178,7 +189,10 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
         *kind = CS_FAULT_ZERO_FILL;
         return CS_OK;
     }
-    if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) || m->fm[f].ref == 1) {   /* F5 reuse */
+    bool reuse = (m->fm[f].flags & CS_FRAME_HUGE) ? folio_reusable(m, pte - entry_index(m, addr, 0),
+                                                                    entry_index(m, addr, 0), f)
+                                                  : m->fm[f].ref == 1;
+    if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) || reuse) {   /* F5 reuse */
         m->fm[f].flags |= CS_FRAME_EXCLUSIVE;
         *pte = e | PTE_WRITE | PTE_DIRTY;
         *kind = CS_FAULT_COW_REUSE;
@@ -304,7 +318,7 @@ static cs_status access_bytes(cs_machine *m, int32_t pid, uint64_t addr, unsigne
             goto out;
         info->outcome = r;
         if (m->cfg.store_data) {
-            uint64_t f = PTE_FRAME(*pte_lookup(m, p, a));
+            uint64_t f = frame_at(m, p, a);
             unsigned char *d = frame_data(m, f) + (a & pm);
             if (write)
                 memcpy(d, wbuf, n), wbuf += n;

@@ -32,6 +32,13 @@ static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, ui
         uint64_t ent = t[entry_index(m, a, level)];
         if (ent & PTE_PRESENT) {
             uint64_t child = PTE_FRAME(ent);
+            if (level == 1 && pmd_is_huge(ent)) {   /* the child's own table (+ eager copies) */
+                c->tables++;
+                if (c->eager && huge_block(m, ent))
+                    c->pages += HPAGE_NR;
+                a = next;
+                continue;
+            }
             if (level == 1 && c->odf && span_shareable(c->odf, a & ~(span - 1), span)) {
                 a = next;
                 continue;
@@ -103,6 +110,11 @@ static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsig
         uint64_t next = next_span(m, a, level, e);
         uint64_t i = entry_index(m, a, level);
         if (src[i] & PTE_PRESENT) {
+            if (level == 1 && pmd_is_huge(src[i])) {   /* never shared by odf */
+                thp_fork_copy(m, x->child, &src[i], &dst[i], x->eager, (x->vma->prot & CS_PROT_WRITE) != 0);
+                a = next;
+                continue;
+            }
             if (level == 1 && x->odf && span_shareable(x->parent, a & ~(span - 1), span)) {
                 if (!(dst[i] & PTE_PRESENT))   /* once per span, however many regions */
                     odf_share(m, x->child, &src[i], &dst[i]);

@@ -17,6 +17,13 @@
 /* Level-1 entries only: the level-0 table below is shared by an odf fork and
  * write-protected for this process (odf.c). */
 #define PMD_WP       8ULL
+/* Level-1 entries only: a huge (PMD) mapping of 2 MiB (thp.c).  The entry's
+ * frame field is the pool slot of the deposited level-0 table, whose first
+ * word holds the huge page's first frame (0: the huge zero page); WRITE and
+ * DIRTY are the mapping's own bits, read and set live through the TLB. */
+#define PMD_HUGE    16ULL
+#define HPAGE_ORDER 9
+#define HPAGE_NR    (1u << HPAGE_ORDER)   /* frames per huge page (4 KiB pages only) */
 #define PTE_FRAME_SHIFT 12
 #define PTE_FRAME(e) ((e) >> PTE_FRAME_SHIFT)
 #define MK_PTE(frame, flags) (((uint64_t)(frame) << PTE_FRAME_SHIFT) | (flags))
@@ -99,6 +106,13 @@ struct cs_machine {
     uint64_t nused, npt;
     unsigned char *mem;       /* frame bytes (data mode only), reserved lazily */
     size_t memlen;
+    /* The huge-page side of the allocator (frames.c), reserved and kept only
+     * once a huge region exists: free-list frames per 512-frame block, and
+     * back links so that a block's frames can leave the free list. */
+    bool thp_used;
+    uint16_t *blk_free;
+    uint32_t *prev_free;
+    size_t blk_freelen, prev_freelen;
 
     /* Table pages live in a dense pool of their own (good locality for
      * walks and forks); an upper-level entry holds the pool slot of the
@@ -134,6 +148,9 @@ struct cs_machine {
 uint64_t frame_alloc(cs_machine *m, uint8_t flags);  /* 0 when none free */
 void frame_free(cs_machine *m, uint64_t f);
 void frame_put(cs_machine *m, uint64_t f);           /* drop one reference */
+cs_status frames_thp_enable(cs_machine *m);          /* first huge region: build the block counts */
+uint64_t frame_block_find(cs_machine *m);            /* a free aligned 512-frame block, 0 if none */
+void frame_block_alloc(cs_machine *m, uint64_t b);   /* takes the block frame_block_find gave */
 static inline uint64_t frames_free(const cs_machine *m) { return m->nframes - 1 - m->nused; }
 static inline unsigned char *frame_data(cs_machine *m, uint64_t f)
 {
@@ -154,13 +171,19 @@ static inline uint64_t entry_index(const cs_machine *m, uint64_t addr, unsigned 
     return (addr >> entry_shift(m, level)) & (m->epl - 1);
 }
 uint64_t table_alloc(cs_machine *m, cs_proc *p);   /* a pool slot, 0 when no frame is free */
-uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);
+void table_free(cs_machine *m, cs_proc *p, uint64_t slot);
+uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);   /* NULL under a huge entry too */
+uint64_t *pmd_alloc(cs_machine *m, cs_proc *p, uint64_t addr);    /* tables above level 0 allocated */
+uint64_t frame_at(cs_machine *m, cs_proc *p, uint64_t addr);      /* frame mapped at addr (present) */
 unsigned pte_missing_tables(cs_machine *m, cs_proc *p, uint64_t addr);
 uint64_t *pte_alloc(cs_machine *m, cs_proc *p, uint64_t addr);
-/* pmd: the level-1 entry above the visited entry (PMD_WP: write-protected). */
+/* pmd: the level-1 entry above the visited entry (PMD_WP: write-protected).
+ * pte_walk visits a huge entry as its 512 pages, each through a scratch
+ * level-0 entry (pmd then has PMD_HUGE); pte_walk_small skips huge entries. */
 typedef void (*pte_visit_fn)(cs_machine *m, cs_proc *p, uint64_t *pte, uint64_t pmd, uint64_t addr,
                              void *ctx);
 void pte_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx);
+void pte_walk_small(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx);
 void tables_free_unused(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 void tables_free_all(cs_machine *m, cs_proc *p);
 uint64_t *pmd_lookup(cs_machine *m, cs_proc *p, uint64_t addr);   /* level-1 entry, NULL if absent */
@@ -171,13 +194,30 @@ void pmd_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pmd_visit
 static inline frame_meta *table_meta(cs_machine *m, uint64_t slot) { return &m->fm[m->tframe[slot]]; }
 bool span_shareable(cs_proc *p, uint64_t span_start, uint64_t span);
 void odf_share(cs_machine *m, cs_proc *child, uint64_t *src_pmd, uint64_t *dst_pmd);
-unsigned odf_write_need(cs_machine *m, uint64_t pmd, uint64_t pte);
+unsigned odf_write_need(cs_machine *m, uint64_t pmd, uint64_t addr);
 uint64_t *odf_unshare(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr);
 uint64_t odf_prepare_need(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, bool zap,
                           uint64_t *last);
 void odf_prepare(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, bool zap);
 void odf_detach_all(cs_machine *m, cs_proc *p);
 cs_status odf_logical_mapcounts(cs_machine *m, uint32_t **out);   /* *out NULL when nothing is shared */
+
+/* thp.c */
+static inline uint64_t hpage_size(const cs_machine *m) { return (uint64_t)HPAGE_NR << m->page_shift; }
+static inline bool pmd_is_huge(uint64_t pmd) { return (pmd & PMD_HUGE) != 0; }
+static inline uint64_t huge_block(cs_machine *m, uint64_t pmd) { return table_of(m, PTE_FRAME(pmd))[0]; }
+bool thp_span_ok(const cs_machine *m, const cs_vma *v, uint64_t addr);
+bool folio_reusable(cs_machine *m, const uint64_t *table, uint64_t idx, uint64_t f);
+typedef enum { THP_DONE, THP_FALLBACK } thp_result;
+cs_status thp_fault_none(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t *pmd, uint64_t addr, bool write,
+                         cs_outcome *kind, uint64_t **ptep, thp_result *res);
+cs_status thp_fault_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr, bool write,
+                         cs_outcome *kind, uint64_t **ptep, thp_result *res);
+void thp_split(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t span_start);
+void thp_split_at(cs_machine *m, cs_proc *p, uint64_t addr);
+void thp_zap(cs_machine *m, cs_proc *p, uint64_t *pmd);
+void thp_mprotect(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, bool writable);
+void thp_fork_copy(cs_machine *m, cs_proc *child, uint64_t *src, uint64_t *dst, bool eager, bool rw);
 
 /* K1 (vma_needs_copy): fork copies the entries of regions with an anon_vma
  * only; K3: not of don't-fork or wipe-on-fork regions. */

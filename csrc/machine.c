@@ -40,6 +40,8 @@ cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
     if (ps != 4096 && ps != 16384 && ps != 65536)
         return CS_EINVAL;
     unsigned shift = log2u(ps), bits = shift - 3;
+    if (cfg->thp_cow != CS_THP_COW_SPLIT && cfg->thp_cow != CS_THP_COW_COPY_HUGE)
+        return CS_EINVAL;
     if (cfg->memory % ps || cfg->memory / ps < 2 || cfg->memory / ps > UINT32_MAX)
         return CS_EINVAL;
     if (cfg->va_bits < shift + bits + 1 || cfg->va_bits > 63)
@@ -121,6 +123,8 @@ void cs_machine_free(cs_machine *m)
     release(m->tpool, m->tpoollen);
     release(m->tframe, m->tframelen);
     release(m->mem, m->memlen);
+    release(m->blk_free, m->blk_freelen);
+    release(m->prev_free, m->prev_freelen);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -56,16 +56,19 @@ static void drop_holder(cs_machine *m, cs_proc *p, uint64_t *pmd)
 /* Frames a write fault needs under the write-protected entry pmd: the
  * table's copy if it has other holders (then the page, shared by the copy,
  * needs one too), else what the page itself needs (do_wp_page / F3). */
-unsigned odf_write_need(cs_machine *m, uint64_t pmd, uint64_t pte)
+unsigned odf_write_need(cs_machine *m, uint64_t pmd, uint64_t addr)
 {
     if (table_meta(m, PTE_FRAME(pmd))->ref > 1)
         return 2;
+    const uint64_t *t = table_of(m, PTE_FRAME(pmd));
+    uint64_t i = entry_index(m, addr, 0), pte = t[i];
     if (!(pte & PTE_PRESENT))
         return 1;
     uint64_t f = PTE_FRAME(pte);
-    if ((pte & PTE_WRITE) || (f != ZERO_FRAME && ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) || m->fm[f].ref == 1)))
-        return 0;
-    return 1;
+    if ((pte & PTE_WRITE) || f == ZERO_FRAME)
+        return (pte & PTE_WRITE) ? 0 : 1;
+    bool reuse = (m->fm[f].flags & CS_FRAME_HUGE) ? folio_reusable(m, t, i, f) : m->fm[f].ref == 1;
+    return (m->fm[f].flags & CS_FRAME_EXCLUSIVE) || reuse ? 0 : 1;
 }
 
 /* Makes the table under *pmd (write-protected) p's own: taken over if p is

@@ -22,7 +22,7 @@ uint64_t table_alloc(cs_machine *m, cs_proc *p)
     return slot;
 }
 
-static void table_free(cs_machine *m, cs_proc *p, uint64_t slot)
+void table_free(cs_machine *m, cs_proc *p, uint64_t slot)
 {
     m->npt--;
     p->ntables--;
@@ -36,7 +36,7 @@ uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr)
     uint64_t f = p->root;
     for (unsigned l = m->levels - 1; l > 0; l--) {
         uint64_t e = table_of(m, f)[entry_index(m, addr, l)];
-        if (!(e & PTE_PRESENT))
+        if ((e & (PTE_PRESENT | PMD_HUGE)) != PTE_PRESENT)
             return NULL;
         f = PTE_FRAME(e);
     }
@@ -73,6 +73,30 @@ uint64_t *pte_alloc(cs_machine *m, cs_proc *p, uint64_t addr)
     return &table_of(m, f)[entry_index(m, addr, 0)];
 }
 
+/* Walks down to the level-1 entry, allocating missing tables above level 0
+ * (the caller has counted them). */
+uint64_t *pmd_alloc(cs_machine *m, cs_proc *p, uint64_t addr)
+{
+    uint64_t f = p->root;
+    for (unsigned l = m->levels - 1; l > 1; l--) {
+        uint64_t *e = &table_of(m, f)[entry_index(m, addr, l)];
+        if (!(*e & PTE_PRESENT))
+            *e = MK_PTE(table_alloc(m, p), PTE_PRESENT);
+        f = PTE_FRAME(*e);
+    }
+    return &table_of(m, f)[entry_index(m, addr, 1)];
+}
+
+uint64_t frame_at(cs_machine *m, cs_proc *p, uint64_t addr)
+{
+    uint64_t *pmd = pmd_lookup(m, p, addr);
+    if (pmd && pmd_is_huge(*pmd)) {
+        uint64_t b = huge_block(m, *pmd);
+        return b ? b + entry_index(m, addr, 0) : ZERO_FRAME;
+    }
+    return PTE_FRAME(*pte_lookup(m, p, addr));
+}
+
 /* End of the span of the entry covering `a` at `level`, clipped to `e`. */
 static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
 {
@@ -81,8 +105,20 @@ static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level
     return (next > e || next < a) ? e : next;
 }
 
+/* A huge entry seen as its pages: a scratch level-0 entry per page. */
+static void walk_huge(cs_machine *m, cs_proc *p, uint64_t pmd, uint64_t s, uint64_t e, pte_visit_fn fn,
+                      void *ctx)
+{
+    uint64_t b = huge_block(m, pmd);
+    uint64_t flags = pmd & (PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+    for (uint64_t a = s; a < e; a += 1ULL << m->page_shift) {
+        uint64_t pte = b ? MK_PTE(b + entry_index(m, a, 0), flags) : MK_PTE(ZERO_FRAME, PTE_PRESENT);
+        fn(m, p, &pte, pmd, a, ctx);
+    }
+}
+
 static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uint64_t s,
-                     uint64_t e, uint64_t pmd, pte_visit_fn fn, void *ctx)
+                     uint64_t e, uint64_t pmd, pte_visit_fn fn, void *ctx, bool huge)
 {
     uint64_t *t = table_of(m, tf);
     for (uint64_t a = s; a < e;) {
@@ -91,8 +127,11 @@ static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uin
         if (*ent & PTE_PRESENT) {
             if (level == 0)
                 fn(m, p, ent, pmd, a, ctx);
-            else
-                walk_rec(m, p, PTE_FRAME(*ent), level - 1, a, next, *ent, fn, ctx);
+            else if (level == 1 && pmd_is_huge(*ent)) {
+                if (huge)
+                    walk_huge(m, p, *ent, a, next, fn, ctx);
+            } else
+                walk_rec(m, p, PTE_FRAME(*ent), level - 1, a, next, *ent, fn, ctx, huge);
         }
         a = next;
     }
@@ -102,7 +141,13 @@ static void walk_rec(cs_machine *m, cs_proc *p, uint64_t tf, unsigned level, uin
 void pte_walk(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx)
 {
     if (p->root && start < end)
-        walk_rec(m, p, p->root, m->levels - 1, start, end, 0, fn, ctx);
+        walk_rec(m, p, p->root, m->levels - 1, start, end, 0, fn, ctx, true);
+}
+
+void pte_walk_small(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end, pte_visit_fn fn, void *ctx)
+{
+    if (p->root && start < end)
+        walk_rec(m, p, p->root, m->levels - 1, start, end, 0, fn, ctx, false);
 }
 
 uint64_t *pmd_lookup(cs_machine *m, cs_proc *p, uint64_t addr)

@@ -98,6 +98,8 @@ static void vma_split(cs_machine *m, cs_proc *p, size_t idx, uint64_t at)
     }
     p->vmas[idx].end = at;
     vma_insert(p, idx + 1, &hi);
+    if (hi.flags & CS_VMA_HUGE)
+        thp_split_at(m, p, at);   /* vma_adjust_trans_huge */
 }
 
 /* zap_pte_range over one level-0 table: a tight loop, as exit is hot. */
@@ -119,7 +121,7 @@ static void zap_leaf(cs_machine *m, uint64_t *t, uint64_t i0, uint64_t n)
     }
 }
 
-static void zap_rec(cs_machine *m, uint64_t slot, unsigned level, uint64_t s, uint64_t e)
+static void zap_rec(cs_machine *m, cs_proc *p, uint64_t slot, unsigned level, uint64_t s, uint64_t e)
 {
     uint64_t *t = table_of(m, slot);
     uint64_t span = 1ULL << entry_shift(m, level);
@@ -127,10 +129,19 @@ static void zap_rec(cs_machine *m, uint64_t slot, unsigned level, uint64_t s, ui
         uint64_t next = (a & ~(span - 1)) + span;
         if (next > e)
             next = e;
-        uint64_t ent = t[entry_index(m, a, level)];
+        uint64_t *ent_p = &t[entry_index(m, a, level)], ent = *ent_p;
+        if (level == 1 && pmd_is_huge(ent)) {
+            if (!(a & (span - 1)) && next - a == span) {   /* the whole huge page */
+                thp_zap(m, p, ent_p);
+                a = next;
+                continue;
+            }
+            thp_split(m, p, ent_p, a & ~(span - 1));   /* part of it: split first */
+            ent = *ent_p;
+        }
         if (ent & PTE_PRESENT) {
             if (level > 1)
-                zap_rec(m, PTE_FRAME(ent), level - 1, a, next);
+                zap_rec(m, p, PTE_FRAME(ent), level - 1, a, next);
             else
                 zap_leaf(m, table_of(m, PTE_FRAME(ent)), entry_index(m, a, 0), (next - a) >> m->page_shift);
         }
@@ -141,7 +152,7 @@ static void zap_rec(cs_machine *m, uint64_t slot, unsigned level, uint64_t s, ui
 void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end)
 {
     if (p->root && start < end)
-        zap_rec(m, p->root, m->levels - 1, start, end);
+        zap_rec(m, p, p->root, m->levels - 1, start, end);
 }
 
 /* ---- argument checks shared by the range operations ---- */
@@ -202,13 +213,26 @@ static bool find_free_range(const cs_proc *p, uint64_t len, uint64_t lo_limit, u
     return false;
 }
 
+/* thp_get_unmapped_area: search for len + 2 MiB and align (top-down, the
+ * highest aligned start that fits); the plain search if that finds nothing. */
+static bool thp_free_range(const cs_machine *m, const cs_proc *p, uint64_t len, uint64_t *out)
+{
+    uint64_t h = hpage_size(m), base;
+    if (len + h < len || !find_free_range(p, len + h, m->user_start, m->user_end, &base))
+        return false;
+    uint64_t off_sub = (0 - base) & (h - 1);
+    *out = off_sub ? base + off_sub : base + h;
+    return true;
+}
+
 cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
                   int32_t flags, uint64_t *addr_out)
 {
     if (prot != CS_PROT_NONE && prot != CS_PROT_READ && prot != (CS_PROT_READ | CS_PROT_WRITE))
         return CS_EINVAL;
-    if (flags & ~CS_MAP_SHARED)
-        return CS_EINVAL;
+    if ((flags & ~(CS_MAP_SHARED | CS_VMA_HUGE)) ||
+        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != 12)))
+        return CS_EINVAL;   /* THP: private anonymous memory with 4 KiB pages only */
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
@@ -232,10 +256,13 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
             st = CS_EEXIST;
             goto out;
         }
-    } else if (!find_free_range(p, rlen, m->user_start, m->user_end, &addr)) {
+    } else if (!((flags & CS_VMA_HUGE) && thp_free_range(m, p, rlen, &addr)) &&
+               !find_free_range(p, rlen, m->user_start, m->user_end, &addr)) {
         st = CS_ENOVSPACE;
         goto out;
     }
+    if ((flags & CS_VMA_HUGE) && (st = frames_thp_enable(m)))
+        goto out;
     if (!vma_reserve(p, 1)) {
         st = CS_EHOST;
         goto out;
@@ -404,7 +431,8 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
         pte_visit_fn fn = pte_wrprotect;
         if (prot & CS_PROT_WRITE)
             fn = (v->flags & CS_MAP_SHARED) ? pte_mkwrite_shared : pte_mkwrite_private;
-        pte_walk(m, p, v->start, v->end, fn, NULL);
+        pte_walk_small(m, p, v->start, v->end, fn, NULL);
+        thp_mprotect(m, p, v->start, v->end, (prot & CS_PROT_WRITE) && !(v->flags & CS_MAP_SHARED));
         tlb_flush_range(m, p, v->start, v->end);
     }
 out:

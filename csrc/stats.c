@@ -48,11 +48,13 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
 /* smaps_account / smaps_page_accumulate, for one page each. */
 typedef struct {
     uint64_t rss, pss, pss_dirty, pss_anon, pss_shmem;
-    uint64_t shared_clean, shared_dirty, private_clean, private_dirty, anonymous;
+    uint64_t shared_clean, shared_dirty, private_clean, private_dirty, anonymous, anon_huge;
     const uint32_t *lmap;   /* mapcounts per process when odf tables are shared */
 } mem_size_stats;
 
-static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
+/* A page under a huge entry comes as a scratch entry with pmd's PMD_HUGE:
+ * smaps_account's per-subpage loop, each subpage with its own mapcount. */
+static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd, uint64_t addr UNUSED,
                       void *ctx UNUSED)
 {
     mem_size_stats *s = ctx;
@@ -67,6 +69,8 @@ static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, ui
     bool dirty = (*pte & PTE_DIRTY) || (m->fm[f].flags & CS_FRAME_DIRTY);
     s->rss += size;
     s->pss += pss;
+    if (pmd_is_huge(pmd))
+        s->anon_huge += size;   /* smaps_pmd_entry: HPAGE_PMD_SIZE, a page at a time */
     if (m->fm[f].flags & CS_FRAME_ANON) {
         s->anonymous += size;
         s->pss_anon += pss;
@@ -123,6 +127,7 @@ cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
     out->Private_Clean = s.private_clean >> 10;
     out->Private_Dirty = s.private_dirty >> 10;
     out->Anonymous = s.anonymous >> 10;
+    out->AnonHugePages = s.anon_huge >> 10;
 out:
     UNLOCK(m);
     return st;
@@ -160,8 +165,13 @@ cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr, cs_translation
     cs_status st = proc_get(m, pid, &p);
     if (!st) {
         memset(out, 0, sizeof *out);
+        uint64_t *pmd = addr < m->user_end ? pmd_lookup(m, p, addr) : NULL;
         uint64_t *pte = addr < m->user_end ? pte_lookup(m, p, addr) : NULL;
-        if (pte && (*pte & PTE_PRESENT)) {
+        if (pmd && pmd_is_huge(*pmd)) {
+            out->present = 1;
+            out->frame = frame_at(m, p, addr);
+            out->flags = pte_flags(*pmd, 0);
+        } else if (pte && (*pte & PTE_PRESENT)) {
             out->present = 1;
             out->frame = PTE_FRAME(*pte);
             out->flags = pte_flags(*pte, *pmd_lookup(m, p, addr));

@@ -21,9 +21,10 @@ EXCL = int(cowsim.FrameFlags.EXCLUSIVE)       # 2
 DIRTY = int(cowsim.FrameFlags.DIRTY)          # 4
 PAGETABLE = int(cowsim.FrameFlags.PAGETABLE)  # 8
 SHMEM = int(cowsim.FrameFlags.SHMEM)          # 16
+HUGE = int(cowsim.FrameFlags.HUGE)            # 32
 
 SMAPS_KEYS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
-              "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous")
+              "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages")
 
 
 class StatsExpected:

@@ -85,12 +85,12 @@ def test_stats_are_frozen_dataclasses():
             "frames_total", "frames_used", "frames_free", "page_table_frames", "data_frames",
             "frames_peak", "frames_allocated", "frames_freed", "pages_copied", "shared_objects",
             "processes", "forks", "minflt", "segfaults", "table_copies", "table_reuses",
-            "page_tables_shared"]
+            "page_tables_shared", "thp_faults", "thp_splits"]
         assert [f.name for f in dataclasses.fields(ProcessStats)] == [
             "minflt", "faults_zero_page", "faults_zero_fill", "faults_cow_copy",
             "faults_cow_reuse", "faults_shared", "segfaults", "pages_copied", "page_table_frames",
             "accesses", "tlb_hits", "tlb_misses", "tlb_flushes", "table_copies", "table_reuses",
-            "page_tables_shared", "fork_ptes", "fork_tables"]
+            "page_tables_shared", "fork_ptes", "fork_tables", "thp_faults", "thp_splits"]
         with pytest.raises(dataclasses.FrozenInstanceError):
             ms.frames_used = 5
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -99,7 +99,8 @@ def test_stats_are_frozen_dataclasses():
                                   page_table_frames=1, data_frames=0, frames_peak=1,
                                   frames_allocated=1, frames_freed=0, pages_copied=0,
                                   shared_objects=0, processes=1, forks=0, minflt=0, segfaults=0,
-                                  table_copies=0, table_reuses=0, page_tables_shared=0)
+                                  table_copies=0, table_reuses=0, page_tables_shared=0,
+                                  thp_faults=0, thp_splits=0)
         assert ps == pstats(tables=1)
 
 
@@ -272,7 +273,7 @@ def test_smaps_keys():
         p = m.spawn()
         assert list(p.smaps()) == ["Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem",
                                    "Shared_Clean", "Shared_Dirty", "Private_Clean",
-                                   "Private_Dirty", "Anonymous"]
+                                   "Private_Dirty", "Anonymous", "AnonHugePages"]
 
 
 # -------------------------------------------------------------------- errors
