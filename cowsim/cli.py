@@ -261,6 +261,11 @@ def _add_snapshot(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--writes-per-step", type=int, default=8192, help="parent writes between two chunks")
     parser.add_argument("--skew", type=_number, default=0.0, help="key skew: 0 uniform, else the Zipf exponent")
     parser.add_argument("--mode", choices=concurrent_fork_modes(), default="cow", help="fork strategy")
+    parser.add_argument(
+        "--thp", choices=("off", "split", "copy-huge"), default="off",
+        help="transparent huge pages for the data set: off, split (a write to a shared huge page "
+        "copies 4 KiB, Linux >= 5.8) or copy-huge (it copies 2 MiB, older kernels)",
+    )
     parser.add_argument("--sweep", action="store_true", help="sweep write rates and skews (one summary row each)")
     parser.add_argument(
         "--rates", type=_list_of(int, "write rates"), default="0,256,1024,4096,16384",
@@ -276,7 +281,7 @@ def _add_snapshot(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     from .experiments import snapshot, snapshot_sweep
 
-    common: Dict[str, Any] = {"dataset": args.dataset, "steps": args.steps, "mode": args.mode}
+    common: Dict[str, Any] = {"dataset": args.dataset, "steps": args.steps, "mode": args.mode, "thp": args.thp}
     if args.sweep:
         return _run_experiment(args, snapshot_sweep, writes_per_step=args.rates, skews=args.skews, **common)
     return _run_experiment(args, snapshot, writes_per_step=args.writes_per_step, skew=args.skew, **common)

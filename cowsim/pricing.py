@@ -138,12 +138,18 @@ def fork_ns(model: CostModel, events: ForkEvents) -> float:
     )
 
 
-def batch_ns(model: CostModel, result: BatchResult) -> float:
-    """Modelled time of the faults a batch took (hits and segfaults are free)."""
+def batch_ns(model: CostModel, result: BatchResult, pages_copied: Optional[int] = None) -> float:
+    """Modelled time of the faults a batch took (hits and segfaults are free).
+
+    ``pages_copied``: the 4 KiB pages the batch's CoW faults copied, when a fault may copy
+    more than one (a huge page under ``thp_cow="copy-huge"`` copies 512); default: one
+    per CoW copy fault.
+    """
+    copies = result.cow_copy if pages_copied is None else pages_copied
     return (
         result.faults * model.fault_ns
         + result.zero_fill * model.zero_fill_ns
-        + result.cow_copy * model.copy_page_ns
+        + copies * model.copy_page_ns
         + result.cow_reuse * model.cow_reuse_ns
     )
 

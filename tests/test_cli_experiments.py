@@ -137,6 +137,17 @@ def test_snapshot_sweep(capsys):
     assert len(data["tables"]["sweep"]) == 4
 
 
+def test_snapshot_thp_option(capsys):
+    status, out, _ = run(capsys, "snapshot", "--dataset", "4MiB", "--steps", "1", "--writes-per-step", "3",
+                         "--thp", "copy-huge", "--seed", "2", "-q", "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["params"]["thp"] == "copy-huge"
+    assert data["tables"]["steps"][-1]["cow_pages"] % 512 == 0 and data["tables"]["steps"][-1]["cow_pages"] > 0
+    status, _, err = run(capsys, "snapshot", "--thp", "bogus")
+    assert status == 2 and "--thp" in err
+
+
 def test_cowtest_reports_where_eager_fails(capsys):
     status, out, _ = run(capsys, "cowtest", *SMALL["cowtest"], "-q")
     assert status == 0

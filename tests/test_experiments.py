@@ -647,3 +647,34 @@ def test_doctests(name):
 
     failed, attempted = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert failed == 0 and attempted > 0
+
+
+# -- snapshot with transparent huge pages: the Redis case ------------------------------------
+@pytest.mark.parametrize("thp", ["split", "copy-huge"])
+def test_snapshot_huge_pages_split_copies_4k_copy_huge_copies_2m(thp):
+    from cowsim.experiments._snapshot import KeySampler
+
+    pages, k = (8 << 20) // PS, 40                     # 4 huge pages, 40 parent writes
+    r = snapshot(dataset="8MiB", steps=1, writes_per_step=k, seed=5, thp=thp)
+    keys = KeySampler(np.random.default_rng([5, pages]), pages, 0.0).draw(k)
+    written, huge_touched = len(set(keys.tolist())), len(set((keys // 512).tolist()))
+    assert huge_touched == 4 and written == 40
+    last = r.records()[-1]
+    if thp == "split":
+        # each first write to a shared huge page splits the parent's mapping; only 4 KiB copied
+        assert (last["cow_pages"], r.summary["thp_splits"]) == (written, huge_touched)
+        assert last["parent_anon_huge_kb"] == 0
+    else:
+        # pre-5.8: every first write to a shared huge page copies all 2 MiB of it
+        assert (last["cow_pages"], r.summary["thp_splits"]) == (512 * huge_touched, 0)
+        assert last["parent_anon_huge_kb"] == 8 << 10
+    assert r.summary["parent_anon_huge_kb_at_fork"] == 8 << 10
+    assert r.params["thp"] == thp
+
+
+def test_snapshot_thp_off_is_the_4k_run_and_bad_thp_is_rejected():
+    a = snapshot(dataset="4MiB", steps=2, writes_per_step=10, seed=1).records(wallclock=False)
+    b = snapshot(dataset="4MiB", steps=2, writes_per_step=10, seed=1, thp="off").records(wallclock=False)
+    assert a == b and a[-1]["parent_anon_huge_kb"] == 0
+    with pytest.raises(cowsim.InvalidArgument, match="thp"):
+        snapshot(dataset="4MiB", thp="huge")
