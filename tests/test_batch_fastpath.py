@@ -1,0 +1,167 @@
+"""The batch loop's shortcuts (batch.c) against single touches, every counter included.
+
+The batch loop keeps counters in registers, fills the TLB itself on a miss to a
+present entry, remembers the last region and level-0 table, and has copies
+specialised for reads only / writes only and TLB on / off.  Each test runs the
+same accesses once batched and once as single ``touch`` calls (access_one, the
+reference path) on identical machines and compares everything observable,
+``tlb_hits``, ``tlb_misses`` and ``tlb_flushes`` included.
+"""
+import numpy as np
+import pytest
+
+import cowsim
+
+PS = 4096
+
+
+def _machine(tlb_entries, store_data=False):
+    """Regions: private rw (resident, then forked), r-only, rw then made "none"
+    with present entries, shared rw, and unmapped holes in between."""
+    m = cowsim.Machine(memory="4MiB", tlb_entries=tlb_entries, store_data=store_data)
+    p = m.spawn()
+    base = p.mmap(64 * PS)
+    p.munmap(base + 20 * PS, 4 * PS)                      # hole: pages 20-23
+    p.access(base + np.arange(0, 20, 2, dtype=np.uint64) * PS, write=True)
+    p.access(base + np.arange(1, 20, 4, dtype=np.uint64) * PS)   # zero-page entries
+    p.mprotect(base + 24 * PS, 8 * PS, "r")               # read-only: pages 24-31
+    p.access(base + np.arange(32, 40, dtype=np.uint64) * PS, write=True)
+    p.mprotect(base + 32 * PS, 8 * PS, "none")            # present entries, no access: 32-39
+    shared = p.mmap(16 * PS, shared=True)
+    p.access(shared + np.arange(0, 16, 3, dtype=np.uint64) * PS, write=True)
+    c = p.fork()
+    return m, p, c, base, shared
+
+
+def _trace(rng, base, shared, n, pattern):
+    if pattern == "sequential":
+        offs = np.arange(n, dtype=np.uint64) * (PS // 8) % (64 * PS)
+        a = base + offs
+    else:
+        pages = rng.integers(0, 72, n)                    # 64-71: past the end, unmapped
+        a = base + pages.astype(np.uint64) * PS + rng.integers(0, PS, n).astype(np.uint64)
+        sh = rng.random(n) < 0.15
+        a[sh] = shared + rng.integers(0, 16 * PS, int(sh.sum())).astype(np.uint64)
+    return a.astype(np.uint64)
+
+
+def _observe(m, procs):
+    return ([(p.stats.as_dict(), p.page_table().tolist()) for p in procs], m.stats, m.frames().tolist())
+
+
+def _touch_all(proc_of, addrs, writes):
+    out = []
+    for i, (a, w) in enumerate(zip(addrs.tolist(), writes.tolist())):
+        try:
+            out.append(int(proc_of(i).touch(a, write=w)))
+        except cowsim.SegmentationFault:
+            out.append(int(cowsim.Outcome.SEGFAULT))
+    return out
+
+
+@pytest.mark.parametrize("tlb_entries", [0, 1, 16, 64])
+@pytest.mark.parametrize("write", ["read", "write", "mixed"])
+@pytest.mark.parametrize("outcomes", [False, True])
+@pytest.mark.parametrize("pattern", ["sequential", "random"])
+def test_access_batch_equals_touches(tlb_entries, write, outcomes, pattern):
+    n = 3000
+    writes = {"read": np.zeros(n, bool), "write": np.ones(n, bool),
+              "mixed": np.random.default_rng(11).random(n) < 0.4}[write]
+    results = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(tlb_entries)
+        addrs = _trace(np.random.default_rng(12), base, shared, n, pattern)
+        for who in (c, p, c):   # the child first (CoW), then the parent (reuse), then again
+            if batched:
+                spec = writes if write == "mixed" else write == "write"
+                r = who.access(addrs, write=spec, outcomes=outcomes)
+                out = r.outcomes.tolist() if outcomes else None
+                counts = (r.hits, r.zero_page, r.zero_fill, r.cow_copy, r.cow_reuse, r.shared, r.segfaults, r.done)
+            else:
+                o = _touch_all(lambda i: who, addrs, writes)
+                out = o if outcomes else None
+                counts = tuple(o.count(k) for k in range(7)) + (n,)
+            results.append((out, counts))
+        results.append(_observe(m, [p, c]))
+        m.check()
+    half = len(results) // 2
+    assert results[:half] == results[half:]
+
+
+@pytest.mark.parametrize("tlb_entries", [0, 4, 64])
+@pytest.mark.parametrize("write", [False, True, "mixed"])
+def test_replay_equals_touches(tlb_entries, write):
+    n = 4000
+    results = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(tlb_entries)
+        d = c.fork()
+        procs = [p, c, d]
+        rng = np.random.default_rng(13)
+        addrs = _trace(rng, base, shared, n, "random")
+        # runs of one process, and single accesses switching every time
+        who = np.repeat(rng.integers(0, 3, n // 8), 8)[:n]
+        who[: n // 4] = rng.integers(0, 3, n // 4)
+        pids = np.array([procs[k].pid for k in who], dtype=np.int32)
+        writes = rng.random(n) < 0.4 if write == "mixed" else np.full(n, write)
+        if batched:
+            r = m.replay(pids, addrs, write=writes if write == "mixed" else write, outcomes=True)
+            out = r.outcomes.tolist()
+        else:
+            out = _touch_all(lambda i: procs[who[i]], addrs, writes)
+        results.append((out, _observe(m, procs)))
+        m.check()
+    assert results[0] == results[1]
+
+
+def test_replay_stops_at_an_exited_process_with_counters_exact():
+    results = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(64)
+        d = c.fork()
+        d.exit()
+        addrs = base + np.arange(40, dtype=np.uint64) * (PS // 2)
+        pids = np.array([p.pid] * 20 + [c.pid] * 10 + [d.pid] + [p.pid] * 9, dtype=np.int32)
+        if batched:
+            with pytest.raises(cowsim.ProcessExited):
+                m.replay(pids, addrs)
+        else:
+            for i in range(30):
+                (p if i < 20 else c).touch(int(addrs[i]))
+        results.append(_observe(m, [p, c]))
+    assert results[0] == results[1]
+
+
+def test_segfault_raise_and_out_of_memory_keep_counters_exact():
+    # raise on the first segfault: the accesses before it, and it, are counted
+    obs = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(16)
+        addrs = base + np.array([0, 1, 2, 0, 33, 5, 6], dtype=np.uint64) * PS   # page 33: "none"
+        if batched:
+            with pytest.raises(cowsim.SegmentationFault) as e:
+                c.access(addrs, on_segfault="raise")
+            assert (e.value.index, e.value.result.done) == (4, 5)
+        else:
+            _touch_all(lambda i: c, addrs[:5], np.zeros(5, bool))
+        obs.append(_observe(m, [p, c]))
+    assert obs[0] == obs[1]
+    # out of frames in the middle of a write batch
+    obs = []
+    for batched in (True, False):
+        m = cowsim.Machine(memory="256KiB", tlb_entries=64)
+        p = m.spawn()
+        a = p.mmap(128 * PS)
+        addrs = a + np.arange(128, dtype=np.uint64) * PS
+        if batched:
+            with pytest.raises(cowsim.OutOfMemory) as e:
+                p.access(addrs, write=True)
+            k = e.value.index
+        else:
+            for k in range(128):
+                try:
+                    p.touch(int(addrs[k]), write=True)
+                except cowsim.OutOfMemory:
+                    break
+        obs.append((k, _observe(m, [p])))
+    assert obs[0] == obs[1]
