@@ -29,16 +29,16 @@
 enum { MODE_READ, MODE_WRITE, MODE_MIXED };   /* writes: none, all, per access */
 enum { TLB_OFF, TLB_ON, TLB_ASK };            /* known at compile time, or not */
 
-/* pte_lookup with the machine's constants in registers and the level-0 table
- * of the last walk remembered (sequential accesses share it). */
+/* The look-ahead's walk: pte_lookup with the level-0 and level-1 tables of
+ * the previous walk remembered (neighbouring accesses share them; a random
+ * access over a few GiB still shares the level-1 table). */
 typedef struct {
     const unsigned char *tpool;
     const uint64_t *root;
-    unsigned shift, bits, l1shift, topshift;
-    uint64_t imask;
-    uint64_t user_end;
-    uint64_t tag;             /* addr >> l1shift of l0, UINT64_MAX when none */
-    uint64_t *l0;
+    unsigned shift, bits, l1shift, l2shift, topshift;
+    uint64_t imask, user_end;
+    uint64_t tag0, tag1;      /* a >> l1shift of l0, a >> l2shift of l1; UINT64_MAX: none */
+    const uint64_t *l0, *l1;
 } walker;
 
 static inline void walker_init(walker *w, const cs_machine *m, const cs_proc *p)
@@ -48,79 +48,46 @@ static inline void walker_init(walker *w, const cs_machine *m, const cs_proc *p)
     w->shift = m->page_shift;
     w->bits = m->bits;
     w->l1shift = m->page_shift + m->bits;
+    w->l2shift = m->page_shift + 2 * m->bits;
     w->topshift = m->page_shift + (m->levels - 1) * m->bits;
     w->imask = m->epl - 1;
     w->user_end = m->user_end;
-    w->tag = UINT64_MAX;
-    w->l0 = NULL;
+    w->tag0 = w->tag1 = UINT64_MAX;
+    w->l0 = w->l1 = NULL;
+}
+
+static inline const uint64_t *table_below(const walker *w, uint64_t e)
+{
+    return (const uint64_t *)(w->tpool + (PTE_FRAME(e) << w->shift));
 }
 
 /* The level-0 entry of a, or NULL when a table on the way is missing. */
 static inline uint64_t *walk(walker *w, uint64_t a)
 {
-    uint64_t tag = a >> w->l1shift;
-    if (tag != w->tag) {
+    uint64_t tag0 = a >> w->l1shift;
+    if (tag0 != w->tag0) {
         if (a >= w->user_end)
             return NULL;
-        const uint64_t *t = w->root;
-        for (unsigned s = w->topshift; s >= w->l1shift; s -= w->bits) {
-            uint64_t e = t[(a >> s) & w->imask];
-            if (!(e & PTE_PRESENT))
-                return NULL;
-            t = (const uint64_t *)(w->tpool + (PTE_FRAME(e) << w->shift));
+        uint64_t tag1 = a >> w->l2shift;
+        const uint64_t *t = w->l1;
+        if (tag1 != w->tag1) {   /* from the root down to level 1 */
+            t = w->root;
+            for (unsigned s = w->topshift; s >= w->l2shift; s -= w->bits) {
+                uint64_t e = t[(a >> s) & w->imask];
+                if (!(e & PTE_PRESENT))
+                    return NULL;
+                t = table_below(w, e);
+            }
+            w->tag1 = tag1;
+            w->l1 = t;
         }
-        w->tag = tag;
-        w->l0 = (uint64_t *)t;
+        uint64_t e = t[tag0 & w->imask];
+        if (!(e & PTE_PRESENT))
+            return NULL;
+        w->tag0 = tag0;
+        w->l0 = table_below(w, e);
     }
-    return &w->l0[(a >> w->shift) & w->imask];
-}
-
-/* The process running the accesses, with its fast-path counters. */
-typedef struct {
-    cs_proc *p;
-    tlb_entry *tlb;
-    walker w;
-    uint64_t vs, vlen;        /* the region last found: [vs, vs + vlen) */
-    int32_t vprot;
-    uint64_t hits;            /* TLB hits */
-    uint64_t fills;           /* TLB misses that were hits (or, TLB off, walks) */
-} lane;
-
-static inline void lane_init(lane *L, const cs_machine *m, cs_proc *p)
-{
-    L->p = p;
-    L->tlb = p->tlb;
-    walker_init(&L->w, m, p);
-    L->vs = L->vlen = 0;
-    L->vprot = CS_PROT_NONE;
-    L->hits = L->fills = 0;
-}
-
-/* Adds the lane's counters to its process and the batch result. */
-static inline void lane_flush(lane *L, cs_batch_result *res)
-{
-    if (!L->p)
-        return;
-    L->p->st.accesses += L->hits + L->fills;
-    L->p->st.tlb_hits += L->hits;
-    if (L->tlb)
-        L->p->st.tlb_misses += L->fills;
-    res->counts[CS_HIT] += L->hits + L->fills;
-    L->hits = L->fills = 0;
-}
-
-/* Does the region of a allow the access?  Refreshes the remembered region. */
-static inline bool region_allows(lane *L, uint64_t a, bool w)
-{
-    if (a - L->vs >= L->vlen) {
-        cs_vma *v = vma_find(L->p, a);
-        if (!v)
-            return false;
-        L->vs = v->start;
-        L->vlen = v->end - v->start;
-        L->vprot = v->prot;
-    }
-    return w ? (L->vprot & CS_PROT_WRITE) != 0 : L->vprot != CS_PROT_NONE;
+    return (uint64_t *)&w->l0[(a >> w->shift) & w->imask];
 }
 
 /* A frame allocation reads the free-list head's metadata; after each fault,
@@ -154,6 +121,17 @@ static inline cs_status batch_step(cs_batch_result *res, uint8_t *outcomes, uint
     return CS_OK;
 }
 
+/* Adds a process's fast-path counters to its stats and to the batch result:
+ * `hits` TLB hits, `fills` TLB misses (or, TLB off, walks) that were hits. */
+static inline void flush_counts(cs_proc *p, bool tlb, uint64_t hits, uint64_t fills, cs_batch_result *res)
+{
+    p->st.accesses += hits + fills;
+    p->st.tlb_hits += hits;
+    if (tlb)
+        p->st.tlb_misses += fills;
+    res->counts[CS_HIT] += hits + fills;
+}
+
 /* The batch loop.  mode and tlbmode are constants in the specialised copies;
  * pids is NULL for a one-process batch (then p is its process). */
 static inline __attribute__((always_inline)) cs_status
@@ -164,79 +142,85 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     const unsigned shift = m->page_shift;
     const uint64_t tmask = m->tlb_mask;
     cs_status st = CS_OK;
-    lane L = {0};
-    int32_t cur = 0;
-    if (!pids)
-        lane_init(&L, m, p);
 
-    /* The look-ahead: its own process (replay), walker and last page. */
+    /* The running process (it changes in a replay), its TLB, its region
+     * last found [vs, vs + vlen) and its counters not yet in p->st. */
+    int32_t cur = pids ? 0 : p->pid;
+    tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
+    uint64_t vs = 0, vlen = 0;
+    int32_t vprot = CS_PROT_NONE;
+    uint64_t hits = 0, fills = 0;
+
+    /* The look-ahead: its own process, walker and last page. */
     cs_proc *ap = p;
-    int32_t apid = 0;
+    int32_t apid = cur;
     walker aw = {0};
-    if (!pids)
+    if (p)
         walker_init(&aw, m, p);
     uint64_t alast = TLB_INVALID;
     uint64_t *apte = NULL;
     uint64_t *hint[RING];
 
+#define AHEAD(j)                                                                    \
+    do {                                                                            \
+        if (pids && pids[j] != apid) {                                              \
+            apid = pids[j];                                                         \
+            if (proc_get(m, apid, &ap))                                             \
+                ap = NULL;                                                          \
+            else                                                                    \
+                walker_init(&aw, m, ap);                                            \
+            alast = TLB_INVALID;                                                    \
+        }                                                                           \
+        uint64_t aa_ = addrs[j], av_ = aa_ >> shift;                                \
+        if (av_ != alast) {                                                         \
+            alast = av_;                                                            \
+            tlb_entry *at_ = tlbmode == TLB_OFF || !ap ? NULL : ap->tlb;            \
+            if ((pids && !ap) || (at_ && at_[av_ & tmask].vpn == av_)) {            \
+                apte = NULL;                                                        \
+            } else {                                                                \
+                apte = walk(&aw, aa_);                                              \
+                if (apte)                                                           \
+                    __builtin_prefetch(apte);                                       \
+            }                                                                       \
+        }                                                                           \
+        hint[(j) & (RING - 1)] = apte;                                              \
+    } while (0)
+
+    for (uint64_t j = 0; j < n && j < 2 * DIST; j++)
+        AHEAD(j);
     uint64_t i = 0;
-    for (uint64_t j = 0; j < n + 2 * DIST; j++) {
-        if (j < n) {   /* look ahead at access j */
-            if (pids && pids[j] != apid) {
-                apid = pids[j];
-                if (proc_get(m, apid, &ap))
-                    ap = NULL;
-                else
-                    walker_init(&aw, m, ap);
-                alast = TLB_INVALID;
-            }
-            uint64_t a = addrs[j], vpn = a >> shift;
-            if (vpn != alast) {
-                alast = vpn;
-                tlb_entry *atlb = tlbmode == TLB_OFF || !ap ? NULL : ap->tlb;
-                if (!ap || (atlb && atlb[vpn & tmask].vpn == vpn)) {
-                    apte = NULL;
-                } else {
-                    apte = walk(&aw, a);
-                    if (apte)
-                        __builtin_prefetch(apte);
-                }
-            }
-            hint[j & (RING - 1)] = apte;
-        }
-        if (mode != MODE_READ && j >= DIST && j - DIST < n) {   /* CoW faults read the frame's metadata */
-            uint64_t *h = hint[(j - DIST) & (RING - 1)];
+    for (; i < n; i++) {
+        if (i + 2 * DIST < n)
+            AHEAD(i + 2 * DIST);
+        if (mode != MODE_READ && i + DIST < n) {   /* a CoW fault reads the frame's metadata */
+            uint64_t *h = hint[(i + DIST) & (RING - 1)];
             if (h) {
                 uint64_t e = *h;
                 if ((e & (PTE_PRESENT | PTE_WRITE)) == PTE_PRESENT)
                     __builtin_prefetch(&m->fm[PTE_FRAME(e)]);
             }
         }
-        if (j < 2 * DIST)
-            continue;
-        i = j - 2 * DIST;   /* run access i */
-        if (i >= n)
-            break;
-
-        if (pids && (pids[i] != cur || !L.p)) {
-            lane_flush(&L, res);
-            cs_proc *np;
-            if ((st = proc_get(m, pids[i], &np))) {
+        if (pids && pids[i] != cur) {
+            if (p)
+                flush_counts(p, tlb, hits, fills, res);
+            hits = fills = 0;
+            if ((st = proc_get(m, pids[i], &p))) {
+                p = NULL;
                 res->stop_index = i;
                 break;
             }
-            lane_init(&L, m, np);
             cur = pids[i];
+            tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
+            vs = vlen = 0;
         }
         uint64_t a = addrs[i], vpn = a >> shift;
         bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
                  : writes ? writes[i] != 0 : write_all;
-        tlb_entry *tlb = tlbmode == TLB_OFF ? NULL : L.tlb;
-        if (tlb) {
+        if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
             tlb_entry *t = &tlb[vpn & tmask];
             if (t->vpn == vpn) {
                 if (!w) {
-                    L.hits++;
+                    hits++;
                     if (outcomes)
                         outcomes[i] = CS_HIT;
                     continue;
@@ -244,37 +228,47 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 uint64_t e = *t->pte;
                 if (e & PTE_WRITE) {
                     *t->pte = e | PTE_DIRTY;
-                    L.hits++;
+                    hits++;
                     if (outcomes)
                         outcomes[i] = CS_HIT;
                     continue;
                 }
             }
         }
-        /* A TLB miss (or no TLB): a present entry with the permission is a hit. */
+        /* A TLB miss (or no TLB): a present entry with the permission, in a
+         * region that allows the access, is a hit. */
         uint64_t *pte = hint[i & (RING - 1)];
         if (!pte)
-            pte = walk(&L.w, a);
-        if (pte && region_allows(&L, a, w)) {
+            pte = pte_lookup(m, p, a);
+        if (pte) {
+            if (a - vs >= vlen) {
+                cs_vma *v = vma_find(p, a);
+                if (v) {
+                    vs = v->start;
+                    vlen = v->end - v->start;
+                    vprot = v->prot;
+                }
+            }
             uint64_t e = *pte;
-            if ((e & PTE_PRESENT) && (!w || (e & PTE_WRITE))) {
+            if (a - vs < vlen && (e & PTE_PRESENT)
+                && (w ? (vprot & CS_PROT_WRITE) && (e & PTE_WRITE) : vprot != CS_PROT_NONE)) {
                 if (w)
                     *pte = e | PTE_DIRTY;
-                if (tlb) {
+                if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
                     tlb[vpn & tmask].vpn = vpn;
                     tlb[vpn & tmask].pte = pte;
                 }
-                L.fills++;
+                fills++;
                 if (outcomes)
                     outcomes[i] = CS_HIT;
                 continue;
             }
         }
         /* A fault or a segfault: the handler, with the counters it expects. */
-        L.p->st.accesses++;
+        p->st.accesses++;
         if (tlb)
-            L.p->st.tlb_misses++;
-        int r = access_slow(m, L.p, a, w, &res->info, pte);
+            p->st.tlb_misses++;
+        int r = access_slow(m, p, a, w, &res->info, pte);
         if (mode != MODE_READ && r > CS_HIT && r < CS_SEGFAULT)
             prefetch_free_list(m);
         if (r == CS_HIT && !outcomes) {
@@ -287,9 +281,9 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
             break;
         }
     }
-    if (!st)
-        i = n;
-    lane_flush(&L, res);
+#undef AHEAD
+    if (p)
+        flush_counts(p, tlb, hits, fills, res);
     *done = i;
     return st;
 }
