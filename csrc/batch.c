@@ -23,8 +23,8 @@
 #include <string.h>
 #include "internal.h"
 
-#define DIST 8        /* pipeline distance, in accesses */
-#define RING 32       /* > 2 * DIST, a power of two */
+#define BLK 16        /* accesses per pipeline block */
+#define RING (4 * BLK)   /* hints of three blocks in flight; a power of two */
 
 enum { MODE_READ, MODE_WRITE, MODE_MIXED };   /* writes: none, all, per access */
 enum { TLB_OFF, TLB_ON, TLB_ASK };            /* known at compile time, or not */
@@ -132,8 +132,74 @@ static inline void flush_counts(cs_proc *p, bool tlb, uint64_t hits, uint64_t fi
     res->counts[CS_HIT] += hits + fills;
 }
 
-/* The batch loop.  mode and tlbmode are constants in the specialised copies;
- * pids is NULL for a one-process batch (then p is its process). */
+/* The pipeline's first stage: the process, walker and last page of the
+ * accesses looked at, and the level-0 entry found for each (NULL: the TLB
+ * had it, or a table is missing, or no such live process). */
+typedef struct {
+    cs_proc *ap;
+    int32_t apid;
+    walker aw;
+    uint64_t alast;
+    uint64_t *apte;
+    uint64_t *hint[RING];
+} pipeline;
+
+/* Stage 1, accesses [from, to): walk and prefetch the level-0 entries. */
+static inline __attribute__((always_inline)) void
+stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addrs, uint64_t from,
+           uint64_t to, const int tlbmode)
+{
+    const unsigned shift = m->page_shift;
+    const uint64_t tmask = m->tlb_mask;
+    cs_proc *ap = P->ap;
+    uint64_t alast = P->alast;
+    uint64_t *apte = P->apte;
+    for (uint64_t j = from; j < to; j++) {
+        if (pids && pids[j] != P->apid) {
+            P->apid = pids[j];
+            if (proc_get(m, P->apid, &ap))
+                ap = NULL;
+            else
+                walker_init(&P->aw, m, ap);
+            alast = TLB_INVALID;
+        }
+        uint64_t a = addrs[j], vpn = a >> shift;
+        if (vpn != alast) {
+            alast = vpn;
+            tlb_entry *at = tlbmode == TLB_OFF || !ap ? NULL : ap->tlb;
+            if ((pids && !ap) || (at && at[vpn & tmask].vpn == vpn)) {
+                apte = NULL;
+            } else {
+                apte = walk(&P->aw, a);
+                if (apte)
+                    __builtin_prefetch(apte);
+            }
+        }
+        P->hint[j & (RING - 1)] = apte;
+    }
+    P->ap = ap;
+    P->alast = alast;
+    P->apte = apte;
+}
+
+/* Stage 2 (batches with writes), accesses [from, to): a CoW fault reads the
+ * metadata of the entry's frame; prefetch it. */
+static inline void stage_frames(const pipeline *P, const cs_machine *m, uint64_t from, uint64_t to)
+{
+    for (uint64_t j = from; j < to; j++) {
+        const uint64_t *h = P->hint[j & (RING - 1)];
+        if (h) {
+            uint64_t e = *h;
+            if ((e & (PTE_PRESENT | PTE_WRITE)) == PTE_PRESENT)
+                __builtin_prefetch(&m->fm[PTE_FRAME(e)]);
+        }
+    }
+}
+
+/* The batch loop, a pipeline of blocks: walk block b + 2, prefetch the frames
+ * of block b + 1, run block b.  mode and tlbmode are constants in the
+ * specialised copies; pids is NULL for a one-process batch (then p is its
+ * process). */
 static inline __attribute__((always_inline)) cs_status
 run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
     bool write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv, cs_batch_result *res,
@@ -151,137 +217,110 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     int32_t vprot = CS_PROT_NONE;
     uint64_t hits = 0, fills = 0;
 
-    /* The look-ahead: its own process, walker and last page. */
-    cs_proc *ap = p;
-    int32_t apid = cur;
-    walker aw = {0};
+    pipeline P;
+    P.ap = p;
+    P.apid = cur;
+    P.alast = TLB_INVALID;
+    P.apte = NULL;
     if (p)
-        walker_init(&aw, m, p);
-    uint64_t alast = TLB_INVALID;
-    uint64_t *apte = NULL;
-    uint64_t *hint[RING];
+        walker_init(&P.aw, m, p);
+    else
+        memset(&P.aw, 0, sizeof P.aw);
+    stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, tlbmode);
+    if (mode != MODE_READ)
+        stage_frames(&P, m, 0, n < BLK ? n : BLK);
 
-#define AHEAD(j)                                                                    \
-    do {                                                                            \
-        if (pids && pids[j] != apid) {                                              \
-            apid = pids[j];                                                         \
-            if (proc_get(m, apid, &ap))                                             \
-                ap = NULL;                                                          \
-            else                                                                    \
-                walker_init(&aw, m, ap);                                            \
-            alast = TLB_INVALID;                                                    \
-        }                                                                           \
-        uint64_t aa_ = addrs[j], av_ = aa_ >> shift;                                \
-        if (av_ != alast) {                                                         \
-            alast = av_;                                                            \
-            tlb_entry *at_ = tlbmode == TLB_OFF || !ap ? NULL : ap->tlb;            \
-            if ((pids && !ap) || (at_ && at_[av_ & tmask].vpn == av_)) {            \
-                apte = NULL;                                                        \
-            } else {                                                                \
-                apte = walk(&aw, aa_);                                              \
-                if (apte)                                                           \
-                    __builtin_prefetch(apte);                                       \
-            }                                                                       \
-        }                                                                           \
-        hint[(j) & (RING - 1)] = apte;                                              \
-    } while (0)
-
-    for (uint64_t j = 0; j < n && j < 2 * DIST; j++)
-        AHEAD(j);
     uint64_t i = 0;
-    for (; i < n; i++) {
-        if (i + 2 * DIST < n)
-            AHEAD(i + 2 * DIST);
-        if (mode != MODE_READ && i + DIST < n) {   /* a CoW fault reads the frame's metadata */
-            uint64_t *h = hint[(i + DIST) & (RING - 1)];
-            if (h) {
-                uint64_t e = *h;
-                if ((e & (PTE_PRESENT | PTE_WRITE)) == PTE_PRESENT)
-                    __builtin_prefetch(&m->fm[PTE_FRAME(e)]);
+    for (uint64_t b = 0; b < n; b += BLK) {
+        uint64_t end = b + BLK < n ? b + BLK : n;
+        if (b + 2 * BLK < n)
+            stage_walk(&P, m, pids, addrs, b + 2 * BLK, b + 3 * BLK < n ? b + 3 * BLK : n, tlbmode);
+        if (mode != MODE_READ && end < n)
+            stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
+        for (i = b; i < end; i++) {
+            if (pids && pids[i] != cur) {
+                if (p)
+                    flush_counts(p, tlb, hits, fills, res);
+                hits = fills = 0;
+                if ((st = proc_get(m, pids[i], &p))) {
+                    p = NULL;
+                    res->stop_index = i;
+                    goto out;
+                }
+                cur = pids[i];
+                tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
+                vs = vlen = 0;
             }
-        }
-        if (pids && pids[i] != cur) {
-            if (p)
-                flush_counts(p, tlb, hits, fills, res);
-            hits = fills = 0;
-            if ((st = proc_get(m, pids[i], &p))) {
-                p = NULL;
-                res->stop_index = i;
-                break;
+            uint64_t a = addrs[i], vpn = a >> shift;
+            bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
+                     : writes ? writes[i] != 0 : write_all;
+            if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
+                tlb_entry *t = &tlb[vpn & tmask];
+                if (t->vpn == vpn) {
+                    if (!w) {
+                        hits++;
+                        if (outcomes)
+                            outcomes[i] = CS_HIT;
+                        continue;
+                    }
+                    uint64_t e = *t->pte;
+                    if (e & PTE_WRITE) {
+                        *t->pte = e | PTE_DIRTY;
+                        hits++;
+                        if (outcomes)
+                            outcomes[i] = CS_HIT;
+                        continue;
+                    }
+                }
             }
-            cur = pids[i];
-            tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
-            vs = vlen = 0;
-        }
-        uint64_t a = addrs[i], vpn = a >> shift;
-        bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
-                 : writes ? writes[i] != 0 : write_all;
-        if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
-            tlb_entry *t = &tlb[vpn & tmask];
-            if (t->vpn == vpn) {
-                if (!w) {
-                    hits++;
+            /* A TLB miss (or no TLB): a present entry with the permission, in a
+             * region that allows the access, is a hit. */
+            uint64_t *pte = P.hint[i & (RING - 1)];
+            if (!pte)
+                pte = pte_lookup(m, p, a);
+            if (pte) {
+                if (a - vs >= vlen) {
+                    cs_vma *v = vma_find(p, a);
+                    if (v) {
+                        vs = v->start;
+                        vlen = v->end - v->start;
+                        vprot = v->prot;
+                    }
+                }
+                uint64_t e = *pte;
+                if (a - vs < vlen && (e & PTE_PRESENT)
+                    && (w ? (vprot & CS_PROT_WRITE) && (e & PTE_WRITE) : vprot != CS_PROT_NONE)) {
+                    if (w)
+                        *pte = e | PTE_DIRTY;
+                    if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
+                        tlb[vpn & tmask].vpn = vpn;
+                        tlb[vpn & tmask].pte = pte;
+                    }
+                    fills++;
                     if (outcomes)
                         outcomes[i] = CS_HIT;
                     continue;
                 }
-                uint64_t e = *t->pte;
-                if (e & PTE_WRITE) {
-                    *t->pte = e | PTE_DIRTY;
-                    hits++;
-                    if (outcomes)
-                        outcomes[i] = CS_HIT;
-                    continue;
-                }
             }
-        }
-        /* A TLB miss (or no TLB): a present entry with the permission, in a
-         * region that allows the access, is a hit. */
-        uint64_t *pte = hint[i & (RING - 1)];
-        if (!pte)
-            pte = pte_lookup(m, p, a);
-        if (pte) {
-            if (a - vs >= vlen) {
-                cs_vma *v = vma_find(p, a);
-                if (v) {
-                    vs = v->start;
-                    vlen = v->end - v->start;
-                    vprot = v->prot;
-                }
-            }
-            uint64_t e = *pte;
-            if (a - vs < vlen && (e & PTE_PRESENT)
-                && (w ? (vprot & CS_PROT_WRITE) && (e & PTE_WRITE) : vprot != CS_PROT_NONE)) {
-                if (w)
-                    *pte = e | PTE_DIRTY;
-                if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
-                    tlb[vpn & tmask].vpn = vpn;
-                    tlb[vpn & tmask].pte = pte;
-                }
-                fills++;
-                if (outcomes)
-                    outcomes[i] = CS_HIT;
+            /* A fault or a segfault: the handler, with the counters it expects. */
+            p->st.accesses++;
+            if (tlb)
+                p->st.tlb_misses++;
+            int r = access_slow(m, p, a, w, &res->info, pte);
+            if (mode != MODE_READ && r > CS_HIT && r < CS_SEGFAULT)
+                prefetch_free_list(m);
+            if (r == CS_HIT && !outcomes) {
+                res->counts[CS_HIT]++;
                 continue;
             }
-        }
-        /* A fault or a segfault: the handler, with the counters it expects. */
-        p->st.accesses++;
-        if (tlb)
-            p->st.tlb_misses++;
-        int r = access_slow(m, p, a, w, &res->info, pte);
-        if (mode != MODE_READ && r > CS_HIT && r < CS_SEGFAULT)
-            prefetch_free_list(m);
-        if (r == CS_HIT && !outcomes) {
-            res->counts[CS_HIT]++;
-            continue;
-        }
-        if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
-            if (st == CS_ESEGV)
-                i++;   /* the segfault itself was counted */
-            break;
+            if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
+                if (st == CS_ESEGV)
+                    i++;   /* the segfault itself was counted */
+                goto out;
+            }
         }
     }
-#undef AHEAD
+out:
     if (p)
         flush_counts(p, tlb, hits, fills, res);
     *done = i;
