@@ -121,15 +121,21 @@ static inline cs_status batch_step(cs_batch_result *res, uint8_t *outcomes, uint
     return CS_OK;
 }
 
-/* Adds a process's fast-path counters to its stats and to the batch result:
- * `hits` TLB hits, `fills` TLB misses (or, TLB off, walks) that were hits. */
-static inline void flush_counts(cs_proc *p, bool tlb, uint64_t hits, uint64_t fills, cs_batch_result *res)
+/* Adds a process's fast-path counters to its stats and to the batch result.
+ * Of its `ran` accesses, `slow` went through access_slow (which counted
+ * them), the others were hits: `fills` after a TLB miss, the rest TLB hits
+ * (not counted one by one: no store in the hit loop).  TLB off, a hit is
+ * just an access. */
+static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fills, uint64_t slow,
+                                cs_batch_result *res)
 {
-    p->st.accesses += hits + fills;
-    p->st.tlb_hits += hits;
-    if (tlb)
+    uint64_t fast = ran - slow;
+    p->st.accesses += fast;
+    res->counts[CS_HIT] += fast;
+    if (tlb) {
+        p->st.tlb_hits += fast - fills;
         p->st.tlb_misses += fills;
-    res->counts[CS_HIT] += hits + fills;
+    }
 }
 
 /* The pipeline's first stage: the process, walker and last page of the
@@ -147,9 +153,9 @@ typedef struct {
 /* Stage 1, accesses [from, to): walk and prefetch the level-0 entries. */
 static inline __attribute__((always_inline)) void
 stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addrs, uint64_t from,
-           uint64_t to, const int tlbmode)
+           uint64_t to, const int tlbmode, const unsigned kshift)
 {
-    const unsigned shift = m->page_shift;
+    const unsigned shift = kshift ? kshift : m->page_shift;
     const uint64_t tmask = m->tlb_mask;
     cs_proc *ap = P->ap;
     uint64_t alast = P->alast;
@@ -197,25 +203,30 @@ static inline void stage_frames(const pipeline *P, const cs_machine *m, uint64_t
 }
 
 /* The batch loop, a pipeline of blocks: walk block b + 2, prefetch the frames
- * of block b + 1, run block b.  mode and tlbmode are constants in the
- * specialised copies; pids is NULL for a one-process batch (then p is its
+ * of block b + 1, run block b.  mode, tlbmode and kshift (the page shift, 0:
+ * ask the machine) are constants in the specialised copies; pids is NULL for a one-process batch (then p is its
  * process). */
 static inline __attribute__((always_inline)) cs_status
 run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
     bool write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv, cs_batch_result *res,
-    uint64_t *done, const int mode, const int tlbmode)
+    uint64_t *done, const int mode, const int tlbmode, const unsigned kshift)
 {
-    const unsigned shift = m->page_shift;
+    const unsigned shift = kshift ? kshift : m->page_shift;
     const uint64_t tmask = m->tlb_mask;
     cs_status st = CS_OK;
 
     /* The running process (it changes in a replay), its TLB, its region
-     * last found [vs, vs + vlen) and its counters not yet in p->st. */
+     * last found [vs, vs + vlen) and its counters since access `since`. */
     int32_t cur = pids ? 0 : p->pid;
     tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
     uint64_t vs = 0, vlen = 0;
     int32_t vprot = CS_PROT_NONE;
-    uint64_t hits = 0, fills = 0;
+    uint64_t since = 0, fills = 0, slow = 0;
+    /* In a read-only or a write-only batch, an access to the page of the
+     * access before, if that one did not segfault, is a hit: the TLB entry
+     * that access used or filled is still there (nothing in between can
+     * evict it) and so is the entry's permission. */
+    uint64_t prev = TLB_INVALID;
 
     pipeline P;
     P.ap = p;
@@ -226,7 +237,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         walker_init(&P.aw, m, p);
     else
         memset(&P.aw, 0, sizeof P.aw);
-    stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, tlbmode);
+    stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, tlbmode, kshift);
     if (mode != MODE_READ)
         stage_frames(&P, m, 0, n < BLK ? n : BLK);
 
@@ -234,14 +245,15 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     for (uint64_t b = 0; b < n; b += BLK) {
         uint64_t end = b + BLK < n ? b + BLK : n;
         if (b + 2 * BLK < n)
-            stage_walk(&P, m, pids, addrs, b + 2 * BLK, b + 3 * BLK < n ? b + 3 * BLK : n, tlbmode);
+            stage_walk(&P, m, pids, addrs, b + 2 * BLK, b + 3 * BLK < n ? b + 3 * BLK : n, tlbmode, kshift);
         if (mode != MODE_READ && end < n)
             stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
         for (i = b; i < end; i++) {
             if (pids && pids[i] != cur) {
                 if (p)
-                    flush_counts(p, tlb, hits, fills, res);
-                hits = fills = 0;
+                    flush_counts(p, tlb, i - since, fills, slow, res);
+                since = i;
+                fills = slow = 0;
                 if ((st = proc_get(m, pids[i], &p))) {
                     p = NULL;
                     res->stop_index = i;
@@ -252,23 +264,25 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 vs = vlen = 0;
             }
             uint64_t a = addrs[i], vpn = a >> shift;
+            if (mode != MODE_MIXED && vpn == prev)
+                continue;
             bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
                      : writes ? writes[i] != 0 : write_all;
             if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
                 tlb_entry *t = &tlb[vpn & tmask];
                 if (t->vpn == vpn) {
                     if (!w) {
-                        hits++;
                         if (outcomes)
                             outcomes[i] = CS_HIT;
+                        prev = vpn;
                         continue;
                     }
                     uint64_t e = *t->pte;
                     if (e & PTE_WRITE) {
                         *t->pte = e | PTE_DIRTY;
-                        hits++;
                         if (outcomes)
                             outcomes[i] = CS_HIT;
+                        prev = vpn;
                         continue;
                     }
                 }
@@ -299,6 +313,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                     fills++;
                     if (outcomes)
                         outcomes[i] = CS_HIT;
+                    prev = vpn;
                     continue;
                 }
             }
@@ -307,6 +322,8 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
             if (tlb)
                 p->st.tlb_misses++;
             int r = access_slow(m, p, a, w, &res->info, pte);
+            slow += r >= 0;
+            prev = r >= 0 && r != CS_SEGFAULT ? vpn : TLB_INVALID;
             if (mode != MODE_READ && r > CS_HIT && r < CS_SEGFAULT)
                 prefetch_free_list(m);
             if (r == CS_HIT && !outcomes) {
@@ -322,42 +339,35 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     }
 out:
     if (p)
-        flush_counts(p, tlb, hits, fills, res);
+        flush_counts(p, tlb, i - since, fills, slow, res);
     *done = i;
     return st;
 }
 
-/* The specialised copies: reads only or writes only, TLB on or off; the
- * general one (per-access writes, outcomes) asks at run time. */
-static cs_status run_read_tlb(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n,
-                              int32_t stop, cs_batch_result *res, uint64_t *done)
-{
-    return run(m, p, NULL, addrs, NULL, false, n, NULL, stop, res, done, MODE_READ, TLB_ON);
-}
-
-static cs_status run_read_notlb(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n,
-                                int32_t stop, cs_batch_result *res, uint64_t *done)
-{
-    return run(m, p, NULL, addrs, NULL, false, n, NULL, stop, res, done, MODE_READ, TLB_OFF);
-}
-
-static cs_status run_write_tlb(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n,
-                               int32_t stop, cs_batch_result *res, uint64_t *done)
-{
-    return run(m, p, NULL, addrs, NULL, true, n, NULL, stop, res, done, MODE_WRITE, TLB_ON);
-}
-
-static cs_status run_write_notlb(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n,
-                                 int32_t stop, cs_batch_result *res, uint64_t *done)
-{
-    return run(m, p, NULL, addrs, NULL, true, n, NULL, stop, res, done, MODE_WRITE, TLB_OFF);
-}
+/* The specialised copies: reads only or writes only, TLB on or off, 4 KiB
+ * pages or any; the general one (per-access writes, outcomes, replay) asks
+ * at run time. */
+#define SPECIALISE(name, write_all, mode, tlbmode, kshift)                                            \
+    static cs_status name(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n, int32_t stop, \
+                          cs_batch_result *res, uint64_t *done)                                       \
+    {                                                                                                 \
+        return run(m, p, NULL, addrs, NULL, write_all, n, NULL, stop, res, done, mode, tlbmode,      \
+                   kshift);                                                                           \
+    }
+SPECIALISE(run_read_tlb_4k, false, MODE_READ, TLB_ON, 12)
+SPECIALISE(run_read_tlb, false, MODE_READ, TLB_ON, 0)
+SPECIALISE(run_read_notlb_4k, false, MODE_READ, TLB_OFF, 12)
+SPECIALISE(run_read_notlb, false, MODE_READ, TLB_OFF, 0)
+SPECIALISE(run_write_tlb_4k, true, MODE_WRITE, TLB_ON, 12)
+SPECIALISE(run_write_tlb, true, MODE_WRITE, TLB_ON, 0)
+SPECIALISE(run_write_notlb, true, MODE_WRITE, TLB_OFF, 0)
+#undef SPECIALISE
 
 static cs_status run_general(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs,
                              const uint8_t *writes, bool write_all, uint64_t n, uint8_t *outcomes,
                              int32_t stop, cs_batch_result *res, uint64_t *done)
 {
-    return run(m, p, pids, addrs, writes, write_all, n, outcomes, stop, res, done, MODE_MIXED, TLB_ASK);
+    return run(m, p, pids, addrs, writes, write_all, n, outcomes, stop, res, done, MODE_MIXED, TLB_ASK, 0);
 }
 
 cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, const uint8_t *writes,
@@ -370,12 +380,16 @@ cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, con
     cs_status st = proc_get(m, pid, &p);
     uint64_t done = 0;
     if (!st) {
+        bool k4 = m->page_shift == 12;
         if (writes || outcomes)
             st = run_general(m, p, NULL, addrs, writes, write_all != 0, n, outcomes, stop_on_segv, res, &done);
         else if (write_all)
-            st = (p->tlb ? run_write_tlb : run_write_notlb)(m, p, addrs, n, stop_on_segv, res, &done);
+            st = (!p->tlb ? run_write_notlb : k4 ? run_write_tlb_4k : run_write_tlb)(m, p, addrs, n, stop_on_segv,
+                                                                                    res, &done);
+        else if (p->tlb)
+            st = (k4 ? run_read_tlb_4k : run_read_tlb)(m, p, addrs, n, stop_on_segv, res, &done);
         else
-            st = (p->tlb ? run_read_tlb : run_read_notlb)(m, p, addrs, n, stop_on_segv, res, &done);
+            st = (k4 ? run_read_notlb_4k : run_read_notlb)(m, p, addrs, n, stop_on_segv, res, &done);
     }
     res->done = done;
     UNLOCK(m);
