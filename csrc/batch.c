@@ -66,11 +66,11 @@ static inline uint64_t *walk(walker *w, uint64_t a)
 {
     uint64_t tag0 = a >> w->l1shift;
     if (tag0 != w->tag0) {
-        if (a >= w->user_end)
-            return NULL;
         uint64_t tag1 = a >> w->l2shift;
         const uint64_t *t = w->l1;
         if (tag1 != w->tag1) {   /* from the root down to level 1 */
+            if (a >= w->user_end)   /* (user_end is a power of two above l2shift) */
+                return NULL;
             t = w->root;
             for (unsigned s = w->topshift; s >= w->l2shift; s -= w->bits) {
                 uint64_t e = t[(a >> s) & w->imask];
@@ -139,8 +139,8 @@ static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fil
 }
 
 /* The pipeline's first stage: the process, walker and last page of the
- * accesses looked at, and the level-0 entry found for each (NULL: the TLB
- * had it, or a table is missing, or no such live process). */
+ * accesses looked at, and the level-0 entry found for each (NULL: a table
+ * is missing, or no such live process). */
 typedef struct {
     cs_proc *ap;
     int32_t apid;
@@ -150,13 +150,14 @@ typedef struct {
     uint64_t *hint[RING];
 } pipeline;
 
-/* Stage 1, accesses [from, to): walk and prefetch the level-0 entries. */
+/* Stage 1, accesses [from, to): walk and prefetch the level-0 entries.  (No
+ * TLB look: with the tables of the last walk remembered, a walk to a page
+ * the TLB holds costs about what the look would.) */
 static inline __attribute__((always_inline)) void
 stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addrs, uint64_t from,
-           uint64_t to, const int tlbmode, const unsigned kshift)
+           uint64_t to, const unsigned kshift)
 {
     const unsigned shift = kshift ? kshift : m->page_shift;
-    const uint64_t tmask = m->tlb_mask;
     cs_proc *ap = P->ap;
     uint64_t alast = P->alast;
     uint64_t *apte = P->apte;
@@ -172,14 +173,9 @@ stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addr
         uint64_t a = addrs[j], vpn = a >> shift;
         if (vpn != alast) {
             alast = vpn;
-            tlb_entry *at = tlbmode == TLB_OFF || !ap ? NULL : ap->tlb;
-            if ((pids && !ap) || (at && at[vpn & tmask].vpn == vpn)) {
-                apte = NULL;
-            } else {
-                apte = walk(&P->aw, a);
-                if (apte)
-                    __builtin_prefetch(apte);
-            }
+            apte = pids && !ap ? NULL : walk(&P->aw, a);
+            if (apte)
+                __builtin_prefetch(apte);
         }
         P->hint[j & (RING - 1)] = apte;
     }
@@ -237,7 +233,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         walker_init(&P.aw, m, p);
     else
         memset(&P.aw, 0, sizeof P.aw);
-    stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, tlbmode, kshift);
+    stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, kshift);
     if (mode != MODE_READ)
         stage_frames(&P, m, 0, n < BLK ? n : BLK);
 
@@ -245,7 +241,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     for (uint64_t b = 0; b < n; b += BLK) {
         uint64_t end = b + BLK < n ? b + BLK : n;
         if (b + 2 * BLK < n)
-            stage_walk(&P, m, pids, addrs, b + 2 * BLK, b + 3 * BLK < n ? b + 3 * BLK : n, tlbmode, kshift);
+            stage_walk(&P, m, pids, addrs, b + 2 * BLK, b + 3 * BLK < n ? b + 3 * BLK : n, kshift);
         if (mode != MODE_READ && end < n)
             stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
         for (i = b; i < end; i++) {
@@ -263,9 +259,12 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
                 vs = vlen = 0;
             }
+            if (mode != MODE_MIXED) {   /* the same-page run, in a loop of its own */
+                while ((addrs[i] >> shift) == prev)
+                    if (++i == end)
+                        goto block_done;
+            }
             uint64_t a = addrs[i], vpn = a >> shift;
-            if (mode != MODE_MIXED && vpn == prev)
-                continue;
             bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
                      : writes ? writes[i] != 0 : write_all;
             if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
@@ -322,20 +321,34 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
             if (tlb)
                 p->st.tlb_misses++;
             int r = access_slow(m, p, a, w, &res->info, pte);
-            slow += r >= 0;
-            prev = r >= 0 && r != CS_SEGFAULT ? vpn : TLB_INVALID;
-            if (mode != MODE_READ && r > CS_HIT && r < CS_SEGFAULT)
-                prefetch_free_list(m);
-            if (r == CS_HIT && !outcomes) {
-                res->counts[CS_HIT]++;
+            if (r > CS_HIT && r < CS_SEGFAULT) {   /* a fault, which filled the TLB */
+                slow++;
+                prev = vpn;
+                if (mode != MODE_READ)
+                    prefetch_free_list(m);
+                res->counts[r]++;
+                if (outcomes)
+                    outcomes[i] = (uint8_t)r;
                 continue;
             }
+            if (r == CS_HIT) {
+                slow++;
+                prev = vpn;
+                res->counts[CS_HIT]++;
+                if (outcomes)
+                    outcomes[i] = CS_HIT;
+                continue;
+            }
+            prev = TLB_INVALID;
+            if (r >= 0)
+                slow++;   /* a segfault */
             if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
                 if (st == CS_ESEGV)
                     i++;   /* the segfault itself was counted */
                 goto out;
             }
         }
+    block_done:;
     }
 out:
     if (p)
