@@ -1,25 +1,34 @@
 /* batch.c -- batched accesses and multi-process trace replay.
  *
  * One C call runs a whole NumPy array of accesses.  The loop is the same
- * access as access_one() -- TLB hit, else access_slow() -- with three
- * shortcuts that change no outcome and no counter:
+ * access as access_one() -- TLB hit, else access_slow() -- with shortcuts
+ * that change no outcome and no counter:
  *
  *  - the counters of the fast paths live in registers and reach p->st when
- *    the batch ends (or switches process);
+ *    the batch ends (or switches process); TLB hits are not counted one by
+ *    one at all but derived from the other counts;
+ *  - in a read-only or write-only batch, an access to the page of the access
+ *    before is a TLB hit without looking (that access left the entry there);
  *  - a TLB miss on a present entry with the needed permission in a region
  *    that allows the access is what access_slow() would call a hit: the
- *    loop fills the TLB (and sets the dirty bit of a write) itself, with a
- *    walk whose constants are hoisted and whose last level-0 table is
- *    remembered, and the region of the last such access;
- *  - a software pipeline over the accesses ahead: 2*DIST ahead, walk the
- *    upper levels and prefetch the level-0 entry; DIST ahead, read that
- *    entry and prefetch the frame metadata a CoW fault will need.
+ *    loop fills the TLB (and sets the dirty bit of a write) itself, and
+ *    remembers the region of the last such access;
+ *  - a software pipeline over blocks of BLK accesses: walk block b + 2 (the
+ *    level-0 and level-1 tables of the last walk remembered) and prefetch
+ *    its level-0 entries; read the entries of block b + 1 and prefetch the
+ *    frame metadata a CoW fault will need; run block b.
+ *
+ * Copies specialised at compile time (reads only / writes only, TLB on /
+ * off, 4 KiB pages) keep the hot loops short; the general one serves
+ * per-access writes, outcome arrays and replay.
  *
  * Everything else -- faults, segfaults, out of frames -- goes through
- * access_slow(), which owns the fault semantics.  Valid because tables are
- * never freed and regions never change during a batch: a walked pointer or a
- * remembered region stays right until the batch returns (a NULL pointer, no
- * table yet, just means the access walks again). */
+ * access_slow(), which owns the fault semantics.  Valid because regions never
+ * change during a batch and, until an odf fork has happened, tables are
+ * never freed in one: a walked pointer or a remembered region stays right
+ * until the batch returns (a NULL pointer, no table yet, just means the
+ * access walks again).  After an odf fork, TLB misses all go to the handler.
+ * A hit is counted as before: a TLB hit when the TLB had the page. */
 #include <string.h>
 #include "internal.h"
 
@@ -223,6 +232,12 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
      * that access used or filled is still there (nothing in between can
      * evict it) and so is the entry's permission. */
     uint64_t prev = TLB_INVALID;
+    /* Once an odf fork happened (odf.c), a level-1 entry can write-protect the
+     * table below it and a fault can take a shared table over, leaving the
+     * pointers walked before it stale: TLB misses then go to the handler
+     * (the look-ahead only prefetches; a stale pointer still lies in the
+     * table pool). */
+    const bool fill = !m->odf_used;
 
     pipeline P;
     P.ap = p;
@@ -287,10 +302,14 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 }
             }
             /* A TLB miss (or no TLB): a present entry with the permission, in a
-             * region that allows the access, is a hit. */
-            uint64_t *pte = P.hint[i & (RING - 1)];
-            if (!pte)
-                pte = pte_lookup(m, p, a);
+             * region that allows the access, is a hit.  Not after an odf fork
+             * (see `fill`): the handler decides, and walks itself. */
+            uint64_t *pte = NULL;
+            if (fill) {
+                pte = P.hint[i & (RING - 1)];
+                if (!pte)
+                    pte = pte_lookup(m, p, a);
+            }
             if (pte) {
                 if (a - vs >= vlen) {
                     cs_vma *v = vma_find(p, a);

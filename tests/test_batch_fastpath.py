@@ -165,3 +165,60 @@ def test_segfault_raise_and_out_of_memory_keep_counters_exact():
                     break
         obs.append((k, _observe(m, [p])))
     assert obs[0] == obs[1]
+
+
+@pytest.mark.parametrize("tlb_entries", [0, 64])
+@pytest.mark.parametrize("write", ["read", "write", "mixed"])
+def test_odf_fork_batches_equal_touches(tlb_entries, write):
+    """After an odf fork the level-0 tables are shared and write-protected by the
+    level-1 entries above them; a write takes a table over (copy or reuse) and
+    the pointers walked before it go stale."""
+    n = 3000
+    rng = np.random.default_rng(21)
+    pages = rng.integers(0, 2048, n)                      # 4 tables' worth, plus the gaps between
+    writes = {"read": np.zeros(n, bool), "write": np.ones(n, bool), "mixed": rng.random(n) < 0.4}[write]
+    results = []
+    for batched in (True, False):
+        m = cowsim.Machine(memory="64MiB", tlb_entries=tlb_entries)
+        p = m.spawn()
+        a = p.mmap(2048 * PS, addr=1 << 30)
+        p.access(a + np.arange(0, 2048, 3, dtype=np.uint64) * PS, write=True)
+        c = p.fork("odf")
+        addrs = a + pages.astype(np.uint64) * PS
+        for who in (c, p, c):
+            spec = writes if write == "mixed" else write == "write"
+            if batched:
+                r = who.access(addrs, write=spec, outcomes=True)
+                results.append(r.outcomes.tolist())
+            else:
+                results.append(_touch_all(lambda i: who, addrs, writes))
+        results.append(_observe(m, [p, c]))
+        m.check()
+    half = len(results) // 2
+    assert results[:half] == results[half:]
+
+
+@pytest.mark.parametrize("write", [False, True])
+def test_odf_fork_uniform_batches_equal_touches(write):
+    """The specialised read-only / write-only copies (no outcomes array) after an odf fork."""
+    n = 4000
+    offs = np.sort(np.random.default_rng(22).integers(0, 2048 * PS, n)).astype(np.uint64)
+    results = []
+    for batched in (True, False):
+        m = cowsim.Machine(memory="64MiB", tlb_entries=16)
+        p = m.spawn()
+        a = p.mmap(2048 * PS, addr=1 << 30)
+        p.access(a + np.arange(0, 2048, 2, dtype=np.uint64) * PS, write=True)
+        c = p.fork("odf")
+        addrs = a + offs
+        for who in (c, p):
+            if batched:
+                r = who.access(addrs, write=write)
+                results.append((r.hits, r.cow_copy, r.cow_reuse, r.zero_page, r.zero_fill, r.done))
+            else:
+                o = _touch_all(lambda i: who, addrs, np.full(n, write))
+                results.append((o.count(0), o.count(3), o.count(4), o.count(1), o.count(2), n))
+        results.append(_observe(m, [p, c]))
+        m.check()
+    half = len(results) // 2
+    assert results[:half] == results[half:]
