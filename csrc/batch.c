@@ -147,16 +147,26 @@ static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fil
     }
 }
 
+/* A replay keeps the state of the last processes it saw, by pid. */
+#define NLANES 8      /* a power of two */
+
 /* The pipeline's first stage: the process, walker and last page of the
  * accesses looked at, and the level-0 entry found for each (NULL: a table
- * is missing, or no such live process). */
+ * is missing, or no such live process); in a replay, a walker per process. */
+typedef struct {
+    int32_t pid;
+    cs_proc *p;               /* NULL: no live process with that pid */
+    walker w;
+} walk_lane;
+
 typedef struct {
     cs_proc *ap;
     int32_t apid;
-    walker aw;
+    walker *aw;
     uint64_t alast;
     uint64_t *apte;
     uint64_t *hint[RING];
+    walk_lane lanes[NLANES];
 } pipeline;
 
 /* Stage 1, accesses [from, to): walk and prefetch the level-0 entries.  (No
@@ -168,30 +178,48 @@ stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addr
 {
     const unsigned shift = kshift ? kshift : m->page_shift;
     cs_proc *ap = P->ap;
+    walker *aw = P->aw;
     uint64_t alast = P->alast;
     uint64_t *apte = P->apte;
     for (uint64_t j = from; j < to; j++) {
         if (pids && pids[j] != P->apid) {
             P->apid = pids[j];
-            if (proc_get(m, P->apid, &ap))
-                ap = NULL;
-            else
-                walker_init(&P->aw, m, ap);
+            walk_lane *l = &P->lanes[(uint32_t)P->apid & (NLANES - 1)];
+            if (l->pid != P->apid) {
+                l->pid = P->apid;
+                if (proc_get(m, l->pid, &l->p))
+                    l->p = NULL;
+                else
+                    walker_init(&l->w, m, l->p);
+            }
+            ap = l->p;
+            aw = &l->w;
             alast = TLB_INVALID;
         }
         uint64_t a = addrs[j], vpn = a >> shift;
         if (vpn != alast) {
             alast = vpn;
-            apte = pids && !ap ? NULL : walk(&P->aw, a);
+            apte = pids && !ap ? NULL : walk(aw, a);
             if (apte)
                 __builtin_prefetch(apte);
         }
         P->hint[j & (RING - 1)] = apte;
     }
     P->ap = ap;
+    P->aw = aw;
     P->alast = alast;
     P->apte = apte;
 }
+
+/* The running side of a replay: per process, its region last found and its
+ * counters (see flush_counts). */
+typedef struct {
+    int32_t pid;
+    cs_proc *p;               /* NULL: slot unused */
+    uint64_t vs, vlen;
+    int32_t vprot;
+    uint64_t ran, fills, slow;
+} run_lane;
 
 /* Stage 2 (batches with writes), accesses [from, to): a CoW fault reads the
  * metadata of the entry's frame; prefetch it. */
@@ -209,8 +237,8 @@ static inline void stage_frames(const pipeline *P, const cs_machine *m, uint64_t
 
 /* The batch loop, a pipeline of blocks: walk block b + 2, prefetch the frames
  * of block b + 1, run block b.  mode, tlbmode and kshift (the page shift, 0:
- * ask the machine) are constants in the specialised copies; pids is NULL for a one-process batch (then p is its
- * process). */
+ * ask the machine) are constants in the specialised copies; pids is NULL for
+ * a one-process batch (then p is its process). */
 static inline __attribute__((always_inline)) cs_status
 run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
     bool write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv, cs_batch_result *res,
@@ -244,10 +272,18 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     P.apid = cur;
     P.alast = TLB_INVALID;
     P.apte = NULL;
-    if (p)
-        walker_init(&P.aw, m, p);
-    else
-        memset(&P.aw, 0, sizeof P.aw);
+    P.aw = &P.lanes[0].w;
+    run_lane R[NLANES];
+    run_lane *rl = NULL;
+    if (p) {
+        walker_init(P.aw, m, p);
+    } else {
+        for (unsigned k = 0; k < NLANES; k++) {
+            P.lanes[k].pid = 0;   /* never a live pid */
+            P.lanes[k].p = NULL;
+            R[k].p = NULL;
+        }
+    }
     stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, kshift);
     if (mode != MODE_READ)
         stage_frames(&P, m, 0, n < BLK ? n : BLK);
@@ -260,19 +296,37 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         if (mode != MODE_READ && end < n)
             stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
         for (i = b; i < end; i++) {
-            if (pids && pids[i] != cur) {
-                if (p)
-                    flush_counts(p, tlb, i - since, fills, slow, res);
-                since = i;
-                fills = slow = 0;
-                if ((st = proc_get(m, pids[i], &p))) {
-                    p = NULL;
-                    res->stop_index = i;
-                    goto out;
+            if (pids && pids[i] != cur) {   /* a replay switches process */
+                if (p) {
+                    rl->vs = vs;
+                    rl->vlen = vlen;
+                    rl->vprot = vprot;
+                    rl->ran += i - since;
+                    rl->fills = fills;
+                    rl->slow = slow;
                 }
+                since = i;
+                run_lane *nl = &R[(uint32_t)pids[i] & (NLANES - 1)];
+                if (!nl->p || nl->pid != pids[i]) {
+                    if (nl->p)
+                        flush_counts(nl->p, tlbmode != TLB_OFF && nl->p->tlb, nl->ran, nl->fills, nl->slow, res);
+                    nl->p = NULL;
+                    if ((st = proc_get(m, pids[i], &p))) {
+                        p = NULL;
+                        res->stop_index = i;
+                        goto out;
+                    }
+                    *nl = (run_lane){.pid = pids[i], .p = p, .vprot = CS_PROT_NONE};
+                }
+                rl = nl;
+                p = nl->p;
                 cur = pids[i];
                 tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
-                vs = vlen = 0;
+                vs = nl->vs;
+                vlen = nl->vlen;
+                vprot = nl->vprot;
+                fills = nl->fills;
+                slow = nl->slow;
             }
             if (mode != MODE_MIXED) {   /* the same-page run, in a loop of its own */
                 while ((addrs[i] >> shift) == prev)
@@ -370,8 +424,18 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     block_done:;
     }
 out:
-    if (p)
+    if (!pids) {
         flush_counts(p, tlb, i - since, fills, slow, res);
+    } else {
+        if (p) {
+            rl->ran += i - since;
+            rl->fills = fills;
+            rl->slow = slow;
+        }
+        for (unsigned k = 0; k < NLANES; k++)
+            if (R[k].p)
+                flush_counts(R[k].p, tlbmode != TLB_OFF && R[k].p->tlb, R[k].ran, R[k].fills, R[k].slow, res);
+    }
     *done = i;
     return st;
 }
