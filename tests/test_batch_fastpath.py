@@ -222,3 +222,26 @@ def test_odf_fork_uniform_batches_equal_touches(write):
         m.check()
     half = len(results) // 2
     assert results[:half] == results[half:]
+
+
+@pytest.mark.parametrize("tlb_entries", [0, 16])
+def test_replay_over_more_processes_than_it_keeps_state_for(tlb_entries):
+    """The replay keeps per-process state for 8 pids (by pid mod 8): 13 processes
+    collide and are evicted, their counters added on the way."""
+    n = 5000
+    results = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(tlb_entries)
+        procs = [p, c] + [c.fork() if k % 2 else p.fork() for k in range(11)]
+        rng = np.random.default_rng(31)
+        addrs = _trace(rng, base, shared, n, "random")
+        who = np.repeat(rng.integers(0, len(procs), n // 4), 4)[:n]
+        pids = np.array([procs[k].pid for k in who], dtype=np.int32)
+        writes = rng.random(n) < 0.3
+        if batched:
+            out = m.replay(pids, addrs, write=writes, outcomes=True).outcomes.tolist()
+        else:
+            out = _touch_all(lambda i: procs[who[i]], addrs, writes)
+        results.append((out, _observe(m, procs)))
+        m.check()
+    assert results[0] == results[1]
