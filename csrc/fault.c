@@ -226,9 +226,16 @@ int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_
         m->st.segfaults++;
         return CS_SEGFAULT;
     }
+    return access_fault(m, p, vma_find(p, addr), addr, write, pte);
+}
+
+/* access_slow after the permission check: v is the region of addr and allows
+ * the access (batch.c calls it with the region it remembers). */
+int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, uint64_t *pte)
+{
     cs_outcome kind;
     bool ro;
-    if (fault_page(m, p, vma_find(p, addr), addr, write, &kind, &pte, &ro)) {
+    if (fault_page(m, p, v, addr, write, &kind, &pte, &ro)) {
         p->st.accesses--;   /* out of frames: the access did not happen */
         if (p->tlb)
             p->st.tlb_misses--;

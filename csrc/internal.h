@@ -248,6 +248,7 @@ void tlb_flush_page(cs_machine *m, cs_proc *p, uint64_t addr);
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
 int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
                 uint64_t *pte);
+int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, uint64_t *pte);
 
 /* One access: the TLB fast path, else access_slow.  Returns the cs_outcome,
  * or -1 when out of frames. */
