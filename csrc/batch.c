@@ -216,6 +216,7 @@ stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addr
 typedef struct {
     int32_t pid;
     cs_proc *p;               /* NULL: slot unused */
+    cs_vma *vma;
     uint64_t vs, vlen;
     int32_t vprot;
     uint64_t ran, fills, slow;
@@ -252,6 +253,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
      * last found [vs, vs + vlen) and its counters since access `since`. */
     int32_t cur = pids ? 0 : p->pid;
     tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
+    cs_vma *vma = NULL;
     uint64_t vs = 0, vlen = 0;
     int32_t vprot = CS_PROT_NONE;
     uint64_t since = 0, fills = 0, slow = 0;
@@ -298,6 +300,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         for (i = b; i < end; i++) {
             if (pids && pids[i] != cur) {   /* a replay switches process */
                 if (p) {
+                    rl->vma = vma;
                     rl->vs = vs;
                     rl->vlen = vlen;
                     rl->vprot = vprot;
@@ -322,6 +325,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 p = nl->p;
                 cur = pids[i];
                 tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
+                vma = nl->vma;
                 vs = nl->vs;
                 vlen = nl->vlen;
                 vprot = nl->vprot;
@@ -364,18 +368,19 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 if (!pte)
                     pte = pte_lookup(m, p, a);
             }
-            if (pte) {
-                if (a - vs >= vlen) {
-                    cs_vma *v = vma_find(p, a);
-                    if (v) {
-                        vs = v->start;
-                        vlen = v->end - v->start;
-                        vprot = v->prot;
-                    }
+            if (a - vs >= vlen) {
+                cs_vma *v = vma_find(p, a);
+                if (v) {
+                    vma = v;
+                    vs = v->start;
+                    vlen = v->end - v->start;
+                    vprot = v->prot;
                 }
+            }
+            bool allowed = a - vs < vlen && (w ? (vprot & CS_PROT_WRITE) != 0 : vprot != CS_PROT_NONE);
+            if (pte && allowed) {
                 uint64_t e = *pte;
-                if (a - vs < vlen && (e & PTE_PRESENT)
-                    && (w ? (vprot & CS_PROT_WRITE) && (e & PTE_WRITE) : vprot != CS_PROT_NONE)) {
+                if ((e & PTE_PRESENT) && (!w || (e & PTE_WRITE))) {
                     if (w)
                         *pte = e | PTE_DIRTY;
                     if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
@@ -389,11 +394,12 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                     continue;
                 }
             }
-            /* A fault or a segfault: the handler, with the counters it expects. */
+            /* A fault or a segfault: the handler, with the counters it expects
+             * (the permission check done, when the remembered region allows). */
             p->st.accesses++;
             if (tlb)
                 p->st.tlb_misses++;
-            int r = access_slow(m, p, a, w, &res->info, pte);
+            int r = allowed ? access_fault(m, p, vma, a, w, pte) : access_slow(m, p, a, w, &res->info, pte);
             if (r > CS_HIT && r < CS_SEGFAULT) {   /* a fault, which filled the TLB */
                 slow++;
                 prev = vpn;
