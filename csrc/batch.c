@@ -70,19 +70,25 @@ static inline const uint64_t *table_below(const walker *w, uint64_t e)
     return (const uint64_t *)(w->tpool + (PTE_FRAME(e) << w->shift));
 }
 
-/* The level-0 entry of a, or NULL when a table on the way is missing. */
-static inline uint64_t *walk(walker *w, uint64_t a)
+/* The level-0 entry of a, or NULL when a table on the way is missing.
+ * kshift: the page shift when known at compile time (then so are the other
+ * shifts and the index mask), else 0. */
+static inline __attribute__((always_inline)) uint64_t *walk(walker *w, uint64_t a, const unsigned kshift)
 {
-    uint64_t tag0 = a >> w->l1shift;
+    const unsigned shift = kshift ? kshift : w->shift;
+    const unsigned l1shift = kshift ? 2 * kshift - 3 : w->l1shift;
+    const unsigned l2shift = kshift ? 3 * kshift - 6 : w->l2shift;
+    const uint64_t imask = kshift ? ((uint64_t)1 << (kshift - 3)) - 1 : w->imask;
+    uint64_t tag0 = a >> l1shift;
     if (tag0 != w->tag0) {
-        uint64_t tag1 = a >> w->l2shift;
+        uint64_t tag1 = a >> l2shift;
         const uint64_t *t = w->l1;
         if (tag1 != w->tag1) {   /* from the root down to level 1 */
             if (a >= w->user_end)   /* (user_end is a power of two above l2shift) */
                 return NULL;
             t = w->root;
-            for (unsigned s = w->topshift; s >= w->l2shift; s -= w->bits) {
-                uint64_t e = t[(a >> s) & w->imask];
+            for (unsigned s = w->topshift; s >= l2shift; s -= w->bits) {
+                uint64_t e = t[(a >> s) & imask];
                 if (!(e & PTE_PRESENT))
                     return NULL;
                 t = table_below(w, e);
@@ -90,13 +96,13 @@ static inline uint64_t *walk(walker *w, uint64_t a)
             w->tag1 = tag1;
             w->l1 = t;
         }
-        uint64_t e = t[tag0 & w->imask];
+        uint64_t e = t[tag0 & imask];
         if (!(e & PTE_PRESENT))
             return NULL;
         w->tag0 = tag0;
-        w->l0 = table_below(w, e);
+        w->l0 = (const uint64_t *)(w->tpool + (PTE_FRAME(e) << shift));
     }
-    return (uint64_t *)&w->l0[(a >> w->shift) & w->imask];
+    return (uint64_t *)&w->l0[(a >> shift) & imask];
 }
 
 /* A frame allocation reads the free-list head's metadata; after each fault,
@@ -199,7 +205,7 @@ stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addr
         uint64_t a = addrs[j], vpn = a >> shift;
         if (vpn != alast) {
             alast = vpn;
-            apte = pids && !ap ? NULL : walk(aw, a);
+            apte = pids && !ap ? NULL : walk(aw, a, kshift);
             if (apte)
                 __builtin_prefetch(apte);
         }
