@@ -478,6 +478,14 @@ static cs_status run_general(cs_machine *m, cs_proc *p, const int32_t *pids, con
     return run(m, p, pids, addrs, writes, write_all, n, outcomes, stop, res, done, MODE_MIXED, TLB_ASK, 0);
 }
 
+/* Per-access writes (or replay), no outcome array, TLB on, 4 KiB pages. */
+static cs_status run_mixed_tlb_4k(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs,
+                                  const uint8_t *writes, bool write_all, uint64_t n, int32_t stop,
+                                  cs_batch_result *res, uint64_t *done)
+{
+    return run(m, p, pids, addrs, writes, write_all, n, NULL, stop, res, done, MODE_MIXED, TLB_ON, 12);
+}
+
 cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, const uint8_t *writes,
                           int32_t write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv,
                           cs_batch_result *res)
@@ -489,7 +497,9 @@ cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, con
     uint64_t done = 0;
     if (!st) {
         bool k4 = m->page_shift == 12;
-        if (writes || outcomes)
+        if (writes && !outcomes && k4 && p->tlb)
+            st = run_mixed_tlb_4k(m, p, NULL, addrs, writes, write_all != 0, n, stop_on_segv, res, &done);
+        else if (writes || outcomes)
             st = run_general(m, p, NULL, addrs, writes, write_all != 0, n, outcomes, stop_on_segv, res, &done);
         else if (write_all)
             st = (!p->tlb ? run_write_notlb : k4 ? run_write_tlb_4k : run_write_tlb)(m, p, addrs, n, stop_on_segv,
@@ -511,8 +521,11 @@ cs_status cs_replay(cs_machine *m, const int32_t *pids, const uint64_t *addrs, c
     memset(res, 0, sizeof *res);
     LOCK(m);
     uint64_t done = 0;
-    cs_status st = run_general(m, NULL, pids, addrs, writes, write_all != 0, n, outcomes, stop_on_segv,
-                               res, &done);
+    /* Every live process has a TLB when the machine has one. */
+    cs_status st = !outcomes && m->page_shift == 12 && m->cfg.tlb_entries
+                       ? run_mixed_tlb_4k(m, NULL, pids, addrs, writes, write_all != 0, n, stop_on_segv, res, &done)
+                       : run_general(m, NULL, pids, addrs, writes, write_all != 0, n, outcomes, stop_on_segv,
+                                     res, &done);
     res->done = done;
     UNLOCK(m);
     return st;

@@ -90,7 +90,8 @@ def test_access_batch_equals_touches(tlb_entries, write, outcomes, pattern):
 
 @pytest.mark.parametrize("tlb_entries", [0, 4, 64])
 @pytest.mark.parametrize("write", [False, True, "mixed"])
-def test_replay_equals_touches(tlb_entries, write):
+@pytest.mark.parametrize("outcomes", [True, False])
+def test_replay_equals_touches(tlb_entries, write, outcomes):
     n = 4000
     results = []
     for batched in (True, False):
@@ -105,10 +106,13 @@ def test_replay_equals_touches(tlb_entries, write):
         pids = np.array([procs[k].pid for k in who], dtype=np.int32)
         writes = rng.random(n) < 0.4 if write == "mixed" else np.full(n, write)
         if batched:
-            r = m.replay(pids, addrs, write=writes if write == "mixed" else write, outcomes=True)
-            out = r.outcomes.tolist()
+            r = m.replay(pids, addrs, write=writes if write == "mixed" else write, outcomes=outcomes)
+            out = r.outcomes.tolist() if outcomes else [r.hits, r.zero_page, r.zero_fill, r.cow_copy,
+                                                        r.cow_reuse, r.shared, r.segfaults]
         else:
             out = _touch_all(lambda i: procs[who[i]], addrs, writes)
+            if not outcomes:
+                out = [out.count(k) for k in range(7)]
         results.append((out, _observe(m, procs)))
         m.check()
     assert results[0] == results[1]
