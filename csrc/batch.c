@@ -223,8 +223,7 @@ typedef struct {
     int32_t pid;
     cs_proc *p;               /* NULL: slot unused */
     cs_vma *vma;
-    uint64_t vs, vlen;
-    int32_t vprot;
+    uint64_t vs, vlen, rlen, wlen;
     uint64_t ran, fills, slow;
 } run_lane;
 
@@ -261,7 +260,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
     cs_vma *vma = NULL;
     uint64_t vs = 0, vlen = 0;
-    int32_t vprot = CS_PROT_NONE;
+    uint64_t rlen = 0, wlen = 0;   /* vlen if the region allows reads (writes), else 0 */
     uint64_t since = 0, fills = 0, slow = 0;
     /* In a read-only or a write-only batch, an access to the page of the
      * access before, if that one did not segfault, is a hit: the TLB entry
@@ -309,7 +308,8 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                     rl->vma = vma;
                     rl->vs = vs;
                     rl->vlen = vlen;
-                    rl->vprot = vprot;
+                    rl->rlen = rlen;
+                    rl->wlen = wlen;
                     rl->ran += i - since;
                     rl->fills = fills;
                     rl->slow = slow;
@@ -325,7 +325,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                         res->stop_index = i;
                         goto out;
                     }
-                    *nl = (run_lane){.pid = pids[i], .p = p, .vprot = CS_PROT_NONE};
+                    *nl = (run_lane){.pid = pids[i], .p = p};
                 }
                 rl = nl;
                 p = nl->p;
@@ -334,7 +334,8 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                 vma = nl->vma;
                 vs = nl->vs;
                 vlen = nl->vlen;
-                vprot = nl->vprot;
+                rlen = nl->rlen;
+                wlen = nl->wlen;
                 fills = nl->fills;
                 slow = nl->slow;
             }
@@ -380,10 +381,11 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
                     vma = v;
                     vs = v->start;
                     vlen = v->end - v->start;
-                    vprot = v->prot;
+                    rlen = v->prot != CS_PROT_NONE ? vlen : 0;   /* check_access's rule */
+                    wlen = v->prot & CS_PROT_WRITE ? vlen : 0;
                 }
             }
-            bool allowed = a - vs < vlen && (w ? (vprot & CS_PROT_WRITE) != 0 : vprot != CS_PROT_NONE);
+            bool allowed = a - vs < (w ? wlen : rlen);
             if (pte && allowed) {
                 uint64_t e = *pte;
                 if ((e & PTE_PRESENT) && (!w || (e & PTE_WRITE))) {
