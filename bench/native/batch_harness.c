@@ -13,6 +13,7 @@
  * right after a CoW fork (KEEP=1: the previous child stays, so new frames come
  * from the never-used end, not the free list); replay: two processes (parent
  * and child by page parity, N accesses, 30% writes; RUNLEN=k: in runs of k).
+ * VERBOSE=1: the rate of every run.
  * Valgrind: valgrind --tool=callgrind /tmp/batch_harness seq 1 32768 */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -219,6 +220,8 @@ int main(int argc, char **argv)
         t = now() - t;
         best = t < best ? t : best;
         bestc = c < bestc ? c : bestc;
+        if (getenv("VERBOSE"))
+            printf("  run %d: %.1f M/s\n", r, n / t / 1e6);
     }
     printf("%s best %.1f M/s, %.1f TSC cycles/access\n", w, n / best / 1e6, (double)bestc / n);
     return 0;
