@@ -27,7 +27,10 @@
  * change during a batch and, until an odf fork has happened, tables are
  * never freed in one: a walked pointer or a remembered region stays right
  * until the batch returns (a NULL pointer, no table yet, just means the
- * access walks again).  After an odf fork, TLB misses all go to the handler.
+ * access walks again).  A huge level-1 entry (thp.c) stops the walk: a TLB
+ * miss under it goes to the handler (a split in a fault turns a huge entry
+ * into a table, never the reverse).  After an odf fork, TLB misses all go to
+ * the handler.
  * A hit is counted as before: a TLB hit when the TLB had the page. */
 #include <string.h>
 #include "internal.h"
@@ -97,7 +100,7 @@ static inline __attribute__((always_inline)) uint64_t *walk(walker *w, uint64_t 
             w->l1 = t;
         }
         uint64_t e = t[tag0 & imask];
-        if (!(e & PTE_PRESENT))
+        if ((e & (PTE_PRESENT | PMD_HUGE)) != PTE_PRESENT)   /* none, or a huge mapping (thp.c) */
             return NULL;
         w->tag0 = tag0;
         w->l0 = (const uint64_t *)(w->tpool + (PTE_FRAME(e) << shift));

@@ -249,3 +249,43 @@ def test_replay_over_more_processes_than_it_keeps_state_for(tlb_entries):
         results.append((out, _observe(m, procs)))
         m.check()
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("thp_cow", ["split", "copy-huge"])
+@pytest.mark.parametrize("tlb_entries", [0, 64])
+@pytest.mark.parametrize("write", ["read", "write", "mixed"])
+@pytest.mark.parametrize("outcomes", [False, True])
+def test_huge_region_batches_equal_touches(thp_cow, tlb_entries, write, outcomes):
+    """A huge (THP) region next to a normal one, partly faulted in, then CoW-forked:
+    level-1 entries map 2 MiB directly and a write fault can split or copy them."""
+    n = 3000
+    H = 2 << 20
+    rng = np.random.default_rng(41)
+    writes = {"read": np.zeros(n, bool), "write": np.ones(n, bool), "mixed": rng.random(n) < 0.4}[write]
+    sel = rng.random(n) < 0.6
+    huge_offs = (rng.integers(0, 3 * H, n) & ~7).astype(np.uint64)
+    small_offs = (rng.integers(0, 64 * PS, n) & ~7).astype(np.uint64)
+    results = []
+    for batched in (True, False):
+        m = cowsim.Machine(memory="64MiB", tlb_entries=tlb_entries, thp_cow=thp_cow)
+        p = m.spawn()
+        hb = p.mmap(3 * H, huge=True)
+        nb = p.mmap(64 * PS)
+        p.access(hb + np.array([0, H + 5 * PS], dtype=np.uint64), write=True)   # two huge pages
+        p.access(hb + np.array([2 * H + PS], dtype=np.uint64))                  # the huge zero page
+        p.access(nb + np.arange(0, 64, 2, dtype=np.uint64) * PS, write=True)
+        c = p.fork()
+        addrs = np.where(sel, hb + huge_offs, nb + small_offs).astype(np.uint64)
+        for who in (c, p, c):
+            spec = writes if write == "mixed" else write == "write"
+            if batched:
+                r = who.access(addrs, write=spec, outcomes=outcomes)
+                results.append(r.outcomes.tolist() if outcomes else
+                               [r.hits, r.zero_page, r.zero_fill, r.cow_copy, r.cow_reuse, r.shared, r.segfaults])
+            else:
+                o = _touch_all(lambda i: who, addrs, writes)
+                results.append(o if outcomes else [o.count(k) for k in range(7)])
+        results.append(_observe(m, [p, c]))
+        m.check()
+    half = len(results) // 2
+    assert results[:half] == results[half:]
