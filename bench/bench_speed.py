@@ -42,10 +42,11 @@ def best_time(benchmark, fn: Callable[[], object], setup: Optional[Callable[[], 
     return min(times)
 
 
-def populated(pages: int, store_data: bool = False, memory: str = "16GiB", tlb_entries: int = 64):
+def populated(pages: int, store_data: bool = False, memory: str = "16GiB", tlb_entries: int = 64,
+              huge: bool = False):
     m = cowsim.Machine(memory=memory, store_data=store_data, tlb_entries=tlb_entries)
     p = m.spawn()
-    a = p.mmap(pages * PAGE)
+    a = p.mmap(pages * PAGE, huge=huge)
     p.access(a + np.arange(pages, dtype=np.uint64) * PAGE, write=True)
     return m, p, a
 
@@ -99,11 +100,15 @@ def test_touch_single_calls(benchmark):
     benchmark.extra_info["touches_per_s"] = n / t
 
 
-@pytest.mark.parametrize("mode", ["cow", "eager"])
+@pytest.mark.parametrize("mode", ["cow", "eager", "odf", "vfork", "cow-thp"])
 @pytest.mark.parametrize("size_mib", [64, 256, 1024, 4096])
 def test_fork(benchmark, mode, size_mib):
+    """Every fork strategy by resident size; "cow-thp": a cow fork of a parent whose
+    memory is in 2 MiB huge pages (one entry per 2 MiB)."""
     pages = size_mib * 256
-    m, p, a = populated(pages, memory="12GiB")
+    huge = mode == "cow-thp"
+    mode = "cow" if huge else mode
+    m, p, a = populated(pages, memory="12GiB", huge=huge)
     children = []
 
     def setup():
