@@ -37,6 +37,15 @@ would have (a copy); a munmap or dontneed that empties the span just drops the
 reference, and so does exit.  Reads fill a shared table in place.  Spans are unshared
 in address order.
 
+Transparent huge pages (``mmap(huge=True)``, 4 KiB pages): a huge mapping is a ``_Huge``
+in the ``huge`` dict of a level ``levels - 2`` table, beside its ``children``; it holds
+its deposited table's frame and maps a 512-frame block (0: the huge zero page), one
+reference and one mapping per subpage.  Splitting turns the deposited table into the
+span's last-level table with 512 entries.  Huge blocks come from ``_find_block`` /
+``_alloc_block`` (the lowest fully free-listed block, else the first aligned block above
+the never-used frames, whose skipped frames go onto the free list lowest on top).  A zap
+of a whole huge entry frees the deposited table first, then the subpages in address order.
+
 Region splits follow Linux too: mprotect and madvise split only the regions whose
 protection or flags actually change (mprotect_fixup, madvise_update_vma), and
 madvise(dontneed) splits nothing.
@@ -77,7 +86,11 @@ from cowsim import (
 __all__ = ["RefMachine", "RefProcess", "FRAME_DTYPE", "PAGE_TABLE_DTYPE", "parse_size"]
 
 # Frame flags (FrameFlags in the API).
-ANON, EXCLUSIVE, DIRTY, PAGETABLE, SHMEM = 1, 2, 4, 8, 16
+ANON, EXCLUSIVE, DIRTY, PAGETABLE, SHMEM, HUGE = 1, 2, 4, 8, 16, 32
+
+HPAGE_NR = 512              # frames per transparent huge page (4 KiB pages only)
+HPAGE_SIZE = HPAGE_NR * 4096
+THP_COW_MODES = ("split", "copy-huge")
 
 FRAME_DTYPE = np.dtype([("frame", "u8"), ("refcount", "u4"), ("mapcount", "u4"), ("flags", "u1")])
 PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?"), ("dirty", "?")])
@@ -89,7 +102,7 @@ PAGE_SIZES = (4096, 16384, 65536)
 MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
                 "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous",
-                "AnonHugePages")   # no THP in the model: always 0
+                "AnonHugePages")
 PSS_SHIFT = 12
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -138,6 +151,15 @@ class _Pte:
 
 
 @dataclass(eq=False)
+class _Huge:
+    """A huge (PMD) mapping of 2 MiB: one level-1 entry for 512 pages."""
+    block: int          # first frame of the 512-frame block; 0 = the huge zero page
+    deposit: int        # the table frame deposited for a later split
+    writable: bool
+    dirty: bool
+
+
+@dataclass(eq=False)
 class _Table:
     """One page-table page. ``level`` 0 is the root, ``levels - 1`` the last level."""
     frame: int
@@ -146,6 +168,7 @@ class _Table:
     children: Dict[int, "_Table"] = field(default_factory=dict)   # upper levels
     ptes: Dict[int, _Pte] = field(default_factory=dict)           # last level
     wp: set = field(default_factory=set)    # odf: children shared and write-protected here
+    huge: Dict[int, _Huge] = field(default_factory=dict)          # level levels-2: THP entries
 
 
 @dataclass(eq=False)
@@ -165,10 +188,11 @@ class _Vma:
     anon_vma: bool = False
     obj: Optional[_ShmemObject] = None
     pgoff: int = 0                          # object page of ``start``
+    huge: bool = False                      # THP-eligible (mmap(huge=True))
 
     def public(self) -> Region:
         return Region(self.start, self.end, self.prot, self.shared, self.dontfork,
-                      self.wipeonfork, self.anon_vma)
+                      self.wipeonfork, self.anon_vma, self.huge)
 
     @property
     def shm(self) -> _ShmemObject:
@@ -179,14 +203,14 @@ class _Vma:
 
 _COUNTERS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
              "faults_shared", "segfaults", "pages_copied", "accesses", "table_copies",
-             "table_reuses", "fork_ptes", "fork_tables")
+             "table_reuses", "fork_ptes", "fork_tables", "thp_faults", "thp_splits")
 
 
 class RefMachine:
     """Reference model of :class:`cowsim.Machine` (same constructor, same API)."""
 
     def __init__(self, memory="256MiB", page_size=4096, store_data=True, va_bits=48,
-                 fault_around="64KiB", tlb_entries=64):
+                 fault_around="64KiB", tlb_entries=64, thp_cow="split"):
         # tlb_entries: the core's software TLB changes speed and tlb_* counters only;
         # the model has none (its tlb_* counters stay 0).
         memory = parse_size(memory, "memory")
@@ -206,6 +230,7 @@ class RefMachine:
         fault_around = parse_size(fault_around, "fault_around")
         if fault_around & (fault_around - 1) or fault_around >= 1 << 32:
             raise InvalidArgument("fault_around must be 0 or a power of two")
+        self.thp_cow = _choice(thp_cow, "thp_cow", THP_COW_MODES)
         self.memory = memory
         self.store_data = bool(store_data)
         self.va_bits = va_bits
@@ -262,9 +287,7 @@ class RefMachine:
         self._ref[f], self._map[f], self._flags[f] = 1, 0, flags
         if self.store_data:
             self._data[f] = bytearray(self.page_size)
-        self._nused += 1
-        self._peak = max(self._peak, self._nused)
-        self._allocated += 1
+        self._count_alloc(1)
         return f
 
     def _free(self, f: int) -> None:
@@ -281,6 +304,43 @@ class RefMachine:
         self._ref[f] -= 1
         if self._ref[f] == 0:
             self._free(f)
+
+    def _count_alloc(self, n: int) -> None:
+        self._nused += n
+        self._peak = max(self._peak, self._nused)
+        self._allocated += n
+
+    # Huge pages: 512-aligned blocks of 512 frames (a buddy allocator's order-9 block).
+    def _find_block(self) -> int:
+        """A free block for a huge page (its first frame), or 0: the lowest-numbered block
+        all of whose frames are on the free list, else the first aligned block at or above
+        the never-used frames.  Block 0 holds the zero page and is never free."""
+        free = set(self._free_list)
+        for b in range(HPAGE_NR, self._next_never - self._next_never % HPAGE_NR, HPAGE_NR):
+            if all(f in free for f in range(b, b + HPAGE_NR)):
+                return b
+        b = -(-self._next_never // HPAGE_NR) * HPAGE_NR
+        return b if b + HPAGE_NR <= self.nframes else 0
+
+    def _alloc_block(self, b: int) -> None:
+        """Take block ``b`` (from _find_block) for a huge page: each frame ANON, EXCLUSIVE,
+        HUGE, refcount 1, mapcount 1.  A block above the never-used frames skips the frames
+        below it: they go onto the free list, the lowest on top, so that single frames
+        still come out in increasing order."""
+        if b >= self._next_never:
+            for f in range(b - 1, self._next_never - 1, -1):
+                self._free_list.append(f)
+            self._next_never = b + HPAGE_NR
+        else:
+            block = set(range(b, b + HPAGE_NR))
+            self._free_list = [f for f in self._free_list if f not in block]
+        for f in range(b, b + HPAGE_NR):
+            assert not self._used[f]
+            self._used[f] = True
+            self._ref[f], self._map[f], self._flags[f] = 1, 1, ANON | EXCLUSIVE | HUGE
+            if self.store_data:
+                self._data[f] = bytearray(self.page_size)
+        self._count_alloc(HPAGE_NR)
 
     def _bytes(self, f: int) -> bytes:
         if f == 0:
@@ -351,6 +411,8 @@ class RefMachine:
             minflt=self._minflt,
             segfaults=self._segfaults,
             table_copies=sum(p._c["table_copies"] for p in self._procs.values()),
+            thp_faults=sum(p._c["thp_faults"] for p in self._procs.values()),
+            thp_splits=sum(p._c["thp_splits"] for p in self._procs.values()),
             table_reuses=sum(p._c["table_reuses"] for p in self._procs.values()),
             page_tables_shared=sum(1 for f in range(1, self.nframes)
                                    if self._used[f] and self._flags[f] & PAGETABLE
@@ -401,6 +463,8 @@ class RefMachine:
                 for idx in t.children:
                     if idx not in t.wp:
                         unprotected.add(t.children[idx].frame)
+                for idx, h in t.huge.items():
+                    self._check_huge(p, t, idx, h, ref, mapc, kind, fail)
                 if t.level != self.levels - 1:
                     continue
                 first = id(t) not in seen
@@ -446,6 +510,35 @@ class RefMachine:
                 fail(f"frame {f}: free list / never-used inconsistent")
         if self._nused != sum(self._used):
             fail("used count")
+
+    def _check_huge(self, p: "RefProcess", t: _Table, idx: int, h: _Huge, ref, mapc, kind, fail):
+        """A huge entry: inside one huge private region, with a deposited table of its own
+        and (unless the huge zero page) an aligned block of 512 live HUGE anonymous frames,
+        one reference and one mapping of each."""
+        base = t.base + idx * self.entries_per_table
+        a = base * self.page_size
+        v = p._vma_at(a)
+        if (v is None or not v.huge or v.shared or v.end < a + HPAGE_SIZE or idx in t.children
+                or t.level != self.levels - 2 or self.page_size != 4096):
+            fail(f"pid {p.pid}: huge entry at {a:#x} outside a huge region")
+        if h.writable and v.prot != "rw":
+            fail(f"pid {p.pid}: writable huge entry at {a:#x} in a read-only region")
+        ref[h.deposit] += 1
+        kind[h.deposit] |= PAGETABLE
+        if h.block == 0:
+            if h.writable:
+                fail(f"pid {p.pid}: writable huge zero page at {a:#x}")
+            return
+        if h.block % HPAGE_NR or not v.anon_vma:
+            fail(f"pid {p.pid}: huge entry at {a:#x}: block {h.block} unaligned or no anon_vma")
+        for f in range(h.block, h.block + HPAGE_NR):
+            if not self._used[f] or self._flags[f] & (ANON | HUGE) != ANON | HUGE:
+                fail(f"pid {p.pid}: huge entry at {a:#x} maps frame {f}, not a live huge subpage")
+            if h.writable and not self._flags[f] & EXCLUSIVE:
+                fail(f"pid {p.pid}: writable huge entry at {a:#x} to non-exclusive frame {f}")
+            ref[f] += 1
+            mapc[f] += 1
+            kind[f] |= ANON
 
 
 class RefProcess:
@@ -531,6 +624,8 @@ class RefProcess:
             hi.pgoff = v.pgoff + (addr - v.start) // self.machine.page_size
             v.shm.nregions += 1
         self._vmas.insert(self._vmas.index(v) + 1, hi)
+        if v.huge:
+            self._split_huge_at(addr)      # vma_adjust_trans_huge
         return hi
 
     def _vmas_in(self, start: int, end: int) -> List[_Vma]:
@@ -591,6 +686,224 @@ class RefProcess:
             t = t.children.get(idx) or self._new_table(t, idx)
         return t
 
+    def _level1(self, start_vp: int = 0, end_vp: Optional[int] = None):
+        """(table, index, first vpage) of every present level-1 entry -- a last-level
+        table or a huge entry -- whose span overlaps [start_vp, end_vp), in address order.
+        ``table`` is the level ``levels - 2`` table holding the entry."""
+        if end_vp is None:
+            end_vp = 1 << 64
+        m = self.machine
+        n = m.entries_per_table
+        out: List[Tuple[_Table, int, int]] = []
+
+        def walk(t: _Table) -> None:
+            if t.level == m.levels - 2:
+                for idx in sorted(set(t.children) | set(t.huge)):
+                    base = t.base + idx * n
+                    if base < end_vp and start_vp < base + n:
+                        out.append((t, idx, base))
+                return
+            span = self._span(t.level + 1)
+            for idx in sorted(t.children):
+                lo = t.base + idx * span
+                if lo < end_vp and start_vp < lo + span:
+                    walk(t.children[idx])
+
+        if self._root is not None:
+            walk(self._root)
+        return out
+
+    def _mappings(self, start_vp: int = 0, end_vp: Optional[int] = None):
+        """(vpage, frame, writable, dirty, huge) of every mapped page in [start_vp, end_vp),
+        in address order, as the hardware sees it: a huge entry as its 512 pages (frame
+        block + i, or 0 for the huge zero page), an odf write-protected table's pages
+        read-only."""
+        if end_vp is None:
+            end_vp = 1 << 64
+        out = []
+        for up, idx, base in self._level1(start_vp, end_vp):
+            h = up.huge.get(idx)
+            if h is not None:
+                for k in range(HPAGE_NR):
+                    if start_vp <= base + k < end_vp:
+                        out.append((base + k, h.block + k, h.writable, h.dirty, True) if h.block
+                                   else (base + k, 0, False, False, True))
+                continue
+            leaf, wp = up.children[idx], idx in up.wp
+            for i in sorted(leaf.ptes):
+                if start_vp <= base + i < end_vp:
+                    pte = leaf.ptes[i]
+                    out.append((base + i, pte.frame, pte.writable and not wp, pte.dirty, False))
+        return out
+
+    # transparent huge pages -------------------------------------------------
+    def _huge_at(self, vpage: int) -> Optional[_Huge]:
+        up = self._upper(vpage)
+        return None if up is None else up.huge.get(self._index(vpage, self.machine.levels - 2))
+
+    def _huge_span_ok(self, v: _Vma, vpage: int) -> bool:
+        """A huge entry may map vpage's 2 MiB span: it lies wholly inside huge region v."""
+        ps = self.machine.page_size
+        s = vpage * ps - vpage * ps % HPAGE_SIZE
+        return v.huge and v.start <= s and s + HPAGE_SIZE <= v.end
+
+    def _upper_alloc(self, vpage: int) -> _Table:
+        """The level ``levels - 2`` table over ``vpage``, allocating missing levels top-down."""
+        t = self._top
+        for level in range(self.machine.levels - 2):
+            idx = self._index(vpage, level)
+            t = t.children.get(idx) or self._new_table(t, idx)
+        return t
+
+    def _split_huge(self, up: _Table, idx: int) -> _Table:
+        """__split_huge_pmd_locked: the deposited table gets 512 entries with the huge
+        entry's write and dirty bits (the huge zero page: zero-page entries, read-only,
+        clean) and becomes the span's last-level table.  No frame, no count changes."""
+        m = self.machine
+        h = up.huge.pop(idx)
+        leaf = _Table(h.deposit, m.levels - 1, up.base + idx * m.entries_per_table)
+        for k in range(HPAGE_NR):
+            leaf.ptes[k] = _Pte(h.block + k, h.writable, h.dirty) if h.block else _Pte(0, False, False)
+        up.children[idx] = leaf
+        self._count("thp_splits")
+        return leaf
+
+    def _split_huge_at(self, addr: int) -> None:
+        """vma_adjust_trans_huge: a region boundary at ``addr`` inside a huge mapping."""
+        if addr % HPAGE_SIZE == 0:
+            return
+        vp = addr // self.machine.page_size
+        up = self._upper(vp)
+        idx = self._index(vp, self.machine.levels - 2)
+        if up is not None and idx in up.huge:
+            self._split_huge(up, idx)
+
+    def _zap_huge(self, up: _Table, idx: int) -> None:
+        """zap_huge_pmd: the deposited table goes first, then one reference and mapping of
+        each subpage (those reaching 0 freed in address order)."""
+        m = self.machine
+        h = up.huge.pop(idx)
+        m._put(h.deposit)
+        for f in range(h.block, h.block + HPAGE_NR) if h.block else ():
+            m._map[f] -= 1
+            m._put(f)
+
+    def _folio_reusable(self, leaf: _Table, idx: int, f: int) -> bool:
+        """Large-folio reuse (__wp_can_reuse_large_anon_folio): every mapping of every live
+        subpage of f's huge page is one of the writer's own entries.  The writer can map
+        subpage k only at index k of the table over the page's span."""
+        m = self.machine
+        b = f - f % HPAGE_NR
+        if idx != f - b:
+            return False
+        maps = sum(m._map[g] for g in range(b, b + HPAGE_NR) if m._used[g] and m._flags[g] & HUGE)
+        own = sum(1 for k, pte in leaf.ptes.items() if pte.frame == b + k)
+        return maps == own
+
+    def _reusable(self, leaf: _Table, idx: int, f: int) -> bool:
+        """F5: may a write to the read-only entry ``idx`` of ``leaf`` (frame f) reuse f?"""
+        m = self.machine
+        if m._flags[f] & EXCLUSIVE:
+            return True
+        if m._flags[f] & HUGE:
+            return self._folio_reusable(leaf, idx, f)
+        return m._ref[f] == 1
+
+    def _huge_fault_none(self, v: _Vma, vp: int, write: bool):
+        """do_huge_pmd_anonymous_page: a fault in an empty 2 MiB span of huge region v.
+        Returns (outcome, frame), or None when a write falls back to 4 KiB (no free block,
+        or the block and the deposited table do not both fit; the tables above the last
+        level are then in place)."""
+        m = self.machine
+        m._need(self._missing_tables(vp) + (1 if write else 0))
+        up = self._upper_alloc(vp)
+        idx = self._index(vp, m.levels - 2)
+        b = 0
+        if write:
+            b = m._find_block()
+            if not b or m._nfree() < HPAGE_NR + 1:
+                return None
+            m._alloc_block(b)
+        up.huge[idx] = _Huge(b, m._alloc(PAGETABLE), write, write)
+        if not write:
+            self._count("faults_zero_page")
+            return Outcome.ZERO_PAGE, 0
+        v.anon_vma = True
+        self._count("thp_faults")
+        self._count("faults_zero_fill")
+        return Outcome.ZERO_FILL, b + vp % HPAGE_NR
+
+    def _drop_huge_mapping(self, b: int) -> None:
+        """One mapping of each subpage of huge page b goes (freed at 0, in address order)."""
+        m = self.machine
+        for f in range(b, b + HPAGE_NR):
+            m._map[f] -= 1
+            m._put(f)
+
+    def _huge_unshared(self, b: int) -> bool:
+        """do_huge_pmd_wp_page's reuse test: the head is exclusive, or no subpage has
+        another reference or mapping."""
+        m = self.machine
+        return bool(m._flags[b] & EXCLUSIVE) or all(
+            m._ref[f] == 1 and m._map[f] == 1 for f in range(b, b + HPAGE_NR))
+
+    def _huge_fault(self, up: _Table, idx: int, vp: int, write: bool):
+        """An access under a huge entry (do_huge_pmd_wp_page for writes): (outcome,
+        frame), or None after a split, for the 4 KiB write fault to go on (F4 on the huge
+        zero page, F5 -- a copy -- otherwise)."""
+        m = self.machine
+        h = up.huge[idx]
+        k = vp % HPAGE_NR
+        if not write:
+            return Outcome.HIT, (h.block + k if h.block else 0)
+        if h.writable:
+            h.dirty = True
+            return Outcome.HIT, h.block + k
+        if h.block:
+            b = h.block
+            if self._huge_unshared(b):                          # reuse the whole page
+                for f in range(b, b + HPAGE_NR):
+                    m._flags[f] |= EXCLUSIVE
+                h.writable = h.dirty = True
+                self._count("faults_cow_reuse")
+                return Outcome.COW_REUSE, b + k
+        if m.thp_cow == "copy-huge":                            # Linux < 5.8
+            b = h.block
+            nb = m._find_block()
+            if nb and m._nfree() >= HPAGE_NR:
+                m._alloc_block(nb)
+                if b:                                           # copy 2 MiB
+                    if m.store_data:
+                        for j in range(HPAGE_NR):
+                            m._data[nb + j][:] = m._data[b + j]
+                    self._drop_huge_mapping(b)
+                    self._count("pages_copied", HPAGE_NR)
+                    m._pages_copied += HPAGE_NR
+                else:                                           # the huge zero page: goto alloc
+                    self._vma_at(vp * m.page_size).anon_vma = True
+                h.block, h.writable, h.dirty = nb, True, True
+                self._count("thp_faults")
+                self._count("faults_cow_copy" if b else "faults_zero_fill")
+                return (Outcome.COW_COPY if b else Outcome.ZERO_FILL), nb + k
+            if b and m._nfree() >= HPAGE_NR:                    # do_huge_pmd_wp_page_fallback
+                del up.huge[idx]
+                leaf = _Table(h.deposit, m.levels - 1, up.base + idx * m.entries_per_table)
+                for j in range(HPAGE_NR):
+                    f = m._alloc(ANON | EXCLUSIVE)
+                    m._map[f] = 1
+                    if m.store_data:
+                        m._data[f][:] = m._data[b + j]
+                    leaf.ptes[j] = _Pte(f, True, True)
+                up.children[idx] = leaf
+                self._drop_huge_mapping(b)
+                self._count("pages_copied", HPAGE_NR)
+                m._pages_copied += HPAGE_NR
+                self._count("faults_cow_copy")
+                return Outcome.COW_COPY, leaf.ptes[k].frame
+        m._need(1)                        # the 4 KiB fault after the split takes a frame
+        self._split_huge(up, idx)
+        return None
+
     # on-demand fork -------------------------------------------------------
     def _upper(self, vpage: int) -> Optional[_Table]:
         """The table holding the entry that points at ``vpage``'s last-level table."""
@@ -614,15 +927,16 @@ class RefProcess:
         return all(not (v.dontfork or v.wipeonfork or v.shared) and v.anon_vma
                    for v in self._vmas if v.start < hi and lo < v.end)
 
-    def _write_need(self, leaf: _Table, pte: Optional[_Pte]) -> int:
-        """Frames a write fault under a write-protected entry needs."""
+    def _write_need(self, leaf: _Table, idx: int) -> int:
+        """Frames a write fault to entry ``idx`` under a write-protected table needs."""
         m = self.machine
         if m._ref[leaf.frame] > 1:
             return 2                      # the table's copy, then the page's
+        pte = leaf.ptes.get(idx)
         if pte is None:
             return 1
         f = pte.frame
-        return 0 if pte.writable or (f and (m._flags[f] & EXCLUSIVE or m._ref[f] == 1)) else 1
+        return 0 if pte.writable or (f and self._reusable(leaf, idx, f)) else 1
 
     def _unshare(self, up: _Table, idx: int) -> _Table:
         """Make the write-protected table ``up.children[idx]`` this process's own."""
@@ -726,19 +1040,32 @@ class RefProcess:
         return out
 
     def _zap(self, start: int, end: int) -> None:
+        """Unmap the entries of [start, end) in address order.  A huge entry wholly inside
+        goes whole (zap_huge_pmd); one partly inside is split first."""
         m = self.machine
         ps = m.page_size
-        for vp, pte in self._entries(start // ps, end // ps):
-            leaf = self._leaf(vp)
-            assert leaf is not None
-            del leaf.ptes[self._index(vp, m.levels - 1)]
-            f = pte.frame
-            if f == 0:
-                continue
-            m._map[f] -= 1
-            if m._flags[f] & SHMEM and pte.dirty:
-                m._flags[f] |= DIRTY
-            m._put(f)
+        lo, hi = start // ps, end // ps
+        for up, idx, base in self._level1(lo, hi):
+            if idx in up.huge:
+                if lo <= base and base + HPAGE_NR <= hi:
+                    self._zap_huge(up, idx)
+                    continue
+                self._split_huge(up, idx)
+            leaf = up.children[idx]
+            for i in sorted(leaf.ptes):
+                if lo <= base + i < hi:
+                    self._zap_pte(leaf, i)
+
+    def _zap_pte(self, leaf: _Table, i: int) -> None:
+        m = self.machine
+        pte = leaf.ptes.pop(i)
+        f = pte.frame
+        if f == 0:
+            return
+        m._map[f] -= 1
+        if m._flags[f] & SHMEM and pte.dirty:
+            m._flags[f] |= DIRTY
+        m._put(f)
 
     def _free_unused_tables(self, t: Optional[_Table] = None) -> None:
         """Free every non-root table whose span overlaps no region (bottom-up)."""
@@ -750,7 +1077,7 @@ class RefProcess:
             lo = child.base * ps
             hi = (child.base + self._span(child.level)) * ps
             if not any(v.start < hi and lo < v.end for v in self._vmas):
-                assert not child.children and not child.ptes
+                assert not child.children and not child.ptes and not child.huge
                 del t.children[idx]
                 t.wp.discard(idx)
                 self.machine._free(child.frame)
@@ -758,10 +1085,15 @@ class RefProcess:
     # ------------------------------------------------------------------ regions
     def mmap(self, length, prot="rw", shared=False, addr=None, huge=False) -> int:
         self.machine._check_open()
-        if huge:
-            raise NotImplementedError("the reference model does not model transparent huge pages")
         length = _int_arg(length, "length", 1)
         _choice(prot, "prot", PROTS)
+        if not isinstance(shared, (bool, np.bool_)) or not isinstance(huge, (bool, np.bool_)):
+            raise TypeError("shared and huge must be bools")
+        shared, huge = bool(shared), bool(huge)
+        if huge and shared:
+            raise InvalidArgument("huge pages are for private regions only")
+        if huge and self.machine.page_size != 4096:
+            raise InvalidArgument("huge pages need page_size 4096")
         if addr is not None:
             addr = _int_arg(addr, "addr", 1)
             if addr % self.machine.page_size:
@@ -773,13 +1105,12 @@ class RefProcess:
             raise InvalidArgument(f"length {length:#x} larger than user space")
         if addr is None:
             start = None
-            top = m.user_end
-            for v in reversed(self._vmas):
-                if top - v.end >= length:
-                    break
-                top = v.start
-            if top - m.user_start >= length:
-                start = top - length
+            if huge:                      # thp_get_unmapped_area: len + 2 MiB, aligned
+                base = self._free_range(length + HPAGE_SIZE)
+                if base is not None:
+                    start = base + (-base % HPAGE_SIZE or HPAGE_SIZE)
+            if start is None:
+                start = self._free_range(length)
             if start is None:
                 raise OutOfMemory(f"no free range of {length} bytes")
         else:
@@ -790,13 +1121,23 @@ class RefProcess:
                 raise InvalidArgument(f"range {start:#x}+{length:#x} overlaps a region")
         m._need(self._unshare_need([(start, start + length)], False))
         self._unshare_range(start, start + length, False)
-        v = _Vma(start, start + length, prot, bool(shared))
+        v = _Vma(start, start + length, prot, bool(shared), huge=huge)
         if v.shared:
             v.obj = _ShmemObject(nregions=1)
             m._objects.append(v.obj)
         self._vmas.append(v)
         self._vmas.sort(key=lambda r: r.start)
         return start
+
+    def _free_range(self, length: int) -> Optional[int]:
+        """The start of the highest free range of ``length`` bytes (top-down), or None."""
+        m = self.machine
+        top = m.user_end
+        for v in reversed(self._vmas):
+            if top - v.end >= length:
+                return top - length
+            top = v.start
+        return top - length if top - m.user_start >= length else None
 
     def munmap(self, addr, length) -> None:
         start, end = self._range(addr, length)
@@ -836,6 +1177,14 @@ class RefProcess:
                     pte.writable = True
                 else:
                     pte.writable = pte.frame != 0 and bool(m._flags[pte.frame] & EXCLUSIVE)
+            for up, idx, _base in self._level1(v.start // ps, v.end // ps):
+                h = up.huge.get(idx)      # change_huge_pmd (wholly inside v)
+                if h is None:
+                    continue
+                if prot != "rw":
+                    h.writable = False
+                elif h.block and m._flags[h.block] & EXCLUSIVE:   # can_change_pmd_writable
+                    h.writable = True
 
     def _changing(self, start: int, end: int, changes) -> List[_Vma]:
         """The regions overlapping [start, end) for which ``changes(v)`` holds, each split
@@ -900,12 +1249,21 @@ class RefProcess:
         assert v is not None, "access without permission check"
         vp = addr // ps
         last = self._index(vp, m.levels - 1)
+        if not v.shared:                                        # transparent huge pages
+            up, idx = self._upper(vp), self._index(vp, m.levels - 2)
+            result = None
+            if up is not None and idx in up.huge:
+                result = self._huge_fault(up, idx, vp, write)   # None: split, 4 KiB goes on
+            elif (up is None or idx not in up.children) and self._huge_span_ok(v, vp):
+                result = self._huge_fault_none(v, vp, write)
+            if result is not None:
+                return result
         took_table = write and self._write_protected(vp)
         if took_table:                                          # odf: own the table first
             up = self._upper(vp)
             assert up is not None
             idx = self._index(vp, m.levels - 2)
-            m._need(self._write_need(up.children[idx], up.children[idx].ptes.get(last)))
+            m._need(self._write_need(up.children[idx], last))
             self._unshare(up, idx)
         pte = self._pte(vp)
         if v.shared:
@@ -941,7 +1299,9 @@ class RefProcess:
             v.anon_vma = True
             self._count("faults_zero_fill")
             return Outcome.ZERO_FILL, f
-        if m._flags[old] & EXCLUSIVE or m._ref[old] == 1:      # F5 reuse
+        leaf = self._leaf(vp)
+        assert leaf is not None
+        if self._reusable(leaf, last, old):                    # F5 reuse
             m._flags[old] |= EXCLUSIVE
             pte.writable = pte.dirty = True
             v.anon_vma = True
@@ -952,8 +1312,8 @@ class RefProcess:
         m._map[f] = 1
         if m.store_data:
             m._data[f][:] = m._data[old]
-        m._ref[old] -= 1
         m._map[old] -= 1
+        m._put(old)                       # a huge page's subpage may go (large-folio rule)
         pte.frame, pte.writable, pte.dirty = f, True, True
         v.anon_vma = True
         self._count("faults_cow_copy")
@@ -1071,7 +1431,7 @@ class RefProcess:
         m = self._m
         # K5: count every frame the fork will take before taking any.
         need_tables = set()
-        copies = 0
+        deposits = copies = 0
         for v in self._vmas:
             if v.dontfork or v.wipeonfork or v.shared or not v.anon_vma:
                 continue
@@ -1081,10 +1441,15 @@ class RefProcess:
                     if mode == "odf" and t.level == m.levels - 1 and self._shareable(t.base):
                         continue                # shared, not copied
                     need_tables.add((t.level, t.base))
+            lo_vp, hi_vp = v.start // m.page_size, v.end // m.page_size
+            for up, idx, _base in self._level1(lo_vp, hi_vp):
+                h = up.huge.get(idx)
+                if h is not None:               # a deposited table (+ 512 eager copies)
+                    deposits += 1
+                    copies += HPAGE_NR if mode == "eager" and h.block else 0
             if mode == "eager":
-                copies += sum(1 for _, pte in self._entries(v.start // m.page_size,
-                                                            v.end // m.page_size) if pte.frame)
-        m._need(1 + len(need_tables) + copies)
+                copies += sum(1 for _, pte in self._entries(lo_vp, hi_vp) if pte.frame)
+        m._need(1 + len(need_tables) + deposits + copies)
 
         child = RefProcess(m, m._next_pid, self)
         m._next_pid += 1
@@ -1136,9 +1501,12 @@ class RefProcess:
                     m._pages_copied += 1
             return
         span = self._span(pt.level + 1)
-        for idx in sorted(pt.children):
+        for idx in sorted(set(pt.children) | set(pt.huge)):
             base = pt.base + idx * span
             if base < hi_vp and lo_vp < base + span:
+                if idx in pt.huge:              # copy_huge_pmd (odf never shares it)
+                    self._fork_huge(child, pt, ct, idx, v, mode)
+                    continue
                 if mode == "odf" and pt.level == m.levels - 2 and self._shareable(base):
                     if idx not in ct.children:  # once per span, however many regions
                         leaf = pt.children[idx]
@@ -1153,6 +1521,38 @@ class RefProcess:
                     if sub.level == m.levels - 1:
                         child._c["fork_tables"] += 1
                 self._copy_tables(child, pt.children[idx], sub, v, mode)
+
+    def _fork_huge(self, child: "RefProcess", pt: _Table, ct: _Table, idx: int, v: _Vma,
+                   mode: str) -> None:
+        """copy_huge_pmd: the child gets the same entry and a deposited table of its own;
+        an anonymous huge page is shared (each subpage +1 reference and mapping, no longer
+        exclusive) and write-protected in both.  An eager fork instead copies the page as
+        512 ordinary pages in a last-level table (the deposit's frame)."""
+        m = self.machine
+        h = pt.huge[idx]
+        deposit = m._alloc(PAGETABLE)
+        child._c["fork_tables"] += 1
+        if mode == "eager" and h.block:
+            leaf = _Table(deposit, m.levels - 1, pt.base + idx * m.entries_per_table)
+            for k in range(HPAGE_NR):
+                g = m._alloc(ANON | EXCLUSIVE)
+                m._map[g] = 1
+                if m.store_data:
+                    m._data[g][:] = m._data[h.block + k]
+                leaf.ptes[k] = _Pte(g, v.prot == "rw", h.dirty)
+            ct.children[idx] = leaf
+            child._c["fork_ptes"] += HPAGE_NR
+            child._c["pages_copied"] += HPAGE_NR
+            m._pages_copied += HPAGE_NR
+            return
+        for f in range(h.block, h.block + HPAGE_NR) if h.block else ():
+            m._ref[f] += 1
+            m._map[f] += 1
+            m._flags[f] &= ~EXCLUSIVE
+        if h.block:
+            h.writable = False
+        ct.huge[idx] = _Huge(h.block, deposit, h.writable, h.dirty)
+        child._c["fork_ptes"] += 1
 
     def exit(self) -> None:
         m = self._m
@@ -1180,9 +1580,10 @@ class RefProcess:
         c = self._c
         minflt = sum(c[k] for k in _COUNTERS if k.startswith("faults_"))
         tables = list(self._tables()) if self.alive else []
+        deposits = sum(len(t.huge) for t in tables)
         last = self.machine.levels - 1
         shared = sum(1 for t in tables if t.level == last and self.machine._ref[t.frame] > 1)
-        return ProcessStats(minflt=minflt, page_table_frames=len(tables), tlb_hits=0,
+        return ProcessStats(minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0,
                             tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
 
     def smaps(self, addr=None) -> Dict[str, int]:
@@ -1201,13 +1602,14 @@ class RefProcess:
         acc = dict.fromkeys(SMAPS_FIELDS, 0)
         lmap = m._logical_mapcounts()
         for v in vmas:
-            for _vp, pte in self._entries(v.start // ps, v.end // ps):
-                f = pte.frame
+            for _vp, f, _writable, pte_dirty, huge in self._mappings(v.start // ps, v.end // ps):
                 if f == 0:
                     continue
                 mc = lmap[f]
                 pss = (ps << PSS_SHIFT) // mc if mc >= 2 else ps << PSS_SHIFT
-                dirty = pte.dirty or bool(m._flags[f] & DIRTY)
+                dirty = pte_dirty or bool(m._flags[f] & DIRTY)
+                if huge:                  # smaps_pmd_entry: a subpage at a time
+                    acc["AnonHugePages"] += ps
                 acc["Rss"] += ps
                 acc["Pss"] += pss
                 kind = "Shared" if mc >= 2 else "Private"
@@ -1229,13 +1631,13 @@ class RefProcess:
         if addr >= m.user_end:
             return None
         vp = addr // m.page_size
-        pte = self._pte(vp)
-        if pte is None:
+        rows = self._mappings(vp, vp + 1)
+        if not rows:
             return None
-        return Translation(pte.frame, pte.writable and not self._write_protected(vp), pte.dirty)
+        _vp, frame, writable, dirty, _huge = rows[0]
+        return Translation(frame, writable, dirty)
 
     def page_table(self) -> np.ndarray:
         self._m
-        rows = [(vp, pte.frame, pte.writable and not self._write_protected(vp), pte.dirty)
-                for vp, pte in self._entries()]
+        rows = [row[:4] for row in self._mappings()]
         return np.array(rows, dtype=PAGE_TABLE_DTYPE)

@@ -142,6 +142,43 @@ static void copy_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t b, uint
     m->st.thp_faults++;
 }
 
+/* Linux < 5.8, a write to the huge zero page: a new zeroed huge page
+ * (do_huge_pmd_wp_page: `goto alloc`), in the same deposited table. */
+static void zero_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t nb, uint64_t span_start)
+{
+    frame_block_alloc(m, nb);   /* zeroed */
+    table_of(m, PTE_FRAME(*pmd))[0] = nb;
+    *pmd = MK_PTE(PTE_FRAME(*pmd), PTE_PRESENT | PMD_HUGE | PTE_WRITE | PTE_DIRTY);
+    vma_find(p, span_start)->flags |= CS_VMA_ANON_VMA;
+    tlb_flush_range(m, p, span_start, span_start + hpage_size(m));
+    p->st.thp_faults++;
+    m->st.thp_faults++;
+}
+
+/* Linux < 5.8 without a free huge block (do_huge_pmd_wp_page_fallback):
+ * every subpage is copied into a 4 KiB page of its own, mapped writable
+ * and dirty by level-0 entries in the deposited table; the huge page loses
+ * this mapping.  Needs HPAGE_NR free frames. */
+static void copy_subpages(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t b, uint64_t span_start)
+{
+    uint64_t *t = table_of(m, PTE_FRAME(*pmd));
+    for (uint64_t k = 0; k < HPAGE_NR; k++) {
+        uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+        m->fm[nf].mapc = 1;
+        if (m->mem)
+            memcpy(frame_data(m, nf), frame_data(m, b + k), (size_t)1 << m->page_shift);
+        t[k] = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
+    }
+    *pmd = MK_PTE(PTE_FRAME(*pmd), PTE_PRESENT);
+    tlb_flush_range(m, p, span_start, span_start + hpage_size(m));
+    for (uint64_t k = 0; k < HPAGE_NR; k++) {
+        m->fm[b + k].mapc--;
+        frame_put(m, b + k);
+    }
+    p->st.pages_copied += HPAGE_NR;
+    m->st.pages_copied += HPAGE_NR;
+}
+
 /* do_huge_pmd_wp_page's reuse test: PageAnonExclusive, or no subpage has
  * another reference or mapping. */
 static bool huge_unshared(cs_machine *m, uint64_t b)
@@ -156,10 +193,13 @@ static bool huge_unshared(cs_machine *m, uint64_t b)
 
 /* An access under a huge entry (do_huge_pmd_wp_page for writes).  Reads and
  * writes through a writable entry hit.  A write to a write-protected one
- * reuses the whole page if its subpages have no other mapping; else, with
- * thp_cow "copy-huge" and a free block, copies 2 MiB; else splits the entry
- * and sets *res = THP_FALLBACK with *ptep at the level-0 entry, for the
- * 4 KiB write fault (F4 on the zero page, F5 otherwise) to go on. */
+ * reuses the whole page if its subpages have no other mapping.  With
+ * thp_cow "copy-huge" (Linux < 5.8) it then copies 2 MiB into a free block
+ * (the huge zero page: a zeroed huge page), or without one copies every
+ * subpage into 4 KiB pages (not for the zero page).  Otherwise -- and
+ * always under "split" -- it splits the entry and sets *res = THP_FALLBACK
+ * with *ptep at the level-0 entry, for the 4 KiB write fault (F4 on the zero
+ * page, F5 otherwise) to go on. */
 cs_status thp_fault_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr, bool write,
                          cs_outcome *kind, uint64_t **ptep, thp_result *res)
 {
@@ -181,13 +221,21 @@ cs_status thp_fault_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr
             *kind = CS_FAULT_COW_REUSE;
             return CS_OK;
         }
-        if (m->cfg.thp_cow == CS_THP_COW_COPY_HUGE) {
-            uint64_t nb = frame_block_find(m);
-            if (nb && frames_free(m) >= HPAGE_NR) {
+    }
+    if (m->cfg.thp_cow == CS_THP_COW_COPY_HUGE) {
+        uint64_t nb = frame_block_find(m);
+        if (nb && frames_free(m) >= HPAGE_NR) {
+            if (b)
                 copy_huge(m, p, pmd, b, nb, s);
-                *kind = CS_FAULT_COW_COPY;
-                return CS_OK;
-            }
+            else
+                zero_huge(m, p, pmd, nb, s);
+            *kind = b ? CS_FAULT_COW_COPY : CS_FAULT_ZERO_FILL;
+            return CS_OK;
+        }
+        if (b && frames_free(m) >= HPAGE_NR) {
+            copy_subpages(m, p, pmd, b, s);
+            *kind = CS_FAULT_COW_COPY;
+            return CS_OK;
         }
     }
     /* The 4 KiB fault after the split copies (or zero-fills) one page:

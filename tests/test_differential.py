@@ -14,6 +14,11 @@ Each rule draws one integer that :class:`Choices` decodes into the operation's a
 enough for thousands of examples.  A failure report lists the decoded operations, e.g.
 ``pid 2: mmap(0x3000, 'rw', shared=True, addr=None) -> returned 0x7ffffffed000``.
 
+Two variants run with a seventh of the examples each: ``DifferentialConfigMachine`` (other
+fault-around windows and va_bits) and ``DifferentialThpMachine`` (transparent huge pages:
+4 KiB pages, 1100-2200 frames, 1-4 MiB regions mostly mapped ``huge=True``, both
+``thp_cow`` modes).
+
 Profiles (settings profiles registered here, chosen with COWSIM_HYPOTHESIS_PROFILE):
 
 * ``ci`` (default): derandomized, 2000 examples of up to 50 steps;
@@ -463,6 +468,150 @@ class DifferentialConfigMachine(DifferentialMachine):
 DifferentialConfigMachine.TestCase.settings = _settings(
     max_examples=settings.get_profile(PROFILE).max_examples // 7)   # ci: 285, deep: 2857
 test_differential_config = DifferentialConfigMachine.TestCase
+
+
+HUGE = 2 << 20   # a transparent huge page (4 KiB pages)
+
+
+class DifferentialThpMachine(DifferentialMachine):
+    """The same with transparent huge pages: 4 KiB pages, 1100-2200 frames (one to three
+    free 512-frame blocks, so huge faults, copy-huge and eager forks of huge pages often
+    find no block and fall back), regions of 1-4 MiB mostly mapped with ``huge=True``,
+    addresses and lengths that hit 2 MiB-aligned spans (whole-span and partial munmap,
+    mprotect, madvise), and both ``thp_cow`` modes."""
+
+    # (sampled, not integers: derandomized runs draw small integers most of the time)
+    INITIAL_HUGE = st.lists(st.tuples(st.sampled_from([512, 1024, 700, 256, 600, 900]),
+                                      st.sampled_from([True, True, False]),
+                                      st.sampled_from([True, True, False])), min_size=1, max_size=2)
+
+    @initialize(nframes=st.sampled_from([1600, 2100, 1100, 2200, 1800, 1300, 1536, 900]),
+                extra=st.integers(0, 60), store_data=st.booleans(), nprocs=st.integers(1, 2),
+                regions=INITIAL_HUGE, thp_cow=st.sampled_from(["split", "copy-huge"]),
+                tlb_entries=st.sampled_from([64, 0, 4]))
+    def setup(self, nframes, extra, store_data, nprocs, regions, thp_cow, tlb_entries):
+        self.config = dict(thp_cow=thp_cow)
+        super().setup(4096, nframes + extra, store_data, nprocs, [], tlb_entries)
+        rp, fp = self.pairs[0]
+        for pages, huge, prefault in regions:
+            length = pages * 4096
+            r, f = self.both(f"pid {fp.pid}: mmap({length:#x}, 'rw', huge={huge})",
+                             lambda: rp.mmap(length, "rw", huge=huge), lambda: fp.mmap(length, "rw", huge=huge))
+            if prefault and r[0] == "ok":
+                a = f[1] + (-f[1] % HUGE)
+                self.both(f"pid {fp.pid}: touch({a:#x}, write=True)",
+                          lambda: rp.touch(a, write=True), lambda: fp.touch(a, write=True))
+
+    def address(self, c: Choices, fp, access: bool, fixed_mmap: bool = False) -> int:
+        """Half of the time a page of a 2 MiB-aligned span of a (huge) region: its first,
+        last, middle or any page; else as in DifferentialMachine."""
+        thp, which, span, off, byte = c.int(0, 1), c.int(0, 7), c.int(0, 7), c.int(0, 511), c.int(0, 4095)
+        addr = super().address(c, fp, access, fixed_mmap)
+        regions = fp._vmas if fp.alive else []
+        if thp == 0 or not regions or fixed_mmap:
+            return addr
+        huge = [v for v in regions if v.huge] or regions
+        v = huge[which % len(huge)]
+        first = v.start + (-v.start % HUGE)
+        s = first + (span % (max(0, v.end - first) // HUGE + 1)) * HUGE
+        page = (0, 0, 1, 255, 511, 510, off, off)[which]
+        addr = s + page * 4096
+        if access:
+            addr += byte
+            self.recent = (self.recent + [addr - addr % 4096])[-RECENT:]
+        return addr
+
+    def range_length(self, c: Choices, fp, addr: int) -> int:
+        """Often whole 2 MiB spans, or up to the next 2 MiB boundary (a partial span)."""
+        kind, k = c.int(0, 3), c.int(1, 3)
+        n = super().range_length(c, fp, addr)
+        if kind == 0:
+            return k * HUGE
+        if kind == 1:
+            return HUGE - addr % HUGE if addr % HUGE else HUGE - k * 4096
+        return n
+
+    def _mmap(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        size, pages, ragged, prot, shared, fixed, huge = (
+            c.int(0, 3), c.int(1, MAX_PAGES), c.int(0, 1 << 16), c.choice(["rw"] * 6 + ["r", "none"]),
+            c.choice([False, False, False, True]), c.int(0, 5), c.int(0, 3) > 0)
+        huge = huge and not shared
+        length = (pages * 4096, HUGE * (1 + pages % 2), HUGE + pages * 4096, pages * 13 * 4096)[size]
+        length -= ragged % 4096 if ragged % 3 == 0 else 0
+        addr = None
+        if fixed == 0:
+            addr = self.address(c, fp, access=False, fixed_mmap=True)
+        elif fixed == 1:       # a 2 MiB-aligned fixed address below the lowest region
+            low = min((v.start for v in fp._vmas), default=self.ref.user_end) if fp.alive else 0
+            addr = max(low - length - HUGE - low % HUGE, HUGE) if ragged % 2 else max(low - length, HUGE)
+            addr -= addr % 4096
+        self.both(f"pid {fp.pid}: mmap({length:#x}, {prot!r}, shared={shared}, "
+                  f"addr={addr if addr is None else hex(addr)}, huge={huge})",
+                  lambda: rp.mmap(length, prot, shared=shared, addr=addr, huge=huge),
+                  lambda: fp.mmap(length, prot, shared=shared, addr=addr, huge=huge))
+
+    @rule(x=ARG)
+    def fork_more(self, x):
+        """Forks of processes with huge mappings: shared, copied, split, reused."""
+        c = Choices(x)
+        mode, who = c.choice(["cow", "cow", "odf", "eager"]), c.int(0, 63)
+        if len(self.ref.processes) >= MAX_LIVE:
+            return
+        live = [p for p in self.pairs if p[1].alive]
+        withhuge = [p for p in live if any(t.huge for t in p[1]._tables())]
+        rp, fp = (withhuge or live or [self.pick(c)])[who % len(withhuge or live or [None])]
+        r, f = self.both(f"pid {fp.pid}: fork({mode!r})", lambda: rp.fork(mode), lambda: fp.fork(mode))
+        if r[0] == "ok":
+            assert r[1].pid == f[1].pid and r[1].parent.pid == fp.pid
+            self.pairs.append((r[1], f[1]))
+
+    @rule(x=ARG)
+    def write_shared_huge(self, x):
+        """A write to a read-only page of a huge page (a huge mapping or a subpage of a
+        split one) in a writable region, in any live process: reuse, copy-huge, split."""
+        c = Choices(x)
+        who, idx, byte = c.int(0, 63), c.int(0, 1 << 20), c.int(0, 4095)
+        targets = []
+        for rp, fp in self.pairs:
+            if fp.alive:
+                pages = [e for e in fp._mappings() if not e[2] and e[1] and self.ref._flags[e[1]] & 32
+                         and fp._vma_at(e[0] * 4096).prot == "rw"]
+                if pages:
+                    targets.append((rp, fp, pages))
+        if not targets:
+            return
+        rp, fp, pages = targets[who % len(targets)]
+        addr = pages[idx % len(pages)][0] * 4096 + byte
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write=True)",
+                  lambda: rp.touch(addr, write=True), lambda: fp.touch(addr, write=True))
+
+    @rule(x=ARG)
+    def touch_mapped(self, x):
+        """Access a page the process maps already (huge mappings included): mostly a
+        read-only page of a writable region, preferably of a huge page (HUGE frame)."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        write, idx, byte, ro = c.int(0, 3) > 0, c.int(0, 1 << 20), c.int(0, 1 << 16), c.int(0, 3)
+        pages = fp._mappings() if fp.alive else []
+        readonly = [e for e in pages if not e[2] and fp._vma_at(e[0] * 4096).prot == "rw"]
+        hugeish = [e for e in readonly if e[4] or self.ref._flags[e[1]] & 32]
+        if hugeish and ro > 1:
+            pages = hugeish
+        elif readonly and ro > 0:
+            pages = readonly
+        if not pages:
+            return
+        addr = pages[idx % len(pages)][0] * 4096 + byte % 4096
+        self.recent = (self.recent + [addr - addr % 4096])[-RECENT:]
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})",
+                  lambda: rp.touch(addr, write=write), lambda: fp.touch(addr, write=write))
+
+
+DifferentialThpMachine.TestCase.settings = _settings(
+    max_examples=settings.get_profile(PROFILE).max_examples // 7)   # ci: 285, deep: 2857
+test_differential_thp = DifferentialThpMachine.TestCase
 
 
 def test_profiles_registered():

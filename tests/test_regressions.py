@@ -4,6 +4,8 @@ Each was found by the differential test (tests/test_differential.py) and reduced
 hand; expected values are exact (frame numbers included: the free list is LIFO, so the
 order in which frames are freed decides which frame the next allocation gets).
 """
+import pytest
+
 import cowsim
 
 PS = 4096
@@ -52,3 +54,43 @@ def test_munmap_frees_tables_before_shmem_pages():
     assert m.frames().tolist() == [(1, 1, 0, PAGETABLE), (2, 1, 0, PAGETABLE),
                                    (3, 1, 0, PAGETABLE), (4, 1, 1, ANON_EXCL),
                                    (5, 1, 0, PAGETABLE)]
+
+
+# ---------------------------------------------------------------- THP, thp_cow="copy-huge"
+# Machine(thp_cow="copy-huge") stands for kernels before 5.8 (before commit 3917c80280c9
+# "thp: change CoW semantics for anon-THP").  Found by the THP differential work: the core
+# first split the huge zero page and, without a free block, split and copied one page, where
+# those kernels' do_huge_pmd_wp_page allocates a huge page / copies every subpage.  Fixed.
+
+H = 2 << 20
+
+
+def test_copy_huge_write_to_the_huge_zero_page_allocates_a_huge_page():
+    """Frames: tables 2, 3 and the deposited table 4 (read fault: the huge zero page); the
+    write takes the first aligned block 512..1023 and keeps the deposited table."""
+    m = cowsim.Machine(memory="16MiB", thp_cow="copy-huge")
+    p = m.spawn()
+    a = p.mmap(H, huge=True)
+    assert p.touch(a) == cowsim.Outcome.ZERO_PAGE
+    assert p.touch(a + PS, write=True) == cowsim.Outcome.ZERO_FILL
+    assert (p.stats.thp_faults, p.stats.thp_splits) == (1, 0)
+    assert p.translate(a) == cowsim.Translation(512, True, True)
+    assert p.smaps()["AnonHugePages"] == 2048
+
+
+def test_copy_huge_without_a_free_block_copies_every_subpage():
+    """2047 frames: block 1 (p's huge page), block 2 (q's, one subpage unmapped, so not
+    free), block 3 does not fit.  Over 1000 single frames stay free."""
+    m = cowsim.Machine(memory=2047 * PS, thp_cow="copy-huge")
+    p = m.spawn()
+    a = p.mmap(H, huge=True)
+    p.touch(a, write=True)
+    c = p.fork()
+    q = m.spawn()
+    b = q.mmap(H, huge=True)
+    q.touch(b, write=True)
+    q.munmap(b + PS, PS)
+    assert m.stats.frames_free >= 512 and m.stats.thp_faults == 2
+    assert c.touch(a + 7 * PS, write=True) == cowsim.Outcome.COW_COPY
+    assert c.stats.pages_copied == 512
+    assert all(row[2] for row in c.page_table().tolist())

@@ -209,7 +209,7 @@ def test_copy_huge_copies_2mib_then_parent_reuses(machine):
     assert m.stats.thp_splits == 0
 
 
-def test_copy_huge_falls_back_to_split_without_a_free_block(machine):
+def test_copy_huge_splits_without_a_free_block_or_512_free_frames(machine):
     m = machine(memory="4MiB", thp_cow="copy-huge")
     p, a = _huge_writer(m)
     c = p.fork()
