@@ -198,12 +198,11 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
         *kind = CS_FAULT_COW_REUSE;
         return CS_OK;
     }
-    uint64_t nf = anon_frame_new(m);   /* F5 copy */
+    uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, f);   /* F5 copy */
     if (!nf)
         return CS_ENOMEM;
+    m->fm[nf].mapc = 1;
     v->flags |= CS_VMA_ANON_VMA;
-    if (m->cfg.store_data)
-        memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
     *pte = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
     tlb_flush_page(m, p, addr);   /* ptep_clear_flush */
     m->fm[f].mapc--;

@@ -87,10 +87,8 @@ static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, 
             src[i] = e;
             dst[i] = e;
         } else {
-            uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+            uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, f);
             m->fm[nf].mapc = 1;
-            if (m->cfg.store_data)
-                memcpy(frame_data(m, nf), frame_data(m, f), (size_t)1 << m->page_shift);
             uint64_t flags = PTE_PRESENT | (e & PTE_DIRTY);
             if (x->vma->prot & CS_PROT_WRITE)
                 flags |= PTE_WRITE;

@@ -36,7 +36,8 @@ static inline void count_alloc(cs_machine *m, uint64_t n)
     m->st.frames_allocated += n;
 }
 
-uint64_t frame_alloc(cs_machine *m, uint8_t flags)
+/* A frame off the free list (or the never-used end), its bytes as they are. */
+static uint64_t frame_take(cs_machine *m, uint8_t flags)
 {
     uint64_t f;
     if (m->free_head) {
@@ -53,8 +54,24 @@ uint64_t frame_alloc(cs_machine *m, uint8_t flags)
     }
     count_alloc(m, 1);
     fresh(m, f, flags);
-    if (m->mem && !(flags & CS_FRAME_PAGETABLE))
+    return f;
+}
+
+uint64_t frame_alloc(cs_machine *m, uint8_t flags)
+{
+    uint64_t f = frame_take(m, flags);
+    if (f && m->mem && !(flags & CS_FRAME_PAGETABLE))
         memset(frame_data(m, f), 0, (size_t)1 << m->page_shift);
+    return f;
+}
+
+/* A frame holding a copy of frame src's bytes (data mode): no zeroing first,
+ * which would double the memory traffic of a CoW copy. */
+uint64_t frame_alloc_copy(cs_machine *m, uint8_t flags, uint64_t src)
+{
+    uint64_t f = frame_take(m, flags);
+    if (f && m->mem)
+        memcpy(frame_data(m, f), frame_data(m, src), (size_t)1 << m->page_shift);
     return f;
 }
 

@@ -145,7 +145,8 @@ struct cs_machine {
 };
 
 /* frames.c */
-uint64_t frame_alloc(cs_machine *m, uint8_t flags);  /* 0 when none free */
+uint64_t frame_alloc(cs_machine *m, uint8_t flags);  /* zeroed; 0 when none free */
+uint64_t frame_alloc_copy(cs_machine *m, uint8_t flags, uint64_t src);   /* src's bytes */
 void frame_free(cs_machine *m, uint64_t f);
 void frame_put(cs_machine *m, uint64_t f);           /* drop one reference */
 cs_status frames_thp_enable(cs_machine *m);          /* first huge region: build the block counts */

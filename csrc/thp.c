@@ -163,10 +163,8 @@ static void copy_subpages(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t b, 
 {
     uint64_t *t = table_of(m, PTE_FRAME(*pmd));
     for (uint64_t k = 0; k < HPAGE_NR; k++) {
-        uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+        uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, b + k);
         m->fm[nf].mapc = 1;
-        if (m->mem)
-            memcpy(frame_data(m, nf), frame_data(m, b + k), (size_t)1 << m->page_shift);
         t[k] = MK_PTE(nf, PTE_PRESENT | PTE_WRITE | PTE_DIRTY);
     }
     *pmd = MK_PTE(PTE_FRAME(*pmd), PTE_PRESENT);
@@ -282,10 +280,8 @@ void thp_fork_copy(cs_machine *m, cs_proc *child, uint64_t *src, uint64_t *dst, 
     if (eager && b) {
         uint64_t flags = PTE_PRESENT | (*src & PTE_DIRTY) | (rw ? PTE_WRITE : 0);
         for (uint64_t k = 0; k < HPAGE_NR; k++) {
-            uint64_t nf = frame_alloc(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE);
+            uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, b + k);
             m->fm[nf].mapc = 1;
-            if (m->mem)
-                memcpy(frame_data(m, nf), frame_data(m, b + k), (size_t)1 << m->page_shift);
             t[k] = MK_PTE(nf, flags);
         }
         *dst = MK_PTE(slot, PTE_PRESENT);

@@ -352,7 +352,7 @@ static cs_status op_mmap(harness *h, input *in, int fixed)
     uint64_t len = pick_len(h, in);
     uint8_t b = u8(in);
     int32_t prot = (b & 3) == 3 ? CS_PROT_READ | CS_PROT_WRITE : (b & 3);
-    int32_t flags = (b & 4) ? CS_MAP_SHARED : 0;
+    int32_t flags = ((b & 4) ? CS_MAP_SHARED : 0) | ((b & 8) ? CS_VMA_HUGE : 0);
     if (b == 0xff)
         prot = 2;   /* write-only: not a valid protection */
     if (b == 0xfe)
@@ -368,7 +368,9 @@ static cs_status op_mmap(harness *h, input *in, int fixed)
     cs_status want;
     uint64_t want_addr = 0;
     uint64_t rlen = (len + h->pm) & ~h->pm;
-    if (prot == 2 || (flags & ~CS_MAP_SHARED))
+    int huge = (flags & CS_VMA_HUGE) != 0;
+    if (prot == 2 || (flags & ~(CS_MAP_SHARED | CS_VMA_HUGE)) ||
+        (huge && ((flags & CS_MAP_SHARED) || h->ps != 4096)))
         want = CS_EINVAL;
     else if ((want = pid_status(h, pid)) != CS_OK)
         ;
@@ -398,11 +400,20 @@ static cs_status op_mmap(harness *h, input *in, int fixed)
             }
         }
     }
-    free(r);
 
     cs_machine_stats before = mstats(h);
     uint64_t got = 0;
     cs_status st = cs_mmap(h->m, pid, addr, len, prot, flags, &got);
+    /* A huge region the core places itself goes to a 2 MiB-aligned start when
+     * one fits (thp_get_unmapped_area): any free, page-aligned place will do here. */
+    if (st == CS_OK && huge && !addr && want == CS_OK) {
+        REQUIRE(!(got & h->pm) && got >= h->g.user_start && got + rlen <= h->g.user_end &&
+                    !range_overlaps(r, n, got, got + rlen),
+                "op %d: huge mmap placed at 0x%llx over a region or outside user space", h->op,
+                (unsigned long long)got);
+        want_addr = got;
+    }
+    free(r);
     if (want == CS_OK && st == CS_ENOMEM)
         return st;   /* an odf table it had to copy did not fit ("nothing changed": the caller) */
     REQUIRE(st == want, "op %d: mmap(pid %d, addr 0x%llx, len 0x%llx, prot %d, flags %d) returned %d, expected %d",
@@ -885,14 +896,15 @@ static int bad_config(input *in)
 {
     /* Invalid configurations must be refused without allocating anything. */
     static const cs_config bad[] = {
-        {1 << 20, 8192, 48, 1, 65536, 0},          /* page size */
-        {1 << 20, 0, 48, 1, 65536, 0},
-        {4096, 4096, 48, 1, 65536, 0},             /* one frame */
-        {4096 * 3 + 1, 4096, 48, 0, 65536, 0},     /* not a multiple */
-        {1 << 20, 4096, 64, 0, 65536, 0},          /* va_bits */
-        {1 << 20, 4096, 21, 0, 65536, 0},
-        {0, 65536, 48, 1, 0, 0},
-        {(uint64_t)1 << 46, 4096, 48, 0, 0, 0},    /* 2**34 frames */
+        {1 << 20, 8192, 48, 1, 65536, 0, 0},          /* page size */
+        {1 << 20, 0, 48, 1, 65536, 0, 0},
+        {4096, 4096, 48, 1, 65536, 0, 0},             /* one frame */
+        {4096 * 3 + 1, 4096, 48, 0, 65536, 0, 0},     /* not a multiple */
+        {1 << 20, 4096, 64, 0, 65536, 0, 0},          /* va_bits */
+        {1 << 20, 4096, 21, 0, 65536, 0, 0},
+        {0, 65536, 48, 1, 0, 0, 0},
+        {(uint64_t)1 << 46, 4096, 48, 0, 0, 0, 0},    /* 2**34 frames */
+        {1 << 20, 4096, 48, 0, 65536, 64, 7},         /* thp_cow */
     };
     const cs_config *c = &bad[u8(in) % (sizeof bad / sizeof bad[0])];
     cs_machine *m = (cs_machine *)&m;
@@ -920,9 +932,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t nframes = 2 + (c1 % 96);
     if (c1 >= 224)
         nframes = 2 + (uint64_t)c1 * 2;   /* up to ~510 frames */
+    if (c1 >= 244)
+        nframes = 1030 + (uint64_t)(c1 - 244) * 90;   /* room for one to three huge pages */
     static const uint32_t fa[] = {65536, 0, 4096, 16384, 1 << 20, 131072, 8192, 65536};
     cs_config cfg = {.memory = nframes * ps, .page_size = ps, .va_bits = va, .store_data = (c0 >> 2) & 1,
-                     .fault_around_bytes = fa[c2 & 7], .tlb_entries = (c2 >> 3) & 1 ? 0 : 1u << ((c2 >> 4) & 7)};
+                     .fault_around_bytes = fa[c2 & 7], .tlb_entries = (c2 >> 3) & 1 ? 0 : 1u << ((c2 >> 4) & 7),
+                     .thp_cow = (c0 >> 5) & 1 ? CS_THP_COW_COPY_HUGE : CS_THP_COW_SPLIT};
     harness h;
     memset(&h, 0, sizeof h);
     cs_status st = cs_machine_new(&cfg, &h.m);
