@@ -227,6 +227,10 @@ def _add_fork_cost(commands: "argparse._SubParsersAction[argparse.ArgumentParser
         help="fractions of the pages the child writes after the fork (0.1 or 10%%), comma separated",
     )
     parser.add_argument(
+        "--thp", action="store_true",
+        help="the parent's memory in 2 MiB transparent huge pages (fork shares one entry per 2 MiB)",
+    )
+    parser.add_argument(
         "--no-timing", action="store_true",
         help="leave out the host wall-clock column (the output then depends only on the arguments)",
     )
@@ -238,7 +242,7 @@ def _cmd_fork_cost(args: argparse.Namespace) -> int:
 
     return _run_experiment(
         args, fork_cost, wallclock=not args.no_timing,
-        sizes=args.sizes, modes=args.modes, write_fractions=args.write_fractions,
+        sizes=args.sizes, modes=args.modes, write_fractions=args.write_fractions, thp=args.thp,
     )
 
 

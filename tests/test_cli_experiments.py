@@ -128,6 +128,15 @@ def test_fork_cost_modes_option(capsys):
     assert {r["mode"] for r in csv.DictReader(io.StringIO(out))} == {"eager"}
 
 
+def test_fork_cost_thp_option(capsys):
+    status, out, _ = run(capsys, "fork-cost", "--sizes", "2MiB", "--modes", "cow", "--write-fractions", "0",
+                         "--thp", "-q", "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["params"]["thp"] is True
+    assert data["tables"]["forks"][0]["ptes_copied"] == 1    # one huge entry
+
+
 def test_snapshot_sweep(capsys):
     status, out, _ = run(capsys, "snapshot", "--sweep", "--dataset", "1MiB", "--steps", "2",
                          "--rates", "0,100", "--skews", "0,1.1", "-q", "--json")

@@ -678,3 +678,17 @@ def test_snapshot_thp_off_is_the_4k_run_and_bad_thp_is_rejected():
     assert a == b and a[-1]["parent_anon_huge_kb"] == 0
     with pytest.raises(cowsim.InvalidArgument, match="thp"):
         snapshot(dataset="4MiB", thp="huge")
+
+
+def test_fork_cost_thp_shares_one_entry_per_huge_page():
+    n = (4 << 20) // PS                                 # 2 huge pages
+    r = fork_cost(sizes=["4MiB"], modes=["cow", "odf"], write_fractions=[0.0, 1.0], seed=3, thp=True)
+    assert r.params["thp"] is True
+    for row in r.records():
+        # root + 2 upper tables + 2 deposited tables; one entry per huge page, no copy at fork
+        assert (row["frames_at_fork"], row["pt_child"], row["ptes_copied"], row["leaf_tables"]) == (5, 5, 2, 2)
+        assert row["tables_shared"] == 0 and row["copied_at_fork"] == 0   # odf never shares huge entries
+        k = n if row["write_fraction"] == 1.0 else 0
+        assert row["copied_after"] == k and row["saved_pages"] == n - k
+    with pytest.raises(TypeError, match="thp"):
+        fork_cost(sizes=["4MiB"], thp="yes")

@@ -22,6 +22,11 @@ parent does.  Before the measured forks of each strategy, one unmeasured fork
 (and exit) warms the simulator up: the first fork on a fresh machine also pays
 for the host's first touch of the simulator's own memory.
 
+With ``thp=True`` the parent's region is in 2 MiB transparent huge pages: a fork
+shares one write-protected entry per 2 MiB (plus the page table Linux deposits
+for the child), and the child's first write to a huge page splits its mapping
+and copies 4 KiB.
+
 >>> r = fork_cost(sizes=["1MiB"], modes=["cow", "eager"], write_fractions=[0.0, 1.0])
 >>> [(row["mode"], row["write_fraction"], row["copied_after"], row["saved_pages"]) for row in r.records()]
 [('cow', 0.0, 0, 256), ('cow', 1.0, 256, 0), ('eager', 0.0, 0, 0), ('eager', 1.0, 0, 0)]
@@ -150,6 +155,7 @@ def fork_cost(
     seed: int = 0,
     cost_model: CostModelSpec = None,
     progress: bool = False,
+    thp: bool = False,
 ) -> ForkCostResult:
     """Measures and models the cost of fork() by resident size, strategy and child writes.
 
@@ -160,6 +166,7 @@ def fork_cost(
         seed: chooses which pages the child writes.
         cost_model: prices (a ``CostModel``, a dict, a JSON profile path; None: defaults).
         progress: show a progress bar on stderr (when it is a terminal).
+        thp: put the parent's memory in 2 MiB transparent huge pages.
 
     Returns:
         A :class:`ForkCostResult`.
@@ -171,6 +178,8 @@ def fork_cost(
     mode_list = check_modes(_OP, "modes", FORK_MODES if modes is None else modes)
     fractions = check_seq(_OP, "write_fractions", write_fractions, _fraction)
     seed = check_seed(_OP, seed)
+    if not isinstance(thp, bool):
+        raise TypeError(f"{_OP}: thp must be a bool, not {type(thp).__name__}")
     model = resolve_cost_model(cost_model)
     params = {
         "sizes": list(size_list),
@@ -178,6 +187,7 @@ def fork_cost(
         "write_fractions": list(fractions),
         "seed": seed,
         "page_size": PAGE_SIZE,
+        "thp": thp,
     }
     log.info(
         "fork-cost: %d sizes x %d modes x %d write fractions", len(size_list), len(mode_list), len(fractions)
@@ -187,7 +197,7 @@ def fork_cost(
     bar = progress_bar(len(size_list) * len(mode_list) * len(fractions), "fork-cost", progress, unit="fork")
     try:
         for size in size_list:
-            rows.extend(_one_size(size, mode_list, fractions, seed, model, bar))
+            rows.extend(_one_size(size, mode_list, fractions, seed, model, bar, thp))
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -196,8 +206,8 @@ def fork_cost(
         "forks",
         COLUMNS,
         rows,
-        title=f"fork-cost: fork of a parent with every page resident, then the child writes a fraction "
-        f"of the pages (seed {seed})",
+        title=f"fork-cost: fork of a parent with every page resident{' in huge pages' if thp else ''}, "
+        f"then the child writes a fraction of the pages (seed {seed})",
     )
     summary: Dict[str, Any] = {"run_wall_s": elapsed}
     wallclock_notes = (f"sim fork ms: the simulator's wall time for the fork (this run: {elapsed:.1f} s in all).",)
@@ -215,6 +225,12 @@ def fork_cost(
             "odf: the child shares the parent's last-level tables (write-protected) and copies one on its"
             " first write in its 2 MiB span; model fork ms adds fork_per_shared_table per table shared.",
         )
+    if thp:
+        notes += (
+            "thp: the parent's memory is in 2 MiB huge pages; a fork shares each as one entry (eager copies"
+            " its 512 pages), PT counts the deposited tables, and a child's first write to a huge page"
+            " splits its mapping and copies 4 KiB.",
+        )
     if "vfork" in mode_list:
         notes += (
             "vfork: the child borrows the parent's address space (the parent waits), so nothing is copied"
@@ -230,12 +246,14 @@ def _one_size(
     seed: int,
     model: CostModel,
     bar: Any,
+    thp: bool = False,
 ) -> List[Tuple[Any, ...]]:
     pages = size // PAGE_SIZE
     rows: List[Tuple[Any, ...]] = []
-    with Machine(memory=machine_memory(2 * pages), page_size=PAGE_SIZE, store_data=False) as m:
+    memory = machine_memory(2 * pages + (1024 if thp else 0))   # thp: room to align the blocks
+    with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False) as m:
         parent = m.spawn()
-        base = parent.mmap(size)
+        base = parent.mmap(size, huge=thp)
         offsets = np.arange(pages, dtype=np.uint64) * np.uint64(PAGE_SIZE)
         every_page = offsets + np.uint64(base)
         parent.access(every_page, write=True)
