@@ -76,6 +76,10 @@ class CostModel:
         tlb_flush_ns: a TLB flush of one page (mprotect of a present page
             minus mprotect of an absent one).
         exit_per_page_ns: unmapping and freeing one resident page (munmap/exit).
+        exec_ns: an execve of a small program beyond the unmapping of the old
+            address space: not calibrated; set so that vfork + exec models at
+            about 0.5 ms, what posix_spawn (vfork + exec) is reported to cost
+            whatever the parent's size.
     """
 
     fork_base_ns: float = 87_000.0
@@ -88,6 +92,7 @@ class CostModel:
     cow_reuse_ns: float = 420.0
     tlb_flush_ns: float = 390.0
     exit_per_page_ns: float = 350.0
+    exec_ns: float = 410_000.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -18,7 +18,7 @@ needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unava
 
 FIELDS = [
     "fork_base_ns", "fork_per_pte_ns", "fork_per_table_ns", "fork_per_shared_table_ns", "fault_ns", "zero_fill_ns", "copy_page_ns",
-    "cow_reuse_ns", "tlb_flush_ns", "exit_per_page_ns",
+    "cow_reuse_ns", "tlb_flush_ns", "exit_per_page_ns", "exec_ns",
 ]
 
 

@@ -109,7 +109,9 @@ def test_fork_cost_table(capsys):
                    "copied after", "peak frames", "saved pages", "saved MiB"):
         assert column in header
     rows = [line.split() for line in lines if line.startswith(("1MiB", "2MiB"))]
-    assert len(rows) == 2 * len(FORK_MODES) * 3
+    spawn = lines.index(next(line for line in lines if line.startswith("spawn:")))
+    assert len(rows) == 2 * len(FORK_MODES) * 3 + 2 * len(FORK_MODES)   # forks, then spawn
+    assert "model fork+exec ms" in lines[spawn + 1]
     cow_zero = next(r for r in rows if r[:3] == ["1MiB", "cow", "0%"])
     assert cow_zero[-2:] == ["256", "1.0"]  # saved pages, saved MiB
     assert "fork-cost: done in" in err

@@ -692,3 +692,23 @@ def test_fork_cost_thp_shares_one_entry_per_huge_page():
         assert row["copied_after"] == k and row["saved_pages"] == n - k
     with pytest.raises(TypeError, match="thp"):
         fork_cost(sizes=["4MiB"], thp="yes")
+
+
+def test_fork_cost_spawn_table_prices_fork_plus_exec(fc):
+    model = CostModel()
+    rows = fc.table("spawn").records()
+    assert [(r["size"], r["mode"]) for r in rows] == [(s, m) for s in SIZES for m in FORK_MODES]
+    forks = {(r["size"], r["mode"]): r for r in fc.records() if r["write_fraction"] == 0}
+    for r in rows:
+        f = forks[r["size"], r["mode"]]
+        n = f["resident_pages"]
+        # the exec unmaps exactly the entries the fork gave the child: all of them after cow
+        # and eager, none after vfork (the space goes back) or odf (its tables were shared)
+        assert r["entries_unmapped"] == (n if r["mode"] in ("cow", "eager") else 0)
+        assert r["frames_at_fork"] == f["frames_at_fork"]
+        assert r["fork_model_ms"] == pytest.approx(f["fork_model_ms"])
+        exec_ns = model.exec_ns + r["entries_unmapped"] * model.exit_per_page_ns
+        assert r["exec_model_ms"] == pytest.approx(exec_ns / 1e6)
+        assert r["spawn_model_ms"] == pytest.approx(r["fork_model_ms"] + r["exec_model_ms"])
+    vfork = [r["spawn_model_ms"] for r in rows if r["mode"] == "vfork"]
+    assert vfork and all(v == pytest.approx(0.497) for v in vfork)   # posix_spawn: ~0.5 ms, flat

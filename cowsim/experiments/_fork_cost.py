@@ -14,6 +14,12 @@ sizes, the pages copied after the fork, the peak frames in use, and the memory
 saved against an eager copy: the pages an eager fork copies (every resident
 private page) minus the pages this strategy copied in all (at fork and after).
 
+A second table, ``spawn``, prices starting a new program: for each size and
+strategy the child calls exec() at once (fork + exec; vfork + exec is what
+posix_spawn does).  The exec unmaps the entries the fork gave the child
+(``fork_ptes``: none after vfork, none in the tables odf shares) and costs
+``CostModel.exec_ns`` on top.
+
 Between forks the parent writes every page again: a cow fork leaves the
 parent's entries write-protected, and the rewrite (reuse faults, no copy)
 brings back the freshly populated state, so that every fork, not only the
@@ -104,10 +110,24 @@ COLUMNS = (
 )
 
 
+SPAWN_COLUMNS = (
+    Column("size", "U12", "size"),
+    Column("size_bytes", "i8", text=False),
+    Column("mode", "U8", "fork"),
+    Column("fork_model_ms", "f8", "model fork ms", ".2f"),
+    Column("exec_model_ms", "f8", "model exec ms", ".2f"),
+    Column("spawn_model_ms", "f8", "model fork+exec ms", ".2f"),
+    Column("frames_at_fork", "i8", "frames@fork", ",d"),
+    Column("entries_unmapped", "i8", "entries unmapped", ",d"),
+    Column("spawn_wall_ms", "f8", "sim fork+exec ms", ".3f", wallclock=True),
+)
+
+
 @dataclass(frozen=True)
 class ForkCostResult(ExperimentResult):
     """Result of :func:`fork_cost`; the main table ``forks`` has one row per
-    (size, mode, write fraction), in that order."""
+    (size, mode, write fraction), in that order; the table ``spawn`` one per
+    (size, mode): the child execs right after the fork."""
 
     experiment = "fork-cost"
 
@@ -194,10 +214,11 @@ def fork_cost(
     )
     started = time.perf_counter()
     rows: List[Tuple[Any, ...]] = []
+    spawn_rows: List[Tuple[Any, ...]] = []
     bar = progress_bar(len(size_list) * len(mode_list) * len(fractions), "fork-cost", progress, unit="fork")
     try:
         for size in size_list:
-            rows.extend(_one_size(size, mode_list, fractions, seed, model, bar, thp))
+            rows.extend(_one_size(size, mode_list, fractions, seed, model, bar, thp, spawn_rows))
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -209,6 +230,12 @@ def fork_cost(
         title=f"fork-cost: fork of a parent with every page resident{' in huge pages' if thp else ''}, "
         f"then the child writes a fraction of the pages (seed {seed})",
     )
+    spawn = Table.build(
+        "spawn",
+        SPAWN_COLUMNS,
+        spawn_rows,
+        title="spawn: the child calls exec() right after the fork (vfork + exec is posix_spawn)",
+    )
     summary: Dict[str, Any] = {"run_wall_s": elapsed}
     wallclock_notes = (f"sim fork ms: the simulator's wall time for the fork (this run: {elapsed:.1f} s in all).",)
     notes: Tuple[str, ...] = (
@@ -219,6 +246,8 @@ def fork_cost(
         " the child's writes.",
         "saved: pages an eager fork would copy minus the pages this strategy copied (at fork and after);"
         " peak frames: machine-wide (parent + child), tables included.",
+        "spawn: model exec ms = exec + entries unmapped*exit_per_page; the exec unmaps the entries the"
+        " fork gave the child (none after vfork; none in tables an odf fork shares).",
     )
     if "odf" in mode_list:
         notes += (
@@ -236,7 +265,7 @@ def fork_cost(
             "vfork: the child borrows the parent's address space (the parent waits), so nothing is copied"
             " and the child's writes land in the parent's own pages.",
         )
-    return ForkCostResult(frozen_map(params), model, (table,), frozen_map(summary), notes, wallclock_notes)
+    return ForkCostResult(frozen_map(params), model, (table, spawn), frozen_map(summary), notes, wallclock_notes)
 
 
 def _one_size(
@@ -247,6 +276,7 @@ def _one_size(
     model: CostModel,
     bar: Any,
     thp: bool = False,
+    spawn_rows: Optional[List[Tuple[Any, ...]]] = None,
 ) -> List[Tuple[Any, ...]]:
     pages = size // PAGE_SIZE
     rows: List[Tuple[Any, ...]] = []
@@ -263,6 +293,9 @@ def _one_size(
             events: Optional[ForkEvents] = None
             parent.fork(mode).exit()  # warm-up, unmeasured
             parent.access(every_page, write=True)
+            if spawn_rows is not None:
+                spawn_rows.append(_spawn(m, parent, mode, size, model))
+                parent.access(every_page, write=True)
             for fraction in fractions:
                 bar.set_postfix_str(f"{format_size(size)} {mode} {fraction:.0%}")
                 before = m.stats
@@ -320,3 +353,31 @@ def _one_size(
                 )
                 bar.update(1)
     return rows
+
+
+def _spawn(m: Machine, parent: Any, mode: str, size: int, model: CostModel) -> Tuple[Any, ...]:
+    """fork + exec at once: the exec unmaps what the fork gave the child."""
+    before = m.stats
+    t0 = time.perf_counter_ns()
+    child = parent.fork(mode)
+    wall_ns = time.perf_counter_ns() - t0
+    after = m.stats
+    events = fork_events(child, before, after)   # before the exec: tables shared is a level
+    t0 = time.perf_counter_ns()
+    child.exec()
+    wall_ns += time.perf_counter_ns() - t0
+    unmapped = child.stats.fork_ptes   # the child's own entries: all of them, right after the fork
+    child.exit()
+    fork_model = fork_ns(model, events)
+    exec_model = model.exec_ns + unmapped * model.exit_per_page_ns
+    return (
+        format_size(size),
+        size,
+        mode,
+        fork_model / NS_PER_MS,
+        exec_model / NS_PER_MS,
+        (fork_model + exec_model) / NS_PER_MS,
+        after.frames_used - before.frames_used,
+        unmapped,
+        wall_ns / NS_PER_MS,
+    )
