@@ -798,7 +798,7 @@ class RefProcess:
             return False
         maps = sum(m._map[g] for g in range(b, b + HPAGE_NR) if m._used[g] and m._flags[g] & HUGE)
         own = sum(1 for k, pte in leaf.ptes.items() if pte.frame == b + k)
-        return maps == own
+        return maps == own and maps > 1   # a last mapped subpage is copied: the folio goes
 
     def _reusable(self, leaf: _Table, idx: int, f: int) -> bool:
         """F5: may a write to the read-only entry ``idx`` of ``leaf`` (frame f) reuse f?"""
@@ -867,8 +867,8 @@ class RefProcess:
                 h.writable = h.dirty = True
                 self._count("faults_cow_reuse")
                 return Outcome.COW_REUSE, b + k
-        if m.thp_cow == "copy-huge":                            # Linux < 5.8
-            b = h.block
+        b = h.block
+        if not b or m.thp_cow == "copy-huge":   # zero page: Linux >= 6.13 and < 5.8 alike
             nb = m._find_block()
             if nb and m._nfree() >= HPAGE_NR:
                 m._alloc_block(nb)

@@ -27,7 +27,8 @@ Steps (``proc`` defaults to the root process, named by the scenario's
 op          fields
 ==========  ==================================================================
 map         ``region`` (new name), ``pages`` (> 0), ``shared`` (bool, default
-            false), ``prot`` ("rw" default, "r", "none")
+            false), ``prot`` ("rw" default, "r", "none"), ``huge`` (bool,
+            default false: transparent huge pages, private regions only)
 read        ``region``, ``first``, ``count``: reads one byte of each page
 write       ``region``, ``first``, ``count``, ``value`` (0-255, default 1):
             writes one byte at the start of each page
@@ -52,7 +53,14 @@ Process metrics: ``minflt`` (not for fork), and for accesses ``copied``
 ``data_sum`` (sum of the bytes read).  Region metrics, in kB as in
 ``/proc/PID/smaps`` (summed over the region's VMAs): ``mapped`` (0/1),
 ``Rss``, ``Pss``, ``Pss_Dirty``, ``Shared_Clean``, ``Shared_Dirty``,
-``Private_Clean``, ``Private_Dirty``, ``Anonymous``.
+``Private_Clean``, ``Private_Dirty``, ``Anonymous``, ``AnonHugePages``.
+
+A ``huge`` region is THP-eligible: cowsim maps it with
+``Process.mmap(..., huge=True)``, the kernel probe with ``MADV_HUGEPAGE``
+(other regions get ``MADV_NOHUGEPAGE``).  Every region starts on a 2 MiB
+boundary (see :meth:`Scenario.layout`), so with 4 KiB pages each whole 512-page
+span of a huge region can be mapped by one 2 MiB huge page; ``AnonHugePages``
+counts the 2 MiB-mapped part.  Huge regions need 4 KiB pages.
 
 >>> sc = Scenario.from_dict({"name": "demo", "steps": [
 ...     {"op": "map", "region": "a", "pages": 4},
@@ -87,6 +95,7 @@ __all__ = [
     "loads",
     "parse_scenarios",
     "LAYOUT_BASE",
+    "HUGE_PAGES",
 ]
 
 OPS = ("map", "read", "write", "mprotect", "munmap", "madvise", "fork", "exit", "measure")
@@ -103,6 +112,7 @@ REGION_METRICS = (
     "Private_Clean",
     "Private_Dirty",
     "Anonymous",
+    "AnonHugePages",
 )
 
 #: A measurement's key: (step number, process, region or "" for process metrics, metric).
@@ -112,6 +122,8 @@ Measurements = Dict[Key, Optional[int]]
 
 #: Where the first region is placed (both sides use the same addresses).
 LAYOUT_BASE = 0x6000_0000_0000
+#: 4 KiB pages per transparent huge page (2 MiB); huge regions need 4 KiB pages.
+HUGE_PAGES = 512
 
 MAX_STEPS = 400
 MAX_PROCS = 16
@@ -124,7 +136,7 @@ _RANGE_OPS = ("read", "write", "mprotect", "munmap", "madvise")
 _COMMON = {"op", "proc", "expect", "note"}
 _FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     # op: (required, optional)
-    "map": (("region", "pages"), ("shared", "prot")),
+    "map": (("region", "pages"), ("shared", "prot", "huge")),
     "read": (("region",), ("first", "count")),
     "write": (("region",), ("first", "count", "value")),
     "mprotect": (("region", "prot"), ("first", "count")),
@@ -147,6 +159,7 @@ class RegionSpec:
     prot: str
     proc: str
     step: int
+    huge: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,7 @@ class Step:
     advice: Optional[str] = None
     value: int = 1
     child: Optional[str] = None
+    huge: bool = False
     note: str = ""
     expect: Dict[Tuple[str, str, str], int] = field(default_factory=dict)
     implicit: bool = False
@@ -173,7 +187,7 @@ class Step:
         """A short human description, e.g. ``"write a[0:16]=7"``."""
         rng = f"{self.region}[{self.first}:{self.first + self.count}]"
         if self.op == "map":
-            kind = "shared" if self.shared else "private"
+            kind = "shared" if self.shared else "private huge" if self.huge else "private"
             return f"map {self.region} ({self.pages} pages, {self.prot} {kind})"
         if self.op == "read":
             return f"read {rng}"
@@ -308,6 +322,11 @@ class Scenario:
             addr = (end + span - 1) // span * span + span
         return out
 
+    @property
+    def uses_thp(self) -> bool:
+        """True when a region is mapped with ``huge``."""
+        return any(r.huge for r in self.regions.values())
+
     def total_pages(self) -> int:
         return sum(r.pages for r in self.regions.values())
 
@@ -434,9 +453,15 @@ class _Builder:
         if not isinstance(shared, bool):
             raise _err(where, f"field 'shared' must be true or false, got {shared!r}")
         prot = _choice(where, "prot", raw.get("prot", "rw"), PROTS)
-        self.regions[region] = RegionSpec(region, pages, shared, prot, kw["proc"], kw["number"])
+        huge = raw.get("huge", False)
+        if not isinstance(huge, bool):
+            raise _err(where, f"field 'huge' must be true or false, got {huge!r}")
+        if huge and shared:
+            raise _err(where, "field 'huge': transparent huge pages are for private regions only, "
+                       f"region {region!r} is shared")
+        self.regions[region] = RegionSpec(region, pages, shared, prot, kw["proc"], kw["number"], huge)
         self.pages[kw["proc"]][region] = bytearray([_MAPPED]) * pages
-        kw.update(region=region, pages=pages, shared=shared, prot=prot, count=pages)
+        kw.update(region=region, pages=pages, shared=shared, prot=prot, count=pages, huge=huge)
 
     def _range(self, where: str, raw: Dict[str, Any], kw: Dict[str, Any]) -> None:
         op, proc = kw["op"], kw["proc"]

@@ -32,7 +32,26 @@ dontneed                    MADV_DONTNEED empties private pages (zero on next
                             read), but shmem pages stay in the object
 pss_three_way               12 MiB shared 3 ways prints 4095 kB, not 4096 (A1)
 fork_chain                  a grandchild: 3-way Pss rounding at 48 pages
+thp_write_fault             a write to an empty huge region: 1 fault maps
+                            2 MiB (AnonHugePages 2048 kB), the other 511 pages
+                            need none; a span not wholly inside: 4 KiB faults
+thp_zero_page               a read maps the huge zero page: 1 fault, Rss 0;
+                            munmap of one page splits it into zero-page
+                            entries; a write then is one 4 KiB zero fill
+thp_fork_split              fork shares the huge page (Pss 1024 kB each); a
+                            CoW write splits the writer's mapping and copies
+                            4 KiB; subpages are copied while another process
+                            maps any part of the huge page, reused after
+thp_reuse_after_child_exit  fork, the child exits: the parent's write reuses
+                            the whole huge page (1 fault, no copy)
+thp_partial_munmap          munmap of one page splits the huge mapping
+                            (Rss 2044 kB, AnonHugePages 0), entries keep
+                            their write bit
 ==========================  ==================================================
+
+The ``thp_*`` scenarios map ``huge`` regions and are stated for 4 KiB pages
+whatever ``page_size`` says (THP is modelled there only); on other hosts their
+kernel side is skipped (``cowsim.validate.thp_skip_reason``).
 
 >>> [s.name for s in builtin_suite()][:3]
 ['cow_fork_pss', 'cow_child_copies', 'cow_parent_copies']
@@ -42,7 +61,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from .errors import InvalidArgument
-from .scenario import Scenario
+from .scenario import HUGE_PAGES, Scenario
 
 __all__ = ["builtin_suite", "suite_dicts", "SUITE_NAMES"]
 
@@ -85,6 +104,10 @@ def suite_dicts(page_size: int = 4096, fault_around: int = 65536) -> List[Dict[s
             mapped.update(range(i - t + lo, i - t + hi))
         return faults
 
+    return [*_classic(ps, kb, pss_kb, around), *thp_dicts()]
+
+
+def _classic(ps: int, kb: Any, pss_kb: Any, around: Any) -> List[Dict[str, Any]]:
     return [
         {
             "name": "cow_fork_pss",
@@ -343,6 +366,138 @@ def suite_dicts(page_size: int = 4096, fault_around: int = 65536) -> List[Dict[s
                  "expect": {"minflt": 8, "copied": 8, "a.Pss": pss_kb(8, 1, 40, 3)}},
                 {"op": "exit", "proc": "grandchild", "expect": {"a.Pss": pss_kb(48, 2)}},
                 {"op": "measure", "expect": {"a.Pss": pss_kb(48, 2)}},
+            ],
+        },
+    ]
+
+
+def thp_dicts() -> List[Dict[str, Any]]:
+    """The transparent-huge-page scenarios (4 KiB pages, 2 MiB huge pages:
+    docs/SEMANTICS.md "Transparent huge pages", Linux >= 6.13)."""
+    H = HUGE_PAGES
+    HKB = H * 4  # 2048 kB
+
+    def kb4(pages: int) -> int:
+        return pages * 4
+
+    return [
+        {
+            "name": "thp_write_fault",
+            "description": "a write to an empty 2 MiB-aligned huge region: one fault maps a 2 MiB huge page, "
+                           "the other 511 pages need none; a span not wholly inside the region gets 4 KiB pages",
+            "steps": [
+                {"op": "map", "region": "a", "pages": H, "huge": True},
+                {"op": "map", "region": "b", "pages": H + 8, "huge": True},
+                {"op": "write", "region": "a", "count": 1, "note": "do_huge_pmd_anonymous_page", "expect": {
+                    "minflt": 1, "copied": 0, "a.Rss": HKB, "a.Pss": HKB, "a.Private_Dirty": HKB,
+                    "a.Anonymous": HKB, "a.AnonHugePages": HKB}},
+                {"op": "write", "region": "a", "first": 1, "expect": {
+                    "minflt": 0, "copied": 0, "a.Rss": HKB, "a.AnonHugePages": HKB}},
+                {"op": "write", "region": "b", "first": H, "note": "span [512, 1024) is not inside the region",
+                 "expect": {"minflt": 8, "b.Rss": kb4(8), "b.AnonHugePages": 0}},
+                {"op": "write", "region": "b", "count": H, "expect": {
+                    "minflt": 1, "b.Rss": HKB + kb4(8), "b.AnonHugePages": HKB, "b.Private_Dirty": HKB + kb4(8)}},
+            ],
+        },
+        {
+            "name": "thp_zero_page",
+            "description": "a read of an empty huge region maps the huge zero page: 1 fault, not in Rss; "
+                           "munmap of one page splits it into 4 KiB zero-page entries; a write is then "
+                           "one 4 KiB zero fill",
+            "steps": [
+                {"op": "map", "region": "a", "pages": H, "huge": True},
+                {"op": "read", "region": "a", "count": 1, "expect": {
+                    "minflt": 1, "data_sum": 0, "a.Rss": 0, "a.AnonHugePages": 0}},
+                {"op": "read", "region": "a", "first": 1, "note": "the huge zero page maps all 512 pages",
+                 "expect": {"minflt": 0, "data_sum": 0, "a.Rss": 0}},
+                {"op": "munmap", "region": "a", "first": H - 1, "count": 1, "note": "split: 511 zero-page entries",
+                 "expect": {"minflt": 0, "a.Rss": 0, "a.mapped": 1}},
+                {"op": "read", "region": "a", "count": H - 1, "expect": {"minflt": 0, "data_sum": 0, "a.Rss": 0}},
+                {"op": "write", "region": "a", "first": 5, "count": 1, "value": 7, "expect": {
+                    "minflt": 1, "copied": 0, "a.Rss": kb4(1), "a.Private_Dirty": kb4(1), "a.AnonHugePages": 0}},
+                {"op": "read", "region": "a", "count": H - 1, "expect": {"minflt": 0, "data_sum": 7}},
+            ],
+        },
+        {
+            "name": "thp_fork_split",
+            "description": "fork shares the huge page; a CoW write splits the writer's mapping and copies "
+                           "4 KiB (Linux >= 5.8); a subpage is copied while another process maps any part "
+                           "of the huge page, reused once it is the writer's alone (Linux >= 6.13)",
+            "steps": [
+                {"op": "map", "region": "a", "pages": H, "huge": True},
+                {"op": "write", "region": "a", "value": 1, "expect": {"minflt": 1, "a.AnonHugePages": HKB}},
+                {"op": "fork", "child": "child", "expect": {
+                    "a.Pss": HKB // 2, "a.Shared_Dirty": HKB, "a.AnonHugePages": HKB,
+                    "child:a.Pss": HKB // 2, "child:a.Rss": HKB, "child:a.AnonHugePages": HKB}},
+                {"op": "write", "proc": "child", "region": "a", "count": 1, "value": 2,
+                 "note": "split of the child's mapping, 4 KiB copied", "expect": {
+                     "minflt": 1, "copied": 1, "a.AnonHugePages": 0, "a.Rss": HKB, "a.Private_Dirty": kb4(1),
+                     "a.Shared_Dirty": HKB - kb4(1), "a.Pss": kb4(1) + (HKB - kb4(1)) // 2}},
+                {"op": "measure", "note": "the parent's mapping stays huge", "expect": {
+                    "a.AnonHugePages": HKB, "a.Rss": HKB, "a.Private_Dirty": kb4(1),
+                    "a.Shared_Dirty": HKB - kb4(1), "a.Pss": kb4(1) + (HKB - kb4(1)) // 2}},
+                {"op": "write", "region": "a", "count": 1, "value": 3,
+                 "note": "the child still maps 511 subpages: split and copy, no reuse", "expect": {
+                     "minflt": 1, "copied": 1, "a.AnonHugePages": 0, "a.Rss": HKB, "a.Private_Dirty": kb4(1),
+                     "a.Pss": kb4(1) + (HKB - kb4(1)) // 2}},
+                {"op": "write", "region": "a", "first": 1, "count": 1, "value": 3, "expect": {
+                    "minflt": 1, "copied": 1, "a.Private_Dirty": kb4(2), "a.Shared_Dirty": HKB - kb4(2),
+                    "a.Pss": kb4(2) + (HKB - kb4(2)) // 2}},
+                {"op": "write", "proc": "child", "region": "a", "first": 1, "count": 1, "value": 2,
+                 "note": "only the child maps this subpage, the parent others of the huge page: copy",
+                 "expect": {"minflt": 1, "copied": 1, "a.Private_Dirty": kb4(2), "a.Pss": kb4(2) + (HKB - kb4(2)) // 2}},
+                {"op": "read", "proc": "child", "region": "a", "count": 3, "expect": {"minflt": 0, "data_sum": 5}},
+                {"op": "exit", "proc": "child", "expect": {
+                    "a.Pss": HKB, "a.Private_Dirty": HKB, "a.AnonHugePages": 0}},
+                {"op": "write", "region": "a", "first": 2, "value": 3,
+                 "note": "the huge page is the parent's alone: every subpage is reused", "expect": {
+                     "minflt": H - 2, "copied": 0, "a.Rss": HKB, "a.Private_Dirty": HKB}},
+                {"op": "read", "region": "a", "count": 3, "expect": {"minflt": 0, "data_sum": 9}},
+            ],
+        },
+        {
+            "name": "thp_reuse_after_child_exit",
+            "description": "fork, the child exits without writing: the parent's write reuses the whole "
+                           "huge page (1 fault, no copy, still 2 MiB-mapped)",
+            "steps": [
+                {"op": "map", "region": "a", "pages": H, "huge": True},
+                {"op": "write", "region": "a", "expect": {"minflt": 1, "a.AnonHugePages": HKB}},
+                {"op": "fork", "child": "child", "expect": {"a.Pss": HKB // 2, "child:a.AnonHugePages": HKB}},
+                {"op": "read", "proc": "child", "region": "a", "expect": {"minflt": 0, "data_sum": H}},
+                {"op": "exit", "proc": "child", "expect": {
+                    "a.Pss": HKB, "a.Private_Dirty": HKB, "a.AnonHugePages": HKB}},
+                {"op": "write", "region": "a", "count": 1, "value": 4, "note": "do_huge_pmd_wp_page: reuse",
+                 "expect": {"minflt": 1, "copied": 0, "a.AnonHugePages": HKB, "a.Rss": HKB,
+                            "a.Private_Dirty": HKB}},
+                {"op": "write", "region": "a", "first": 1, "value": 4, "expect": {
+                    "minflt": 0, "copied": 0, "a.AnonHugePages": HKB}},
+            ],
+        },
+        {
+            "name": "thp_partial_munmap",
+            "description": "munmap of one page of a huge page splits the mapping: Rss 2044 kB, "
+                           "AnonHugePages 0; the entries keep their write bit; after a fork the "
+                           "subpages are CoW-shared",
+            "steps": [
+                {"op": "map", "region": "a", "pages": H, "huge": True},
+                {"op": "map", "region": "b", "pages": H, "huge": True},
+                {"op": "write", "region": "a", "expect": {"minflt": 1, "a.AnonHugePages": HKB}},
+                {"op": "write", "region": "b", "expect": {"minflt": 1, "b.AnonHugePages": HKB}},
+                {"op": "munmap", "region": "a", "first": H - 1, "count": 1, "expect": {
+                    "minflt": 0, "a.Rss": HKB - kb4(1), "a.Pss": HKB - kb4(1),
+                    "a.Private_Dirty": HKB - kb4(1), "a.AnonHugePages": 0}},
+                {"op": "munmap", "region": "b", "first": H // 2, "count": 1, "note": "two VMAs remain",
+                 "expect": {"minflt": 0, "b.Rss": HKB - kb4(1), "b.AnonHugePages": 0}},
+                {"op": "write", "region": "a", "count": H - 1, "value": 5, "expect": {"minflt": 0, "copied": 0}},
+                {"op": "read", "region": "a", "first": H - 1, "expect": {"minflt": 0, "segv": 1}},
+                {"op": "fork", "child": "child", "expect": {
+                    "child:a.Rss": HKB - kb4(1), "child:a.Pss": (HKB - kb4(1)) // 2, "child:a.AnonHugePages": 0,
+                    "a.Shared_Dirty": HKB - kb4(1)}},
+                {"op": "write", "proc": "child", "region": "a", "count": 1, "value": 6,
+                 "expect": {"minflt": 1, "copied": 1}},
+                {"op": "exit", "proc": "child", "expect": {"a.Pss": HKB - kb4(1)}},
+                {"op": "write", "region": "a", "count": 1, "value": 6, "note": "the parent's alone again: reuse",
+                 "expect": {"minflt": 1, "copied": 0}},
             ],
         },
     ]

@@ -6,6 +6,15 @@ smaps values (kB) must be equal; fault counts must be equal too, unless a
 tolerance is given (``fault_tolerance``; the default 0 has held on every run
 so far, see docs/VALIDATION.md).
 
+Scenarios with ``huge`` regions (transparent huge pages) run on the kernel
+side only where THP can work as cowsim models it (4 KiB pages, THP not
+"never", PMD-size THP only, the huge zero page on for scenarios that read a
+huge region before writing it: :func:`thp_skip_reason`), and their kernel
+values are set aside as inconclusive when the kernel did not get a huge page
+at a region's first write (memory too fragmented).  Either way the scenario's
+reason is in ``ValidationResult.skipped`` and cowsim is still checked against
+the scenario's predictions.
+
 >>> from cowsim.scenario import Scenario
 >>> sc = Scenario.from_dict({"name": "t", "steps": [
 ...     {"op": "map", "region": "a", "pages": 8},
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -29,7 +39,7 @@ from . import kernel as _kernel
 from .errors import CowsimError, SegmentationFault
 from .machine import Machine
 from .process import Process
-from .scenario import REGION_METRICS, Measurements, Scenario, Step, load_scenarios
+from .scenario import HUGE_PAGES, REGION_METRICS, Measurements, Scenario, Step, load_scenarios
 from .suite import SUITE_NAMES, builtin_suite
 
 __all__ = [
@@ -40,6 +50,8 @@ __all__ = [
     "run_suite",
     "add_validate_parser",
     "FAULT_METRICS",
+    "kernel_run",
+    "thp_skip_reason",
 ]
 
 #: Metrics compared with ``fault_tolerance``; everything else is exact.
@@ -122,7 +134,7 @@ def _sim_step(
     length = step.count * ps
     if op == "map":
         spec = scenario.regions[step.region]
-        p.mmap(spec.pages * ps, prot=spec.prot, shared=spec.shared, addr=base)
+        p.mmap(spec.pages * ps, prot=spec.prot, shared=spec.shared, addr=base, huge=spec.huge)
     elif op == "mprotect":
         p.mprotect(base, length, step.prot or "rw")
     elif op == "munmap":
@@ -153,6 +165,110 @@ def _sim_step(
             values["data_sum"] = total
         return values
     return {"minflt": p.stats.minflt - f0}
+
+
+# ------------------------------------------------------------------- THP, kernel side
+THP_SYSFS = "/sys/kernel/mm/transparent_hugepage"
+
+
+def _sysfs_choice(path: str) -> Optional[str]:
+    """The bracketed choice of a sysfs selector ("always [madvise] never" -> "madvise")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    start, end = text.find("["), text.find("]")
+    return text[start + 1 : end] if 0 <= start < end else text.strip()
+
+
+def _reads_huge_zero_page(scenario: Scenario) -> bool:
+    """True when a read of a huge region comes before the region's first write."""
+    written = set()
+    for step in scenario.steps:
+        if step.region and scenario.regions[step.region].huge:
+            if step.op == "write":
+                written.add(step.region)
+            elif step.op == "read" and step.region not in written:
+                return True
+    return False
+
+
+def thp_skip_reason(scenario: Scenario, page_size: Optional[int] = None, sysfs: str = THP_SYSFS) -> Optional[str]:
+    """Why the host kernel cannot run a scenario's huge regions as cowsim models
+    them, or None (also None for a scenario without huge regions).
+
+    Args:
+        scenario: the scenario.
+        page_size: the host's page size (None: ``os.sysconf``).
+        sysfs: the THP sysfs directory (for tests).
+    """
+    if not scenario.uses_thp:
+        return None
+    ps = page_size if page_size is not None else _kernel._page_size()
+    if ps != 4096:
+        return f"transparent huge pages are modelled for 4 KiB pages only; the host page size is {ps}"
+    enabled = _sysfs_choice(f"{sysfs}/enabled")
+    if enabled is None:
+        return f"the kernel has no transparent huge pages ({sysfs}/enabled is missing)"
+    if enabled == "never":
+        return "transparent huge pages are disabled (transparent_hugepage/enabled = never)"
+    pmd = _sysfs_choice(f"{sysfs}/hugepages-2048kB/enabled")
+    if pmd == "never":
+        return "2 MiB transparent huge pages are disabled (hugepages-2048kB/enabled = never)"
+    try:
+        sizes = sorted(os.listdir(sysfs))
+    except OSError:
+        sizes = []
+    for d in sizes:
+        if d.startswith("hugepages-") and d != "hugepages-2048kB":
+            choice = _sysfs_choice(f"{sysfs}/{d}/enabled")
+            if choice not in (None, "never") and not (choice == "inherit" and enabled == "never"):
+                return (f"multi-size THP is on for anonymous memory ({d}/enabled = {choice}); "
+                        "cowsim models 2 MiB huge pages only")
+    if _reads_huge_zero_page(scenario):
+        zero = _read_text(f"{sysfs}/use_zero_page")
+        if zero != "1":
+            return f"the scenario reads the huge zero page, but transparent_hugepage/use_zero_page = {zero}"
+    return None
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def kernel_run(scenario: Scenario, timeout: float = 60.0) -> "_kernel.KernelRun":
+    """The scenario on the host kernel (``cowsim.kernel.run_scenario``; huge regions are
+    mapped there with ``MADV_HUGEPAGE``).
+
+    Raises:
+        KernelUnavailable: the host cannot run the probe.
+        KernelProbeError: the probe failed.
+    """
+    return _kernel.run_scenario(scenario, timeout=timeout)
+
+
+def _thp_inconclusive(scenario: Scenario, kernel: Measurements, sim: Measurements) -> Optional[str]:
+    """Why the kernel's values of a THP scenario say nothing about cowsim: at the
+    first write of a huge region the kernel mapped less of it with huge pages
+    than cowsim (it could not allocate them: fragmented memory, a memory limit)."""
+    for name, spec in scenario.regions.items():
+        if not spec.huge:
+            continue
+        step = next((s for s in scenario.steps if s.op == "write" and s.region == name), None)
+        if step is None or step.implicit:
+            continue
+        key = (step.number, step.proc, name, "AnonHugePages")
+        k, c = kernel.get(key), sim.get(key)
+        if k is not None and c is not None and k < c:
+            return (f"the kernel did not allocate a huge page at the first write of region {name!r} "
+                    f"(step {step.number}: AnonHugePages {k} kB, cowsim {c} kB); fragmented memory? "
+                    "The kernel side of this scenario is inconclusive")
+    return None
 
 
 # ------------------------------------------------------------------------ comparison
@@ -212,6 +328,9 @@ class ValidationResult:
         simulator: the cowsim options used.
         warnings: anything that may blur the comparison.
         kernel_skipped: why the kernel side did not run, or None.
+        skipped: scenarios whose kernel side was skipped or set aside on a host
+            where it could run (THP scenarios: see :func:`thp_skip_reason`), with
+            the reason; their rows compare cowsim with the predictions only.
     """
 
     rows: List[Row] = field(default_factory=list)
@@ -220,6 +339,7 @@ class ValidationResult:
     warnings: List[str] = field(default_factory=list)
     kernel_skipped: Optional[str] = None
     descriptions: Dict[str, str] = field(default_factory=dict)
+    skipped: Dict[str, str] = field(default_factory=dict)
 
     @property
     def compared(self) -> List[Row]:
@@ -241,6 +361,7 @@ class ValidationResult:
         self.warnings.extend(w for w in other.warnings if w not in self.warnings)
         self.kernel_skipped = self.kernel_skipped or other.kernel_skipped
         self.descriptions.update(other.descriptions)
+        self.skipped.update(other.skipped)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -249,6 +370,7 @@ class ValidationResult:
             "mismatches": len(self.mismatches),
             "kernel": self.kernel_info,
             "kernel_skipped": self.kernel_skipped,
+            "skipped": self.skipped,
             "simulator": self.simulator,
             "warnings": self.warnings,
             "rows": [r.as_dict() for r in self.rows],
@@ -280,6 +402,7 @@ _REGION_COLS = (
     ("Private_Clean", "Pr_Cln"),
     ("Private_Dirty", "Pr_Dty"),
     ("Anonymous", "Anon"),
+    ("AnonHugePages", "AnHuge"),
 )
 
 
@@ -320,6 +443,8 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
         seps.append(len(body))
         desc = res.descriptions.get(name, "")
         body.append([f"== {name}" + (f": {desc}" if desc else "")])
+        if name in res.skipped:
+            body.append([f"   kernel side skipped: {res.skipped[name]}"])
         groups: Dict[Tuple[int, str], List[Row]] = {}
         for r in rows:
             groups.setdefault((r.step, r.proc), []).append(r)
@@ -367,6 +492,8 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
         f"{n} values compared, {bad} mismatch{'es' if bad != 1 else ''}: "
         + ("ALL MATCH" if res.all_match else "MISMATCH" if bad else "nothing compared")
     )
+    for name, why in res.skipped.items():
+        lines.append(f"skipped on the kernel side: {name}: {why}")
     for w in res.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
@@ -423,33 +550,48 @@ def run_scenario(
         KernelProbeError: the probe failed.
     """
     reason = None
+    skipped: Optional[str] = None
     run: Optional[_kernel.KernelRun] = None
     if isinstance(kernel, _kernel.KernelRun):
         run = kernel
     elif kernel is True or kernel == "auto":
         reason = _kernel.unavailable_reason()
         if reason is None:
-            run = _kernel.run_scenario(scenario, timeout=timeout)
+            skipped = thp_skip_reason(scenario)
+            if skipped is None:
+                run = kernel_run(scenario, timeout=timeout)
         elif kernel is True:
             raise _kernel.KernelUnavailable(reason)
     elif kernel is not False:
         raise TypeError(f"kernel must be True, False, 'auto' or a KernelRun, not {kernel!r}")
+    # THP scenarios are stated for 4 KiB pages (cowsim models THP there only)
     page_size = int(run.info.get("page_size", 4096)) if run else 4096
+    if skipped is not None:
+        page_size = 4096
     if fault_around is None:
-        fault_around = _kernel.fault_around_bytes()[0] if run else 65536
+        fault_around = _kernel.fault_around_bytes()[0] if (run or skipped) else 65536
     sim = simulate(scenario, page_size=page_size, fault_around=fault_around)
     if perturb is not None:
         changed = perturb(scenario, sim)
         if changed is not None:
             sim = changed
-    rows = _compare(scenario, run.measurements if run else None, sim, fault_tolerance)
+    measured = run.measurements if run else None
+    if run is not None and scenario.uses_thp:
+        skipped = _thp_inconclusive(scenario, run.measurements, sim)
+        if skipped is not None:
+            measured = None
+    rows = _compare(scenario, measured, sim, fault_tolerance)
+    info: Dict[str, str] = dict(run.info) if run else {}
+    if not info and skipped is not None:
+        info = _kernel.host_info()
     return ValidationResult(
         rows=rows,
-        kernel_info=dict(run.info) if run else {},
+        kernel_info=info,
         simulator={"page_size": page_size, "fault_around": fault_around, "fault_tolerance": fault_tolerance},
         warnings=list(run.warnings) if run else [],
-        kernel_skipped=None if run else (reason or "kernel=False"),
+        kernel_skipped=None if (run or skipped) else (reason or "kernel=False"),
         descriptions={scenario.name: scenario.description},
+        skipped={scenario.name: skipped} if skipped else {},
     )
 
 

@@ -27,7 +27,8 @@ bool thp_span_ok(const cs_machine *m, const cs_vma *v, uint64_t addr)
 
 /* Large-folio reuse (Linux 6.13+, __wp_can_reuse_large_anon_folio): a
  * subpage f of a huge page may be reused by a write only if every mapping of
- * every subpage is the writer's own.  The writer can map subpage k only at
+ * every subpage is the writer's own, and more than one subpage is mapped (a
+ * last mapped subpage is copied, freeing the folio).  The writer can map subpage k only at
  * index k of the level-0 table over the page's 2 MiB span (`table`, where f
  * is at idx): addresses never move. */
 bool folio_reusable(cs_machine *m, const uint64_t *table, uint64_t idx, uint64_t f)
@@ -43,7 +44,8 @@ bool folio_reusable(cs_machine *m, const uint64_t *table, uint64_t idx, uint64_t
         if ((table[k] & PTE_PRESENT) && PTE_FRAME(table[k]) == b + k)
             own++;
     }
-    return maps == own;
+    /* "Let's just free up a large folio if only a single page is mapped." */
+    return maps == own && maps > 1;
 }
 
 /* __split_huge_pmd_locked: the deposited table gets 512 entries with the
@@ -142,8 +144,9 @@ static void copy_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t b, uint
     m->st.thp_faults++;
 }
 
-/* Linux < 5.8, a write to the huge zero page: a new zeroed huge page
- * (do_huge_pmd_wp_page: `goto alloc`), in the same deposited table. */
+/* A write to the huge zero page with a free block: a new zeroed huge page in
+ * the same deposited table (Linux >= 6.13 do_huge_zero_wp_pmd; before 5.8,
+ * do_huge_pmd_wp_page's `goto alloc`). */
 static void zero_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t nb, uint64_t span_start)
 {
     frame_block_alloc(m, nb);   /* zeroed */
@@ -220,7 +223,7 @@ cs_status thp_fault_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr
             return CS_OK;
         }
     }
-    if (m->cfg.thp_cow == CS_THP_COW_COPY_HUGE) {
+    if (!b || m->cfg.thp_cow == CS_THP_COW_COPY_HUGE) {
         uint64_t nb = frame_block_find(m);
         if (nb && frames_free(m) >= HPAGE_NR) {
             if (b)
@@ -230,6 +233,8 @@ cs_status thp_fault_huge(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr
             *kind = b ? CS_FAULT_COW_COPY : CS_FAULT_ZERO_FILL;
             return CS_OK;
         }
+    }
+    if (m->cfg.thp_cow == CS_THP_COW_COPY_HUGE) {
         if (b && frames_free(m) >= HPAGE_NR) {
             copy_subpages(m, p, pmd, b, s);
             *kind = CS_FAULT_COW_COPY;

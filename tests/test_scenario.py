@@ -144,6 +144,25 @@ def test_layout_is_aligned_and_separated():
     assert all(v % (65536 * 8192) == 0 for v in big.values())
 
 
+def test_huge_map_option():
+    sc = Scenario.from_dict(with_steps(
+        {"op": "map", "region": "h", "pages": 512, "huge": True}, MAP_A,
+        {"op": "write", "region": "h", "count": 1, "expect": {"h.AnonHugePages": 2048}}))
+    assert sc.uses_thp and sc.regions["h"].huge and not sc.regions["a"].huge
+    assert sc.steps[0].huge and not sc.steps[1].huge
+    assert sc.steps[0].describe() == "map h (512 pages, rw private huge)"
+    assert sc.steps[1].describe() == "map a (8 pages, rw private)"
+    assert sc.steps[2].expect == {("parent", "h", "AnonHugePages"): 2048}
+    assert (3, "parent", "h", "AnonHugePages") in sc.keys(sc.steps[2])
+    assert Scenario.from_dict(sc.to_dict()).regions["h"].huge  # round trip
+    # huge regions start on a 2 MiB boundary: one huge page maps each whole 512-page span
+    assert all(addr % (2 << 20) == 0 for addr in sc.layout(4096).values())
+    plain = Scenario.from_dict(with_steps(MAP_A, {"op": "map", "region": "b", "pages": 4, "huge": False}))
+    assert not plain.uses_thp and plain.to_dict()["steps"][1]["huge"] is False
+    (toml,) = loads('name = "h"\n[[steps]]\nop = "map"\nregion = "h"\npages = 512\nhuge = true\n', "toml")
+    assert toml.regions["h"].huge
+
+
 BAD = [
     # (scenario dict, fragments the message must contain)
     (with_steps(MAP_A, {"op": "jump"}), ["step 2", "'op'", "unknown step 'jump'", "map, read"]),
@@ -162,6 +181,10 @@ BAD = [
     (with_steps({"op": "map", "region": "a", "pages": 4, "shared": "yes"}), ["'shared'", "true or false"]),
     (with_steps({"op": "map", "region": "a", "pages": 4, "prot": "rwx"}), ["'prot'", "none, r, rw", "'rwx'"]),
     (with_steps({"op": "map", "region": "a b", "pages": 4}), ["'region'", "must be a name"]),
+    (with_steps({"op": "map", "region": "a", "pages": 512, "huge": 1}), ["step 1 (map)", "'huge'", "true or false"]),
+    (with_steps({"op": "map", "region": "a", "pages": 512, "huge": True, "shared": True}),
+     ["step 1 (map)", "'huge'", "private regions only", "'a' is shared"]),
+    (with_steps(MAP_A, {"op": "write", "region": "a", "huge": True}), ["step 2 (write)", "unknown field", "'huge'"]),
     (with_steps(MAP_A, MAP_A), ["step 2 (map)", "already defined (step 1)"]),
     (with_steps(MAP_A, {"op": "write", "region": "a", "first": 8}), ["step 2 (write)", "'first'", "[0, 7]"]),
     (with_steps(MAP_A, {"op": "write", "region": "a", "first": 4, "count": 5}), ["'count'", "[1, 4]", "5"]),

@@ -109,14 +109,29 @@ def test_huge_read_fault_maps_the_huge_zero_page(machine):
     assert entries(p) == [(a // PS + k, 0, False, False) for k in range(NR)]
     assert p.smaps() == smaps()
     assert p.regions[0].written is False
-    # a write splits it into 512 zero-page entries, then F4 fills the one page
+    # a write replaces it with a new huge page (Linux >= 6.13 do_huge_zero_wp_pmd), in the
+    # same deposited table: 512 frames more, one zero-fill fault, no split
     assert p.touch(a + 9 * PS, write=True) == Outcome.ZERO_FILL
-    assert m.stats.frames_used == 5 and _thp(p) == (0, 1)
+    assert m.stats.frames_used == 4 + NR and _thp(p) == (1, 0)
     assert p.stats == pstats(zp=1, zf=1, tables=4)
-    assert tr(p, a + 9 * PS) == (5, True, True)
-    assert tr(p, a + 8 * PS) == (0, False, False)
+    assert tr(p, a + 9 * PS) == (B1 + 9, True, True)
+    assert tr(p, a + 8 * PS) == (B1 + 8, True, True)
+    assert p.smaps()["AnonHugePages"] == 2048 and p.regions[0].written is True
+    assert frame_row(m, B1 + 9) == (1, 1, HUGE_ANON)
+
+
+def test_huge_zero_page_write_without_a_free_block_splits_then_fills_4k(machine):
+    m = machine(memory="4MiB")                     # block 1 taken by q: none left
+    q = m.spawn()
+    q.touch(q.mmap(H, huge=True), write=True)
+    p = m.spawn()
+    a = p.mmap(H, huge=True)
+    assert p.touch(a) == Outcome.ZERO_PAGE
+    used = m.stats.frames_used
+    assert p.touch(a + 9 * PS, write=True) == Outcome.ZERO_FILL
+    assert m.stats.frames_used == used + 1 and _thp(p) == (0, 1)
+    assert tr(p, a + 9 * PS)[1:] == (True, True) and tr(p, a + 8 * PS) == (0, False, False)
     assert len(entries(p)) == NR
-    assert frame_row(m, 5) == (1, 1, ANON | EXCL)
 
 
 def test_fallback_to_4k_when_no_aligned_block_is_free(machine):

@@ -11,10 +11,15 @@ import cowsim
 from cowsim import kernel
 from cowsim.scenario import Scenario
 from cowsim.suite import SUITE_NAMES, builtin_suite
-from cowsim.validate import Row, ValidationResult, add_validate_parser, run_scenario, run_suite, simulate
+from cowsim.validate import (Row, ValidationResult, add_validate_parser, kernel_run, run_scenario, run_suite,
+                             simulate, thp_skip_reason)
 
 REASON = kernel.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unavailable: {REASON}")
+THP_NAMES = ("thp_write_fault", "thp_zero_page", "thp_fork_split", "thp_reuse_after_child_exit",
+             "thp_partial_munmap")
+THP_REASON = REASON or thp_skip_reason(builtin_suite(["thp_zero_page"])[0])
+needs_thp = pytest.mark.skipif(THP_REASON is not None, reason=f"kernel THP side unavailable: {THP_REASON}")
 
 
 def _suite():
@@ -100,6 +105,121 @@ def test_match_logic():
     assert ValidationResult().all_match is False  # nothing compared is no success
 
 
+# ------------------------------------------------------------------ THP, anywhere
+def test_thp_scenarios_are_in_the_suite_and_hold_in_cowsim():
+    assert set(THP_NAMES) <= set(SUITE_NAMES)
+    scs = builtin_suite(list(THP_NAMES))
+    assert all(sc.uses_thp for sc in scs)
+    assert not any(sc.uses_thp for sc in builtin_suite() if sc.name not in THP_NAMES)
+    # stated for 4 KiB pages whatever the host's page size
+    assert [sc.to_dict() for sc in builtin_suite(list(THP_NAMES), page_size=65536)] == [sc.to_dict() for sc in scs]
+    res = run_suite(scs, kernel=False)
+    assert res.all_match, res.to_table()
+    sim = {sc.name: simulate(sc) for sc in scs}
+    w = sim["thp_write_fault"]
+    assert (w[(3, "parent", "", "minflt")], w[(3, "parent", "a", "Rss")], w[(3, "parent", "a", "AnonHugePages")]) \
+        == (1, 2048, 2048)
+    assert w[(4, "parent", "", "minflt")] == 0
+    z = sim["thp_zero_page"]
+    assert (z[(2, "parent", "", "minflt")], z[(2, "parent", "a", "Rss")], z[(3, "parent", "", "minflt")]) == (1, 0, 0)
+    f = sim["thp_fork_split"]
+    assert f[(3, "child", "a", "Pss")] == f[(3, "parent", "a", "Pss")] == 1024
+    child = {m: f[(4, "child", "a", m)] for m in ("AnonHugePages", "Rss", "Private_Dirty", "Pss")}
+    assert child == {"AnonHugePages": 0, "Rss": 2048, "Private_Dirty": 4, "Pss": 1026}
+    assert f[(4, "child", "", "copied")] == 1 and f[(5, "parent", "a", "AnonHugePages")] == 2048
+    r = sim["thp_reuse_after_child_exit"]
+    assert (r[(6, "parent", "", "minflt")], r[(6, "parent", "", "copied")], r[(6, "parent", "a", "AnonHugePages")]) \
+        == (1, 0, 2048)
+    m = sim["thp_partial_munmap"]
+    assert (m[(5, "parent", "a", "Rss")], m[(5, "parent", "a", "AnonHugePages")]) == (2044, 0)
+    table = res.to_table()
+    assert "AnHuge" in table and "private huge" in table
+
+
+def test_anon_huge_pages_is_compared_for_every_region():
+    (sc,) = builtin_suite(["cow_fork_pss"])
+    res = run_scenario(sc, kernel=False)
+    rows = [r for r in res.rows if r.metric == "AnonHugePages"]
+    assert rows and all(r.cowsim == 0 for r in rows)
+
+
+def _fake_thp_sysfs(root, enabled="always [madvise] never", pmd="always [inherit] madvise never",
+                    others="always inherit madvise [never]", zero="1"):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "enabled").write_text(enabled + "\n")
+    (root / "use_zero_page").write_text(zero + "\n")
+    for size, value in (("hugepages-2048kB", pmd), ("hugepages-64kB", others)):
+        (root / size).mkdir(exist_ok=True)
+        (root / size / "enabled").write_text(value + "\n")
+    return str(root)
+
+
+def test_thp_skip_reasons(tmp_path):
+    write, zero = builtin_suite(["thp_write_fault", "thp_zero_page"])
+    (plain,) = builtin_suite(["cow_fork_pss"])
+    ok = _fake_thp_sysfs(tmp_path / "ok")
+    assert thp_skip_reason(write, 4096, ok) is None and thp_skip_reason(zero, 4096, ok) is None
+    assert thp_skip_reason(plain, 65536, str(tmp_path / "none")) is None  # no huge region: nothing to skip
+    assert "4 KiB pages only" in thp_skip_reason(write, 16384, ok)
+    assert "missing" in thp_skip_reason(write, 4096, str(tmp_path / "none"))
+    never = _fake_thp_sysfs(tmp_path / "never", enabled="always madvise [never]")
+    assert "enabled = never" in thp_skip_reason(write, 4096, never)
+    pmd_off = _fake_thp_sysfs(tmp_path / "pmd", pmd="always inherit madvise [never]")
+    assert "hugepages-2048kB/enabled = never" in thp_skip_reason(write, 4096, pmd_off)
+    mthp = _fake_thp_sysfs(tmp_path / "mthp", others="always inherit [madvise] never")
+    assert "multi-size THP" in thp_skip_reason(write, 4096, mthp)
+    no_zero = _fake_thp_sysfs(tmp_path / "nozero", zero="0")
+    assert thp_skip_reason(write, 4096, no_zero) is None  # writes first: the huge zero page is not used
+    assert "use_zero_page = 0" in thp_skip_reason(zero, 4096, no_zero)
+
+
+def test_thp_scenario_skipped_on_the_kernel_side_is_not_a_failure(monkeypatch):
+    import cowsim.validate as validate
+
+    monkeypatch.setattr(kernel, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(validate, "thp_skip_reason", lambda sc: "THP is off here" if sc.uses_thp else None)
+    monkeypatch.setattr(validate, "kernel_run", lambda sc, timeout=60.0: pytest.fail("must not run the probe"))
+    (sc,) = builtin_suite(["thp_fork_split"])
+    res = run_scenario(sc, kernel=True)
+    assert res.skipped == {"thp_fork_split": "THP is off here"} and res.kernel_skipped is None
+    assert res.all_match and all(r.kernel is None for r in res.rows)
+    assert any(r.expected is not None and r.match for r in res.rows)  # cowsim still meets the predictions
+    table = res.to_table()
+    assert "kernel side skipped: THP is off here" in table and "ALL MATCH" in table
+    assert res.to_dict()["skipped"] == {"thp_fork_split": "THP is off here"}
+
+
+def test_thp_scenario_without_a_huge_page_is_inconclusive():
+    """The kernel could not allocate the huge page at the first write: inconclusive, not a mismatch."""
+    (sc,) = builtin_suite(["thp_fork_split"])
+    fake = simulate(sc)
+    for key in list(fake):
+        if key[2] == "a" and key[3] == "AnonHugePages":
+            fake[key] = 0  # 4 KiB pages everywhere
+    run = kernel.KernelRun(sc.name, fake, {"page_size": "4096"}, [])
+    res = run_scenario(sc, kernel=run)
+    assert "did not allocate a huge page" in res.skipped["thp_fork_split"]
+    assert "step 2" in res.skipped["thp_fork_split"]
+    assert res.all_match and all(r.kernel is None for r in res.rows)
+    # a real disagreement after the first write is still a mismatch
+    fake2 = simulate(sc)
+    fake2[(4, "child", "a", "AnonHugePages")] = 2048
+    res2 = run_scenario(sc, kernel=kernel.KernelRun(sc.name, fake2, {"page_size": "4096"}, []))
+    assert not res2.skipped and [(r.step, r.proc, r.metric) for r in res2.mismatches] == \
+        [(4, "child", "AnonHugePages")]
+
+
+def test_probe_input_marks_huge_maps():
+    sc = Scenario.from_dict({"name": "h", "steps": [
+        {"op": "map", "region": "a", "pages": 8},
+        {"op": "map", "region": "h", "pages": 512, "huge": True},
+        {"op": "write", "region": "h", "count": 1}]})
+    lines = kernel._encode(sc, 4096).splitlines()
+    maps = [line for line in lines if line.split()[:1] == ["step"] and line.split()[2] == "map"]
+    assert maps == ["step 1 map 0 0 3 0 0", "step 2 map 0 1 3 0 1"]
+    assert any(line.startswith("step 3 write 0 1 0 1 ") for line in lines)
+
+
 # ------------------------------------------------------------ on the kernel
 @needs_kernel
 def test_builtin_suite_matches_the_kernel(kernel_suite_result):
@@ -117,6 +237,58 @@ def test_builtin_suite_matches_the_kernel(kernel_suite_result):
 def test_kernel_reports_host_facts(kernel_suite_result):
     info = kernel_suite_result.kernel_info
     assert info["system"] == "Linux" and info["release"] and info["page_size"].isdigit()
+
+
+@needs_thp
+def test_thp_scenarios_were_compared_with_the_kernel(kernel_suite_result):
+    res = kernel_suite_result
+    huge = []
+    for name in THP_NAMES:
+        rows = [r for r in res.rows if r.scenario == name]
+        assert rows
+        if name in res.skipped:  # the kernel found no free huge page: inconclusive
+            assert "did not allocate a huge page" in res.skipped[name]
+            continue
+        assert all(r.kernel is not None for r in rows if r.metric not in ("copied",))
+        huge += [r for r in rows if r.metric == "AnonHugePages" and r.kernel]
+    if len(res.skipped) < len(THP_NAMES) - 1:
+        assert huge and all(r.kernel == r.cowsim == 2048 for r in huge)
+
+
+@needs_thp
+def test_huge_zero_page_write_allocates_a_huge_page():
+    """Linux >= 6.13 (do_huge_zero_wp_pmd@mm/huge_memory.c) replaces the huge zero page
+    with a new huge page at a write fault.  cowsim first split it and zero-filled 4 KiB
+    (found by this test; fixed, see VALIDATION.md "Disagreements found")."""
+    sc = Scenario.from_dict({"name": "huge_zero_write", "steps": [
+        {"op": "map", "region": "a", "pages": 512, "huge": True},
+        {"op": "read", "region": "a", "count": 1, "expect": {"minflt": 1, "a.Rss": 0}},
+        {"op": "write", "region": "a", "first": 5, "count": 1, "expect": {"minflt": 1, "copied": 0}},
+        {"op": "read", "region": "a", "first": 1, "count": 8, "expect": {"minflt": 0}}]})
+    res = run_scenario(sc)
+    if res.skipped:
+        pytest.skip(res.skipped[sc.name])
+    assert res.all_match, res.to_table()
+
+
+@needs_thp
+def test_last_mapped_subpage_is_copied():
+    """__wp_can_reuse_large_anon_folio@mm/memory.c: "Let's just free up a large folio if
+    only a single page is mapped" -- the kernel copies a non-exclusive subpage whose huge
+    page has no other mapped subpage.  cowsim reused it (found by this test; fixed)."""
+    sc = Scenario.from_dict({"name": "last_subpage", "steps": [
+        {"op": "map", "region": "a", "pages": 512, "huge": True},
+        {"op": "write", "region": "a"},
+        {"op": "fork", "child": "child"},
+        {"op": "munmap", "region": "a", "first": 1, "expect": {"a.Rss": 4}},
+        {"op": "exit", "proc": "child", "expect": {"a.Pss": 4}},
+        {"op": "write", "region": "a", "count": 1, "value": 2, "expect": {"minflt": 1}}]})
+    res = run_scenario(sc)
+    if res.skipped:
+        pytest.skip(res.skipped[sc.name])
+    assert res.all_match, res.to_table()
+    (copied,) = [r for r in res.rows if (r.step, r.metric) == (6, "copied")]
+    assert copied.cowsim == 1
 
 
 @needs_kernel

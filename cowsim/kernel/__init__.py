@@ -217,6 +217,8 @@ def host_info() -> Dict[str, str]:
     info["fault_around_bytes"] = str(fa) + ("" if known else " (assumed: debugfs not readable)")
     for key, path in (
         ("thp_enabled", "/sys/kernel/mm/transparent_hugepage/enabled"),
+        ("thp_defrag", "/sys/kernel/mm/transparent_hugepage/defrag"),
+        ("thp_use_zero_page", "/sys/kernel/mm/transparent_hugepage/use_zero_page"),
         ("thp_shmem_enabled", "/sys/kernel/mm/transparent_hugepage/shmem_enabled"),
         ("ksm_run", "/sys/kernel/mm/ksm/run"),
         ("numa_balancing", "/proc/sys/kernel/numa_balancing"),
@@ -291,7 +293,7 @@ def _encode(scenario: Scenario, page_size: int) -> str:
         a = [0, 0, 0, 0]
         proc = procs[s.proc]
         if s.op == "map":
-            a = [regions[s.region or ""], _OPS_ARGS[s.prot or "rw"], int(s.shared), 0]
+            a = [regions[s.region or ""], _OPS_ARGS[s.prot or "rw"], int(s.shared), int(s.huge)]
         elif s.op in ("read", "write", "mprotect", "munmap", "madvise"):
             a = [regions[s.region or ""], s.first, s.count, 0]
             if s.op == "write":

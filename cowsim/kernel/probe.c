@@ -15,7 +15,11 @@
  *   step <i> <op> <proc> <a0> <a1> <a2> <a3>
  *   end
  * ops and their arguments:
- *   map      region prot(0 none,1 r,3 rw) shared(0/1)
+ *   map      region prot(0 none,1 r,3 rw) shared(0/1) huge(0/1)
+ *            huge 1: MADV_HUGEPAGE instead of MADV_NOHUGEPAGE (transparent huge
+ *            pages); the region's address must be aligned to the reach of one
+ *            page table (2 MiB with 4 KiB pages), so that each of its whole
+ *            2 MiB spans can be mapped by one huge page
  *   read     region first count
  *   write    region first count value
  *   mprotect region first count prot
@@ -73,6 +77,9 @@
 #define MADV_WIPEONFORK 18
 #define MADV_KEEPONFORK 19
 #endif
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
 #ifndef MADV_NOHUGEPAGE
 #define MADV_NOHUGEPAGE 15
 #endif
@@ -88,7 +95,7 @@ static const char *const OP_NAMES[] = {"map", "read", "write", "mprotect", "munm
 #define NOPS ((int)(sizeof OP_NAMES / sizeof OP_NAMES[0]))
 
 static const char *const FIELDS[] = {"Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty",
-                                     "Private_Clean", "Private_Dirty", "Anonymous"};
+                                     "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages"};
 #define NFIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
 struct region { uintptr_t addr; long pages; };
@@ -104,6 +111,7 @@ static int me;
 static uintptr_t scen_lo = UINTPTR_MAX, scen_hi;
 
 static uint64_t zero_pfn;
+static uint64_t huge_zero_pfn; /* first PFN of the huge zero page, 0 unknown */
 static int pfn_ok;
 
 /* scratch memory for the rewarm exercise */
@@ -424,7 +432,9 @@ static long count_copied(long count) {
     long copied = 0;
     for (long k = 0; k < count; k++) {
         uint64_t b = pfn_before[k], a = pfn_after[k];
-        if ((b & PM_PRESENT) && (a & PM_PRESENT) && PM_PFN(b) != zero_pfn && PM_PFN(a) != PM_PFN(b))
+        int b_zero = PM_PFN(b) == zero_pfn ||
+                     (huge_zero_pfn && PM_PFN(b) >= huge_zero_pfn && PM_PFN(b) < huge_zero_pfn + (uint64_t)(PAGE / 8));
+        if ((b & PM_PRESENT) && (a & PM_PRESENT) && !b_zero && PM_PFN(a) != PM_PFN(b))
             copied++;
     }
     return copied;
@@ -453,16 +463,20 @@ static int do_step(int i) {
     switch (s->op) {
     case OP_MAP: {
         int flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (s->a[2] ? MAP_SHARED : MAP_PRIVATE);
+        int huge = s->a[3] != 0;
+        size_t pmd_span = (size_t)PAGE * (size_t)(PAGE / 8);
+        if (huge && (s->a[2] || (uintptr_t)base % pmd_span))
+            die(i, "a huge region must be private and %zu-byte aligned", pmd_span);
         f0 = minflt();
         /* guard pages: own shmem objects, so they can never merge with the region */
         void *g1 = mmap(base - PAGE, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         void *g2 = mmap(base + len, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         void *p = mmap(base, len, prot_of(s->a[1]), flags, -1, 0);
-        int adv = p == base ? madvise(p, len, MADV_NOHUGEPAGE) : 0;
+        int adv = p == base ? madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) : 0;
         f1 = minflt();
         if (g1 != base - PAGE || g2 != base + len) die(i, "guard mmap failed: %s", strerror(errno));
         if (p != base) die(i, "mmap at %p failed: %s", (void *)base, p == MAP_FAILED ? strerror(errno) : "moved");
-        if (adv) die(i, "madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+        if (adv) die(i, "madvise(%s): %s", huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", strerror(errno));
         emit_m(i, f1 - f0, -1, 0, -1);
         break;
     }
@@ -675,6 +689,25 @@ static void setup_run(void) {
             pfn_ok = 1;
         }
         munmap(z, (size_t)PAGE);
+    }
+    /* with huge regions: the huge zero page's PFNs (a read of a huge region maps
+     * it; like the zero page, replacing it is not a copy) */
+    int any_huge = 0;
+    for (int i = 0; i < NS; i++)
+        if (S[i].op == OP_MAP && S[i].a[3]) any_huge = 1;
+    if (pfn_ok && any_huge) {
+        size_t span = (size_t)PAGE * (size_t)(PAGE / 8);
+        char *raw = mmap(NULL, 2 * span, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (raw != MAP_FAILED) {
+            char *h = (char *)(((uintptr_t)raw + span - 1) & ~(uintptr_t)(span - 1));
+            madvise(h, span, MADV_HUGEPAGE);
+            (void)*(volatile char *)h;
+            if (read_pfns((uintptr_t)h, 1, &pm) == 0 && (pm & PM_PRESENT) && PM_PFN(pm) != zero_pfn &&
+                PM_PFN(pm) % (uint64_t)(PAGE / 8) == 0)
+                huge_zero_pfn = PM_PFN(pm);
+            munmap(raw, 2 * span);
+        }
+        out("info huge_zero_pfn_known %d\n", huge_zero_pfn != 0);
     }
     for (int p = 0; p < NP; p++)
         if (pipe2(token[p], O_CLOEXEC)) die(-1, "pipe: %s", strerror(errno));
