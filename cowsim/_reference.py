@@ -1017,26 +1017,16 @@ class RefProcess:
         yield t
 
     def _entries(self, start_vp: int = 0, end_vp: Optional[int] = None):
-        """(vpage, pte) of present entries in [start_vp, end_vp), in address order."""
+        """(vpage, pte) of present entries in [start_vp, end_vp), in address order (the
+        entries of last-level tables; huge entries are not in them: see ``_mappings``)."""
         if end_vp is None:
             end_vp = 1 << 64
         out: List[Tuple[int, _Pte]] = []
-        last = self.machine.levels - 1
-
-        def walk(t: _Table) -> None:
-            if t.level == last:
-                for idx in sorted(t.ptes):
-                    if start_vp <= t.base + idx < end_vp:
-                        out.append((t.base + idx, t.ptes[idx]))
-                return
-            span = self._span(t.level + 1)
-            for idx in sorted(t.children):
-                lo = t.base + idx * span
-                if lo < end_vp and start_vp < lo + span:
-                    walk(t.children[idx])
-
-        if self._root is not None:
-            walk(self._root)
+        for up, idx, base in self._level1(start_vp, end_vp):
+            leaf = up.children.get(idx)
+            for i in sorted(leaf.ptes) if leaf is not None else ():
+                if start_vp <= base + i < end_vp:
+                    out.append((base + i, leaf.ptes[i]))
         return out
 
     def _zap(self, start: int, end: int) -> None:
