@@ -79,13 +79,7 @@ static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, 
         if (f == ZERO_FRAME) {
             dst[i] = e;
         } else if (!x->eager) {
-            /* K2: share the frame, write-protect both sides, keep dirty. */
-            m->fm[f].ref++;
-            m->fm[f].mapc++;
-            m->fm[f].flags &= (uint8_t)~CS_FRAME_EXCLUSIVE;
-            e &= ~PTE_WRITE;
-            src[i] = e;
-            dst[i] = e;
+            dst[i] = pte_share(m, &src[i]);   /* K2 */
         } else {
             uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, f);
             m->fm[nf].mapc = 1;

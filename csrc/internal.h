@@ -228,6 +228,20 @@ static inline bool vma_copies_entries(const cs_vma *v)
            (v->flags & CS_VMA_ANON_VMA);
 }
 
+/* K2 for one present entry of a private frame (not the zero page): the frame
+ * gains a reference and a mapping and is no longer exclusive; the entry is
+ * write-protected (dirty kept).  Returns the entry both sides now hold.
+ * Used by a cow fork and by an odf table copy (the same work, deferred). */
+static inline uint64_t pte_share(cs_machine *m, uint64_t *src)
+{
+    uint64_t e = *src, f = PTE_FRAME(e);
+    m->fm[f].ref++;
+    m->fm[f].mapc++;
+    m->fm[f].flags &= (uint8_t)~CS_FRAME_EXCLUSIVE;
+    *src = e & ~PTE_WRITE;
+    return *src;
+}
+
 /* regions.c */
 cs_vma *vma_find(cs_proc *p, uint64_t addr);
 size_t vma_first_ending_after(const cs_proc *p, uint64_t addr);

@@ -86,18 +86,8 @@ uint64_t *odf_unshare(cs_machine *m, cs_proc *p, uint64_t *pmd, uint64_t addr)
     uint64_t ns = table_alloc(m, p);
     uint64_t *src = table_of(m, slot), *dst = table_of(m, ns);
     for (uint64_t i = 0; i < m->epl; i++) {
-        uint64_t e = src[i];
-        if (!e)
-            continue;
-        uint64_t f = PTE_FRAME(e);
-        if (f != ZERO_FRAME) {   /* K2, for this table: share, write-protect both */
-            m->fm[f].ref++;
-            m->fm[f].mapc++;
-            m->fm[f].flags &= (uint8_t)~CS_FRAME_EXCLUSIVE;
-            e &= ~PTE_WRITE;
-            src[i] = e;
-        }
-        dst[i] = e;
+        if (src[i])   /* K2, for this table */
+            dst[i] = PTE_FRAME(src[i]) == ZERO_FRAME ? src[i] : pte_share(m, &src[i]);
     }
     drop_holder(m, p, pmd);
     *pmd = MK_PTE(ns, PTE_PRESENT);
