@@ -257,8 +257,9 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     const uint64_t tmask = m->tlb_mask;
     cs_status st = CS_OK;
 
-    /* The running process (it changes in a replay), its TLB, its region
-     * last found [vs, vs + vlen) and its counters since access `since`. */
+    /* The running process (it changes in a replay; NULL until a replay's
+     * first access picks one, whatever its pid -- 0 included), its TLB, its
+     * region last found [vs, vs + vlen) and its counters since access `since`. */
     int32_t cur = pids ? 0 : p->pid;
     tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
     cs_vma *vma = NULL;
@@ -306,7 +307,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         if (mode != MODE_READ && end < n)
             stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
         for (i = b; i < end; i++) {
-            if (pids && pids[i] != cur) {   /* a replay switches process */
+            if (pids && (!p || pids[i] != cur)) {   /* a replay switches (or picks its first) process */
                 if (p) {
                     rl->vma = vma;
                     rl->vs = vs;
