@@ -47,40 +47,47 @@ def _in_child(body) -> None:
         os._exit(code)
 
 
-def test_fork_while_another_thread_is_inside_a_batch() -> None:
-    m = cowsim.Machine(memory="64MiB", store_data=False)
-    p = m.spawn()
-    pages = 4096
-    a = p.mmap(pages * 4096)
-    # A batch long enough (~0.5-2 s) that the fork below lands inside it.
-    n = 20_000_000
+def test_fork_while_another_thread_is_inside_a_replay() -> None:
+    # A replay that ping-pongs between processes of one lane (pids 1, 9, 17: no
+    # TLB, outcomes on) is the slowest path of the core: ~0.3 s for 10 M accesses
+    # here, long enough that the fork below lands inside it.
+    m = cowsim.Machine(memory="16MiB", store_data=False, tlb_entries=0)
+    procs = [m.spawn() for _ in range(17)]
+    pages = 64
+    a = procs[0].mmap(pages * 4096)
+    for q in procs[1:]:
+        q.mmap(pages * 4096, addr=a)
+    n = 10_000_000
     addrs = (a + (np.arange(n, dtype=np.uint64) * 7919 % pages) * 4096).astype(np.uint64)
+    lane = np.array([procs[0].pid, procs[8].pid, procs[16].pid], np.int32)
+    pids = lane[np.arange(n) % 3]
     started = threading.Event()
-    batches = []
+    results = []
 
     def worker() -> None:
-        started.set()
-        batches.append(p.access(addrs, write=True))
+        started.set()  # from here to the C call is a few microseconds of Python
+        results.append(m.replay(pids, addrs, write=True, outcomes=True))
 
     t = threading.Thread(target=worker)
     t.start()
     started.wait()
-    time.sleep(0.2)  # the worker is inside cs_access_batch by now, holding the machine's lock
+    time.sleep(0.01)  # the worker is inside cs_replay now, holding the machine's lock
     pid = os.fork()
     if pid == 0:
         def child() -> bool:
             m.check()  # would block forever on a copied, held lock
-            s = p.stats
-            c = p.fork()  # the machine is fully usable
+            stats = [procs[k].stats for k in (0, 8, 16)]
+            c = procs[0].fork()  # the machine is fully usable
             c.touch(a, write=True)
             c.exit()
             m.check()
-            # The fork waited for the batch: the child sees all of it, never a part.
-            return s.accesses == n and s.minflt == pages and m.stats.processes == 1
+            # The fork waited for the replay: the child sees all of it, never a part.
+            return [s.accesses for s in stats] == [(n + 2 - k) // 3 for k in range(3)] and \
+                [s.minflt for s in stats] == [pages] * 3
         _in_child(child)
     t.join()
     assert _wait_child(pid) == 0
-    assert batches[0].zero_fill == pages and p.stats.accesses == n
+    assert results[0].zero_fill == 3 * pages and results[0].hits == n - 3 * pages
     m.check()
 
 
