@@ -362,6 +362,8 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
     measurements, probe_info, warnings = _decode(scenario, out)
     info = host_info()
     info["pfn_visible"] = probe_info.get("pfn_visible", "0")
+    # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
+    info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
     warnings = _host_warnings(info) + warnings
     if info["pfn_visible"] != "1":
         warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "

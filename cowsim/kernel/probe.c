@@ -30,7 +30,7 @@
  *   measure
  *
  * Output (stdout; only one process writes at a time):
- *   info <key> <value>
+ *   info <key> <value>                   (unmapped_own_pages: see rewarm())
  *   m <step> <proc> minflt <n> copied <n> segv <n> data <n>     (-1 = not measured)
  *   r <step> <proc> <region> mapped <0|1> Rss <kB> Pss <kB> ...  (-1 = field absent)
  *   warn <step> <text>
@@ -480,7 +480,7 @@ static void exercise(void) {
     (void)minflt();
 }
 
-static void rewarm(int step) {
+static long rewarm(int step) {
     touch_stack();
     exercise();
     populate_read_only();
@@ -489,6 +489,7 @@ static void rewarm(int step) {
     touch_stack();
     long missing = unmapped_own_pages();
     if (missing) out("warn %d %ld pages of the probe's own mappings are not mapped before the step\n", step + 1, missing);
+    return missing;
 }
 
 /* --------------------------------------------------------------- the steps */
@@ -791,8 +792,9 @@ static void setup_run(void) {
     for (int p = 0; p < NP; p++)
         if (pipe2(token[p], O_CLOEXEC)) die(-1, "pipe: %s", strerror(errno));
     out("info pagesize %ld\ninfo pfn_visible %d\ninfo pid %d\n", PAGE, pfn_ok, (int)getpid());
+    long missing = rewarm(0);
+    out("info unmapped_own_pages %ld\n", missing);
     flush_out();
-    rewarm(0);
 }
 
 /* ------------------------------------------------------------ calibration */
