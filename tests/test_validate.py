@@ -617,3 +617,17 @@ def test_row_is_frozen():
     with pytest.raises(Exception):
         row.kernel = 2  # type: ignore[misc]
     assert row.as_dict()["note"] == ""
+
+
+def test_damon_state_is_reported(tmp_path):
+    root = tmp_path / "kdamonds"
+    assert kernel._damon_state(str(root)) == ""  # no DAMON in the kernel
+    for d, state, ops, action in (("0", "on", "paddr", "pageout"), ("1", "off", "vaddr", "stat")):
+        ctx = root / d / "contexts" / "0"
+        (ctx / "schemes" / "0").mkdir(parents=True)
+        (root / d / "state").write_text(state + "\n")
+        (ctx / "operations").write_text(ops + "\n")
+        (ctx / "schemes" / "0" / "action").write_text(action + "\n")
+    assert kernel._damon_state(str(root)) == "paddr: pageout"
+    (root / "1" / "state").write_text("on\n")
+    assert kernel._damon_state(str(root)) == "paddr: pageout; vaddr: stat"

@@ -226,11 +226,37 @@ def host_info() -> Dict[str, str]:
         text = _read(path)
         if text is not None:
             info[key] = text
+    damon = _damon_state()
+    if damon:
+        info["damon"] = damon
     meminfo = _read("/proc/meminfo") or ""
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             info["memory"] = line.split(":", 1)[1].strip()
     return info
+
+
+def _damon_state(root: str = "/sys/kernel/mm/damon/admin/kdamonds") -> str:
+    """DAMON monitors running on the host, e.g. "paddr: pageout" ("" none): a
+    physical-address monitor briefly takes references on sampled pages, which
+    can turn a copy-on-write reuse into a copy (see docs/VALIDATION.md)."""
+    out = []
+    try:
+        names = sorted(d for d in os.listdir(root) if d.isdigit())
+    except OSError:
+        return ""
+    for d in names:
+        if _read(f"{root}/{d}/state") != "on":
+            continue
+        base = f"{root}/{d}/contexts/0"
+        ops = _read(f"{base}/operations") or "?"
+        try:
+            schemes = sorted(x for x in os.listdir(f"{base}/schemes") if x.isdigit())
+        except OSError:
+            schemes = []
+        actions = [_read(f"{base}/schemes/{x}/action") or "?" for x in schemes]
+        out.append(ops + (": " + ", ".join(actions) if actions else ""))
+    return "; ".join(out)
 
 
 def _host_warnings(info: Dict[str, str]) -> List[str]:
