@@ -552,7 +552,8 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
     if res.kernel_runs:
         total = sum(res.kernel_runs.values())
         again = sorted(name for name, k in res.kernel_runs.items() if k > 1)
-        lines.append(f"kernel runs: {total} for {len(res.kernel_runs)} scenario{'s' if len(res.kernel_runs) != 1 else ''}"
+        plural = "s" if len(res.kernel_runs) != 1 else ""
+        lines.append(f"kernel runs: {total} for {len(res.kernel_runs)} scenario{plural}"
                      + (f" (re-run: {', '.join(f'{a} x{res.kernel_runs[a]}' for a in again)})" if again else ""))
     for name, why in res.skipped.items():
         lines.append(f"skipped on the kernel side: {name}: {why}")
@@ -591,9 +592,7 @@ def settle_kernel_runs(
     """
     if not runs:
         raise InvalidArgument("settle_kernel_runs needs at least one run")
-    keys: List[Tuple[int, str, str, str]] = []
-    for run in runs:
-        keys.extend(k for k in run if k not in keys)
+    keys = list(dict.fromkeys(key for run in runs for key in run))
     values: Measurements = {}
     seen: Dict[Tuple[int, str, str, str], Tuple[Optional[int], ...]] = {}
     unsettled = []
