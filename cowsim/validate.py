@@ -6,6 +6,16 @@ smaps values (kB) must be equal; fault counts must be equal too, unless a
 tolerance is given (``fault_tolerance``; the default 0 has held on every run
 so far, see docs/VALIDATION.md).
 
+The kernel's values come from one run of the scenario when they agree with
+cowsim's (and the predictions).  When any value disagrees, the scenario's
+kernel side is run again, up to ``kernel_reruns`` fresh times (default 3):
+each value is then the kernel's when two runs or more gave it and no other
+value was given as often (:func:`settle_kernel_runs`), and that value is
+compared with cowsim's exactly.  A value the runs did not settle is *kernel
+noise* (``Row.noise``, with the values seen in ``Row.kernel_seen``): not a
+cowsim mismatch, but no success either (``all_match`` is False).  A kernel
+that gives the same value twice and cowsim another is a mismatch.
+
 Scenarios with ``huge`` regions (transparent huge pages) run on the kernel
 side only where THP can work as cowsim models it (4 KiB pages, THP not
 "never", PMD-size THP only, the huge zero page on for scenarios that read a
@@ -32,11 +42,12 @@ import dataclasses
 import json
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import kernel as _kernel
-from .errors import CowsimError, SegmentationFault
+from .errors import CowsimError, InvalidArgument, SegmentationFault
 from .machine import Machine
 from .process import Process
 from .scenario import HUGE_PAGES, REGION_METRICS, Measurements, Scenario, Step, load_scenarios
@@ -51,8 +62,13 @@ __all__ = [
     "add_validate_parser",
     "FAULT_METRICS",
     "kernel_run",
+    "settle_kernel_runs",
     "thp_skip_reason",
+    "KERNEL_RERUNS",
 ]
+
+#: Fresh kernel runs allowed for a scenario whose first run disagrees.
+KERNEL_RERUNS = 3
 
 #: Metrics compared with ``fault_tolerance``; everything else is exact.
 FAULT_METRICS = ("minflt",)
@@ -287,6 +303,10 @@ class Row:
         tolerance: the allowed |kernel - cowsim| (0 = exact).
         match: True/False, or None when nothing could be compared.
         note: the step's note from the scenario.
+        kernel_seen: the kernel's value in each run, in order, when the runs of
+            the scenario gave different values here (else empty).
+        noise: the kernel runs did not settle on a value (``kernel`` is None;
+            ``match`` then only says whether cowsim met the prediction).
     """
 
     scenario: str
@@ -301,6 +321,8 @@ class Row:
     tolerance: int
     match: Optional[bool]
     note: str = ""
+    kernel_seen: Tuple[Optional[int], ...] = ()
+    noise: bool = False
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -331,6 +353,8 @@ class ValidationResult:
         skipped: scenarios whose kernel side was skipped or set aside on a host
             where it could run (THP scenarios: see :func:`thp_skip_reason`), with
             the reason; their rows compare cowsim with the predictions only.
+        kernel_runs: how many times each scenario's kernel side ran (1, or more
+            when the first run disagreed and was re-run).
     """
 
     rows: List[Row] = field(default_factory=list)
@@ -340,6 +364,7 @@ class ValidationResult:
     kernel_skipped: Optional[str] = None
     descriptions: Dict[str, str] = field(default_factory=dict)
     skipped: Dict[str, str] = field(default_factory=dict)
+    kernel_runs: Dict[str, int] = field(default_factory=dict)
 
     @property
     def compared(self) -> List[Row]:
@@ -350,9 +375,30 @@ class ValidationResult:
         return [r for r in self.rows if r.match is False]
 
     @property
+    def noise(self) -> List[Row]:
+        """Rows whose kernel runs did not settle on a value (see :class:`Row`)."""
+        return [r for r in self.rows if r.noise]
+
+    @property
     def all_match(self) -> bool:
-        """True when every compared value agrees (and at least one was compared)."""
-        return bool(self.compared) and not self.mismatches
+        """True when every compared value agrees (and at least one was compared)
+        and every kernel value was settled (no kernel noise)."""
+        return bool(self.compared) and not self.mismatches and not self.noise
+
+    @property
+    def verdict(self) -> str:
+        """"ALL MATCH", "MISMATCH" (cowsim, the kernel or a prediction disagree),
+        "KERNEL NOISE" (only the kernel's runs disagreed) or "nothing compared"."""
+        if self.mismatches:
+            return "MISMATCH"
+        if self.noise:
+            return "KERNEL NOISE"
+        return "ALL MATCH" if self.all_match else "nothing compared"
+
+    @property
+    def kernel_reruns(self) -> int:
+        """Kernel runs beyond the first, over all scenarios."""
+        return sum(n - 1 for n in self.kernel_runs.values() if n > 1)
 
     def extend(self, other: "ValidationResult") -> None:
         self.rows.extend(other.rows)
@@ -362,12 +408,17 @@ class ValidationResult:
         self.kernel_skipped = self.kernel_skipped or other.kernel_skipped
         self.descriptions.update(other.descriptions)
         self.skipped.update(other.skipped)
+        self.kernel_runs.update(other.kernel_runs)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "all_match": self.all_match,
+            "verdict": self.verdict,
             "compared": len(self.compared),
             "mismatches": len(self.mismatches),
+            "kernel_noise": len(self.noise),
+            "kernel_runs": self.kernel_runs,
+            "kernel_reruns": self.kernel_reruns,
             "kernel": self.kernel_info,
             "kernel_skipped": self.kernel_skipped,
             "skipped": self.skipped,
@@ -410,6 +461,8 @@ def _cell(r: Optional[Row]) -> str:
     if r is None:
         return ""
     k, c, e = r.kernel, r.cowsim, r.expected
+    if r.noise:
+        return "K~" + "/".join("." if v is None else str(v) for v in r.kernel_seen) + f"|S{c}"
     if k is None and c is None:
         return "."
     if k is not None and c is not None and abs(k - c) > r.tolerance:
@@ -432,7 +485,8 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
         lines.append(f"kernel: not run ({res.kernel_skipped or 'disabled'}); cowsim against the predictions only")
     lines.append("cowsim: " + ", ".join(f"{k}={v}" for k, v in res.simulator.items()))
     lines.append("cells: v = kernel and cowsim agree; v* = and equal the stated prediction; "
-                 "K|S = kernel|cowsim differ; v(eN) = prediction N missed; . = not measured")
+                 "K|S = kernel|cowsim differ; v(eN) = prediction N missed; . = not measured; "
+                 "K~a/b|S = kernel runs disagreed (noise)")
     headers = ["#", "step", "proc", *[h for _, h in _PROC_COLS], "region", *[h for _, h in _REGION_COLS], "ok"]
     body: List[List[str]] = []
     seps: List[int] = []
@@ -445,6 +499,9 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
         body.append([f"== {name}" + (f": {desc}" if desc else "")])
         if name in res.skipped:
             body.append([f"   kernel side skipped: {res.skipped[name]}"])
+        if res.kernel_runs.get(name, 0) > 1:
+            body.append([f"   kernel side run {res.kernel_runs[name]} times (the first run disagreed): "
+                         + _runs_note(rows)])
         groups: Dict[Tuple[int, str], List[Row]] = {}
         for r in rows:
             groups.setdefault((r.step, r.proc), []).append(r)
@@ -487,11 +544,17 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
     lines.append(fmt(headers))
     for line in body:
         lines.append(line[0] if len(line) == 1 else fmt(line))
-    n, bad = len(res.compared), len(res.mismatches)
+    n, bad, noisy = len(res.compared), len(res.mismatches), len(res.noise)
     lines.append(
-        f"{n} values compared, {bad} mismatch{'es' if bad != 1 else ''}: "
-        + ("ALL MATCH" if res.all_match else "MISMATCH" if bad else "nothing compared")
+        f"{n} values compared, {bad} mismatch{'es' if bad != 1 else ''}"
+        + (f", {noisy} kernel noise" if noisy else "") + f": {res.verdict}"
     )
+    if res.kernel_runs:
+        total = sum(res.kernel_runs.values())
+        again = sorted(name for name, k in res.kernel_runs.items() if k > 1)
+        plural = "s" if len(res.kernel_runs) != 1 else ""
+        lines.append(f"kernel runs: {total} for {len(res.kernel_runs)} scenario{plural}"
+                     + (f" (re-run: {', '.join(f'{a} x{res.kernel_runs[a]}' for a in again)})" if again else ""))
     for name, why in res.skipped.items():
         lines.append(f"skipped on the kernel side: {name}: {why}")
     for w in res.warnings:
@@ -499,13 +562,78 @@ def _format_table(res: ValidationResult, all_regions: bool) -> str:
     return "\n".join(lines)
 
 
+def _runs_note(rows: List[Row]) -> str:
+    """The values the kernel runs disagreed on, for the table."""
+    parts = []
+    for r in rows:
+        if r.kernel_seen:
+            where = f"step {r.step} {r.proc} {r.region + '.' if r.region else ''}{r.metric}"
+            seen = ", ".join("." if v is None else str(v) for v in r.kernel_seen)
+            parts.append(f"{where} gave {seen}" + (" (noise)" if r.noise else f" (settled {r.kernel})"))
+    return "; ".join(parts) if parts else "the re-runs gave the first run's values"
+
+
+def settle_kernel_runs(
+    runs: Sequence[Measurements],
+) -> Tuple[Measurements, Dict[Tuple[int, str, str, str], Tuple[Optional[int], ...]], List[Tuple[int, str, str, str]]]:
+    """The kernel's value of every key from several runs of one scenario.
+
+    A value is settled when at least two runs gave it and no other value was
+    given by as many runs (one run alone settles everything).
+
+    Returns:
+        ``(values, seen, unsettled)``: the settled values (None where unsettled),
+        the values of every run for the keys where the runs differ, and the
+        unsettled keys.
+
+    >>> settle_kernel_runs([{(1, "p", "", "minflt"): 1}, {(1, "p", "", "minflt"): 0},
+    ...                     {(1, "p", "", "minflt"): 0}])
+    ({(1, 'p', '', 'minflt'): 0}, {(1, 'p', '', 'minflt'): (1, 0, 0)}, [])
+    """
+    if not runs:
+        raise InvalidArgument("settle_kernel_runs needs at least one run")
+    keys = list(dict.fromkeys(key for run in runs for key in run))
+    values: Measurements = {}
+    seen: Dict[Tuple[int, str, str, str], Tuple[Optional[int], ...]] = {}
+    unsettled = []
+    for key in keys:
+        got = tuple(run.get(key) for run in runs)
+        if all(v == got[0] for v in got):
+            values[key] = got[0]
+            continue
+        seen[key] = got
+        counts = Counter(got).most_common()
+        if counts[0][1] >= 2 and counts[0][1] > counts[1][1]:
+            values[key] = counts[0][0]
+        else:
+            values[key] = None
+            unsettled.append(key)
+    return values, seen, unsettled
+
+
+def _kernel_disagrees(rows: Iterable[Row]) -> bool:
+    """True when some kernel value differs from cowsim's or from the prediction."""
+    for r in rows:
+        if r.kernel is None:
+            continue
+        if r.cowsim is not None and abs(r.kernel - r.cowsim) > r.tolerance:
+            return True
+        if r.expected is not None and abs(r.kernel - r.expected) > r.tolerance:
+            return True
+    return False
+
+
 def _compare(
     scenario: Scenario,
     kernel: Optional[Measurements],
     sim: Measurements,
     fault_tolerance: int,
+    seen: Optional[Dict[Tuple[int, str, str, str], Tuple[Optional[int], ...]]] = None,
+    unsettled: Iterable[Tuple[int, str, str, str]] = (),
 ) -> List[Row]:
     rows: List[Row] = []
+    seen = seen or {}
+    noisy = set(unsettled)
     for step in scenario.reported_steps():
         action = f"{step.proc}: {step.describe()}" if step.op != "exit" else f"{step.proc}: exit"
         for key in scenario.keys(step):
@@ -516,7 +644,7 @@ def _compare(
             tol = fault_tolerance if metric in FAULT_METRICS else 0
             rows.append(
                 Row(scenario.name, step.number, action, proc, region, metric, k, c, e, tol, _match(k, c, e, tol),
-                    step.note)
+                    step.note, seen.get(key, ()), key in noisy)
             )
     return rows
 
@@ -529,6 +657,7 @@ def run_scenario(
     perturb: Optional[Perturb] = None,
     fault_tolerance: int = 0,
     timeout: float = 60.0,
+    kernel_reruns: int = KERNEL_RERUNS,
 ) -> ValidationResult:
     """Runs one scenario on the kernel and in cowsim and compares them.
 
@@ -544,17 +673,25 @@ def run_scenario(
             ones (for testing that a wrong simulator is caught).
         fault_tolerance: allowed |kernel - cowsim| for fault counts.
         timeout: seconds for the kernel probe.
+        kernel_reruns: fresh kernel runs allowed when the first run disagrees
+            with cowsim or a prediction (0: the first run decides; a given
+            ``KernelRun`` is never re-run).  See the module docstring.
 
     Raises:
+        InvalidArgument: a negative ``kernel_reruns``.
         KernelUnavailable: ``kernel=True`` on a host that cannot run the probe.
         KernelProbeError: the probe failed.
     """
+    if isinstance(kernel_reruns, bool) or not isinstance(kernel_reruns, int) or kernel_reruns < 0:
+        raise InvalidArgument(f"kernel_reruns must be an int >= 0, not {kernel_reruns!r}")
     reason = None
     skipped: Optional[str] = None
     run: Optional[_kernel.KernelRun] = None
+    can_rerun = False
     if isinstance(kernel, _kernel.KernelRun):
         run = kernel
     elif kernel is True or kernel == "auto":
+        can_rerun = True
         reason = _kernel.unavailable_reason()
         if reason is None:
             skipped = thp_skip_reason(scenario)
@@ -581,6 +718,18 @@ def run_scenario(
         if skipped is not None:
             measured = None
     rows = _compare(scenario, measured, sim, fault_tolerance)
+    runs = [run] if run is not None else []
+    if measured is not None and can_rerun and kernel_reruns and _kernel_disagrees(rows):
+        # a host event (see docs/VALIDATION.md) or a real disagreement: fresh runs tell
+        for _ in range(kernel_reruns):
+            runs.append(kernel_run(scenario, timeout=timeout))
+            measured, seen, unsettled = settle_kernel_runs([r.measurements for r in runs])
+            if not unsettled:
+                break
+        rows = _compare(scenario, measured, sim, fault_tolerance, seen, unsettled)
+    warnings: List[str] = []
+    for r in runs:
+        warnings.extend(w for w in r.warnings if w not in warnings)
     info: Dict[str, str] = dict(run.info) if run else {}
     if not info and skipped is not None:
         info = _kernel.host_info()
@@ -588,10 +737,11 @@ def run_scenario(
         rows=rows,
         kernel_info=info,
         simulator={"page_size": page_size, "fault_around": fault_around, "fault_tolerance": fault_tolerance},
-        warnings=list(run.warnings) if run else [],
+        warnings=warnings,
         kernel_skipped=None if (run or skipped) else (reason or "kernel=False"),
         descriptions={scenario.name: scenario.description},
         skipped={scenario.name: skipped} if skipped else {},
+        kernel_runs={scenario.name: len(runs)} if runs else {},
     )
 
 
@@ -625,7 +775,8 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     The parser's ``func`` default is called with the parsed args and returns
     the exit status: 0 all match, 1 a mismatch, 2 a bad scenario, 3 the kernel
-    side is unavailable (use ``--sim-only``) or failed.
+    side is unavailable (use ``--sim-only``) or failed, 4 kernel noise (the
+    kernel's own runs did not agree on some value; nothing else is wrong).
     """
     p: argparse.ArgumentParser = subparsers.add_parser(
         "validate",
@@ -645,6 +796,9 @@ def add_validate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="cowsim's fault-around window in bytes (None: the kernel's); 0 shows a deliberate mismatch")
     p.add_argument("--fault-tolerance", metavar="N", type=int, default=0,
                    help="allowed difference of fault counts (0: exact)")
+    p.add_argument("--kernel-reruns", metavar="N", type=int, default=KERNEL_RERUNS,
+                   help="fresh kernel runs of a scenario whose first run disagrees; a value counts when two runs "
+                        "give it (0: the first run decides)")
     p.add_argument("--all-regions", action="store_true", help="also print lines of unmapped, all-zero regions")
     p.set_defaults(func=_cmd_validate)
     return p
@@ -665,6 +819,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             scenarios.extend(builtin_suite(args.only or None, page_size=ps, fault_around=fa))
         if args.fault_tolerance < 0:
             raise CowsimError("--fault-tolerance must not be negative")
+        if args.kernel_reruns < 0:
+            raise CowsimError("--kernel-reruns must not be negative")
     except CowsimError as exc:
         print(f"cowsim validate: {exc}", file=sys.stderr)
         return 2
@@ -680,6 +836,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             kernel=not args.sim_only,
             fault_around=args.sim_fault_around,
             fault_tolerance=args.fault_tolerance,
+            kernel_reruns=args.kernel_reruns,
         )
     except (_kernel.KernelUnavailable, _kernel.KernelProbeError) as exc:
         print(f"cowsim validate: {exc}", file=sys.stderr)
@@ -688,7 +845,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"cowsim validate: {exc}", file=sys.stderr)
         return 2
     print(res.to_json() if args.json else res.to_table(args.all_regions))
-    return 0 if res.all_match else 1
+    if res.all_match:
+        return 0
+    return 4 if res.noise and not res.mismatches else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -12,7 +12,7 @@ from cowsim import kernel
 from cowsim.scenario import Scenario
 from cowsim.suite import SUITE_NAMES, builtin_suite
 from cowsim.validate import (Row, ValidationResult, add_validate_parser, kernel_run, run_scenario, run_suite,
-                             simulate, thp_skip_reason)
+                             settle_kernel_runs, simulate, thp_skip_reason)
 
 REASON = kernel.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unavailable: {REASON}")
@@ -103,6 +103,170 @@ def test_match_logic():
     assert _match(2, 2, 3, 0) is False
     assert _match(None, None, None, 0) is None
     assert ValidationResult().all_match is False  # nothing compared is no success
+
+
+# ------------------------------------------------- re-running the kernel side, anywhere
+STEP1 = (1, "parent", "", "minflt")  # the map step's fault count
+STEP2 = (2, "parent", "a", "Rss")
+
+
+def _fake_kernel(monkeypatch, sc, edits):
+    """Makes the kernel side of ``sc`` give cowsim's own values, run i changed by
+    ``edits[i]`` (key -> value; runs beyond the list are clean).  Returns the
+    list of runs made so far."""
+    import cowsim.validate as validate
+
+    clean = simulate(sc, page_size=4096, fault_around=65536)
+    made = []
+
+    def fake_run(scenario, timeout=60.0):
+        assert scenario.to_dict() == sc.to_dict()
+        values = dict(clean)
+        values.update(edits[len(made)] if len(made) < len(edits) else {})
+        made.append(values)
+        return kernel.KernelRun(sc.name, values, {"page_size": "4096", "system": "Linux"}, [])
+
+    monkeypatch.setattr(kernel, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(validate, "thp_skip_reason", lambda scenario: None)
+    monkeypatch.setattr(validate, "kernel_run", fake_run)
+    return made
+
+
+def _rows(res, key):
+    return [r for r in res.rows if (r.step, r.proc, r.region, r.metric) == key]
+
+
+def _plain():
+    return Scenario.from_dict({"name": "plain", "steps": [
+        {"op": "map", "region": "a", "pages": 8},
+        {"op": "write", "region": "a", "expect": {"minflt": 8}}]})
+
+
+def test_a_first_run_that_agrees_is_not_rerun(monkeypatch):
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [])
+    res = run_scenario(sc, fault_around=65536)
+    assert len(made) == 1 and res.kernel_runs == {"plain": 1} and res.kernel_reruns == 0
+    assert res.all_match and res.verdict == "ALL MATCH"
+    assert all(r.kernel_seen == () and not r.noise for r in res.rows)
+    assert "kernel runs: 1 for 1 scenario\n" in res.to_table() + "\n"
+
+
+def test_a_stray_kernel_fault_once_is_rerun_and_settled(monkeypatch):
+    """The first run counts one fault too many in step 1 (the audit's failure);
+    two fresh runs agree on 0: the kernel's value is 0 and everything matches."""
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [{STEP1: 1}])
+    res = run_scenario(sc, fault_around=65536)
+    assert len(made) == 3 and res.kernel_runs == {"plain": 3} and res.kernel_reruns == 2
+    assert res.all_match and res.verdict == "ALL MATCH" and res.mismatches == [] and res.noise == []
+    (row,) = _rows(res, STEP1)
+    assert (row.kernel, row.cowsim, row.kernel_seen, row.noise, row.match) == (0, 0, (1, 0, 0), False, True)
+    assert [r for r in res.rows if r.kernel_seen] == [row]
+    table = res.to_table()
+    assert "kernel side run 3 times (the first run disagreed): step 1 parent minflt gave 1, 0, 0 (settled 0)" in table
+    assert "kernel runs: 3 for 1 scenario (re-run: plain x3)" in table
+    d = res.to_dict()
+    assert (d["kernel_runs"], d["kernel_reruns"], d["kernel_noise"], d["verdict"]) == ({"plain": 3}, 2, 0, "ALL MATCH")
+
+
+def test_a_kernel_that_gives_the_same_other_value_twice_is_a_mismatch(monkeypatch):
+    """Re-running never hides a real disagreement: the kernel repeats itself, cowsim differs."""
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [{STEP1: 1}] * 10)
+    res = run_scenario(sc, fault_around=65536)
+    assert len(made) == 2 and res.kernel_runs == {"plain": 2}
+    (row,) = res.mismatches
+    assert (row.step, row.metric, row.kernel, row.cowsim, row.kernel_seen, row.noise) == (1, "minflt", 1, 0, (), False)
+    assert res.verdict == "MISMATCH" and not res.all_match
+    assert "K1|S0" in res.to_table() and "the re-runs gave the first run's values" in res.to_table()
+
+
+def test_a_wrong_simulator_is_a_mismatch_after_reruns(monkeypatch):
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [])
+
+    def perturb(scenario, m):
+        m[STEP2] += 4
+
+    res = run_scenario(sc, fault_around=65536, perturb=perturb)
+    assert len(made) == 2 and res.kernel_runs == {"plain": 2}
+    assert [(r.step, r.metric, r.kernel, r.cowsim) for r in res.mismatches] == [(2, "Rss", 32, 36)]
+
+
+def test_stray_values_in_different_runs_settle_value_by_value(monkeypatch):
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [{STEP1: 1}, {STEP2: 36}])
+    res = run_scenario(sc, fault_around=65536)
+    assert len(made) == 3 and res.all_match
+    assert [(r.step, r.metric, r.kernel, r.kernel_seen) for r in res.rows if r.kernel_seen] == \
+        [(1, "minflt", 0, (1, 0, 0)), (2, "Rss", 32, (32, 36, 32))]
+
+
+def test_kernel_runs_that_never_agree_are_kernel_noise(monkeypatch, tmp_path, capsys):
+    sc = _plain()
+    edits = [{STEP1: 1}, {STEP1: 0}, {STEP1: 2}, {STEP1: 3}]
+    made = _fake_kernel(monkeypatch, sc, edits)
+    res = run_scenario(sc, fault_around=65536)
+    assert len(made) == 4 and res.kernel_runs == {"plain": 4} and res.kernel_reruns == 3
+    (row,) = res.noise
+    assert (row.step, row.metric, row.kernel, row.cowsim, row.kernel_seen, row.match) == \
+        (1, "minflt", None, 0, (1, 0, 2, 3), None)
+    assert res.mismatches == [] and not res.all_match and res.verdict == "KERNEL NOISE"
+    table = res.to_table()
+    assert "K~1/0/2/3|S0" in table and "1 kernel noise: KERNEL NOISE" in table
+    assert "step 1 parent minflt gave 1, 0, 2, 3 (noise)" in table
+    # the CLI: exit status 4, distinct from a mismatch (1)
+    made.clear()
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(sc.to_dict()))
+    rc, out, _ = _cli(["validate", "--scenario", str(path), "--sim-fault-around", "65536"], capsys)
+    assert rc == 4 and "KERNEL NOISE" in out and len(made) == 4
+
+
+def test_kernel_reruns_zero_lets_the_first_run_decide(monkeypatch, tmp_path, capsys):
+    sc = _plain()
+    made = _fake_kernel(monkeypatch, sc, [{STEP1: 1}])
+    res = run_scenario(sc, fault_around=65536, kernel_reruns=0)
+    assert len(made) == 1 and res.kernel_runs == {"plain": 1}
+    assert [(r.step, r.metric, r.kernel, r.cowsim) for r in res.mismatches] == [(1, "minflt", 1, 0)]
+    made.clear()
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(sc.to_dict()))
+    rc, out, _ = _cli(["validate", "--scenario", str(path), "--sim-fault-around", "65536",
+                       "--kernel-reruns", "0", "--json"], capsys)
+    data = json.loads(out)
+    assert rc == 1 and len(made) == 1 and data["kernel_runs"] == {"plain": 1} and data["verdict"] == "MISMATCH"
+    rc, _, err = _cli(["validate", "--scenario", str(path), "--kernel-reruns", "-1"], capsys)
+    assert rc == 2 and "--kernel-reruns must not be negative" in err
+
+
+def test_a_given_kernel_run_is_never_rerun():
+    sc = _plain()
+    fake = simulate(sc)
+    fake[STEP1] = 1
+    res = run_scenario(sc, kernel=kernel.KernelRun(sc.name, fake, {"page_size": "4096"}, []), fault_around=65536)
+    assert res.kernel_runs == {"plain": 1}
+    assert [(r.metric, r.kernel, r.cowsim) for r in res.mismatches] == [("minflt", 1, 0)]
+
+
+def test_bad_kernel_reruns():
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(cowsim.InvalidArgument, match="kernel_reruns"):
+            run_scenario(_plain(), kernel=False, kernel_reruns=bad)
+
+
+def test_settle_kernel_runs():
+    k = STEP1
+    assert settle_kernel_runs([{k: 5}]) == ({k: 5}, {}, [])
+    assert settle_kernel_runs([{k: 1}, {k: 0}]) == ({k: None}, {k: (1, 0)}, [k])
+    assert settle_kernel_runs([{k: 1}, {k: 1}]) == ({k: 1}, {}, [])
+    assert settle_kernel_runs([{k: 1}, {k: 0}, {k: 1}]) == ({k: 1}, {k: (1, 0, 1)}, [])
+    assert settle_kernel_runs([{k: 1}, {k: 0}, {k: 1}, {k: 0}]) == ({k: None}, {k: (1, 0, 1, 0)}, [k])
+    assert settle_kernel_runs([{k: None}, {k: None}]) == ({k: None}, {}, [])
+    assert settle_kernel_runs([{k: 2}, {k: None}, {k: None}]) == ({k: None}, {k: (2, None, None)}, [])
+    with pytest.raises(cowsim.InvalidArgument):
+        settle_kernel_runs([])
 
 
 # ------------------------------------------------------------------ THP, anywhere
@@ -231,6 +395,22 @@ def test_builtin_suite_matches_the_kernel(kernel_suite_result):
     assert all(r.match for r in res.rows if r.expected is not None and r.kernel is not None)
     # and the tolerance on faults was not needed
     assert all(r.kernel == r.cowsim for r in kernel_rows if r.metric == "minflt")
+    # every scenario run on the kernel says how often; values seen only where it ran again
+    assert set(res.kernel_runs) == {r.scenario for r in kernel_rows}
+    assert all(1 <= n <= 4 for n in res.kernel_runs.values())
+    assert all(res.kernel_runs[r.scenario] > 1 for r in res.rows if r.kernel_seen)
+    assert res.noise == [] and res.verdict == "ALL MATCH"
+
+
+@needs_kernel
+def test_probe_maps_its_own_pages_before_every_step():
+    """The root of the audit's stray fault: before each step (in the parent and
+    in each child after a fork) every page of the probe's own readable mappings
+    is mapped, so nothing but the scenario can fault inside a measured step."""
+    (sc,) = builtin_suite(["fork_chain"], page_size=kernel._page_size(), fault_around=kernel.fault_around_bytes()[0])
+    run = kernel.run_scenario(sc)
+    assert run.info["unmapped_own_pages"] == "0"
+    assert [w for w in run.warnings if "not mapped" in w] == []
 
 
 @needs_kernel
@@ -429,6 +609,7 @@ def test_cli_json_and_scenario_file(tmp_path, capsys):
 def test_cli_detects_the_deliberate_mismatch(capsys):
     rc, out, _ = _cli(["validate", "--only", "shmem_fault_around", "--sim-fault-around", "0"], capsys)
     assert rc == 1 and "MISMATCH" in out and "K7|S100" in out
+    assert "kernel side run " in out  # the first run disagreed: the kernel ran again and repeated itself
 
 
 def test_row_is_frozen():
@@ -436,3 +617,17 @@ def test_row_is_frozen():
     with pytest.raises(Exception):
         row.kernel = 2  # type: ignore[misc]
     assert row.as_dict()["note"] == ""
+
+
+def test_damon_state_is_reported(tmp_path):
+    root = tmp_path / "kdamonds"
+    assert kernel._damon_state(str(root)) == ""  # no DAMON in the kernel
+    for d, state, ops, action in (("0", "on", "paddr", "pageout"), ("1", "off", "vaddr", "stat")):
+        ctx = root / d / "contexts" / "0"
+        (ctx / "schemes" / "0").mkdir(parents=True)
+        (root / d / "state").write_text(state + "\n")
+        (ctx / "operations").write_text(ops + "\n")
+        (ctx / "schemes" / "0" / "action").write_text(action + "\n")
+    assert kernel._damon_state(str(root)) == "paddr: pageout"
+    (root / "1" / "state").write_text("on\n")
+    assert kernel._damon_state(str(root)) == "paddr: pageout; vaddr: stat"

@@ -226,11 +226,37 @@ def host_info() -> Dict[str, str]:
         text = _read(path)
         if text is not None:
             info[key] = text
+    damon = _damon_state()
+    if damon:
+        info["damon"] = damon
     meminfo = _read("/proc/meminfo") or ""
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             info["memory"] = line.split(":", 1)[1].strip()
     return info
+
+
+def _damon_state(root: str = "/sys/kernel/mm/damon/admin/kdamonds") -> str:
+    """DAMON monitors running on the host, e.g. "paddr: pageout" ("" none): a
+    physical-address monitor briefly takes references on sampled pages, which
+    can turn a copy-on-write reuse into a copy (see docs/VALIDATION.md)."""
+    out = []
+    try:
+        names = sorted(d for d in os.listdir(root) if d.isdigit())
+    except OSError:
+        return ""
+    for d in names:
+        if _read(f"{root}/{d}/state") != "on":
+            continue
+        base = f"{root}/{d}/contexts/0"
+        ops = _read(f"{base}/operations") or "?"
+        try:
+            schemes = sorted(x for x in os.listdir(f"{base}/schemes") if x.isdigit())
+        except OSError:
+            schemes = []
+        actions = [_read(f"{base}/schemes/{x}/action") or "?" for x in schemes]
+        out.append(ops + (": " + ", ".join(actions) if actions else ""))
+    return "; ".join(out)
 
 
 def _host_warnings(info: Dict[str, str]) -> List[str]:
@@ -362,6 +388,8 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
     measurements, probe_info, warnings = _decode(scenario, out)
     info = host_info()
     info["pfn_visible"] = probe_info.get("pfn_visible", "0")
+    # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
+    info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
     warnings = _host_warnings(info) + warnings
     if info["pfn_visible"] != "1":
         warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "

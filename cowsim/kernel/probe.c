@@ -30,7 +30,7 @@
  *   measure
  *
  * Output (stdout; only one process writes at a time):
- *   info <key> <value>
+ *   info <key> <value>                   (unmapped_own_pages: see rewarm())
  *   m <step> <proc> minflt <n> copied <n> segv <n> data <n>     (-1 = not measured)
  *   r <step> <proc> <region> mapped <0|1> Rss <kB> Pss <kB> ...  (-1 = field absent)
  *   warn <step> <text>
@@ -41,10 +41,12 @@
  * happens in this C program; minor faults are getrusage(RUSAGE_SELF) deltas
  * taken right around the step.  Before any step, and again in both processes
  * after every fork, the probe "rewarms" itself: it runs every code path once
- * on scratch memory (so code pages are mapped) and writes one byte in every
- * page of every private writable mapping outside the scenario (stack, .data,
- * .bss, libc data, TLS) so that no copy-on-write fault of the probe's own
- * memory lands inside a measured step.  The driver also disables glibc's rseq
+ * on scratch memory, maps every page of its read-only mappings (its own text,
+ * libc's, the loader's, the vDSO: MADV_POPULATE_READ) and writes every page of
+ * every private writable mapping outside the scenario (stack, .data, .bss,
+ * libc data, TLS: MADV_POPULATE_WRITE) so that no fault of the probe's own
+ * memory lands inside a measured step; then it checks that none of those
+ * pages is unmapped (else a "warn" line).  The driver also disables glibc's rseq
  * registration (the kernel would write to it).  The processes are pinned to
  * one CPU so that per-CPU LRU batches cannot hold extra page references
  * (which would turn a CoW reuse into a copy).  Processes take turns through
@@ -83,6 +85,10 @@
 #ifndef MADV_NOHUGEPAGE
 #define MADV_NOHUGEPAGE 15
 #endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #define MAXP 16
 #define MAXR 32
@@ -118,10 +124,10 @@ static int pfn_ok;
 static char *scratch_priv, *scratch_shared, *scratch_none;
 #define SCRATCH_PAGES 4
 
-/* big buffers live in .bss: they are rewarmed like everything else */
-static char iobuf[1 << 22];
-static uint64_t pfn_before[MAXPAGES];
-static uint64_t pfn_after[MAXPAGES];
+/* buffers live in .bss or are mapped before the first rewarm: they are
+ * rewarmed (every page written) like everything else, so keep them small */
+static char iobuf[1 << 20];
+static uint64_t *pfn_before, *pfn_after; /* one entry per page of the largest region */
 static char outbuf[1 << 16];
 static size_t outlen;
 static char altstack[1 << 16] __attribute__((aligned(4096)));
@@ -242,6 +248,7 @@ static int read_pfns(uintptr_t addr, long count, uint64_t *dst) {
 }
 
 #define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
 #define PM_PFN(x) ((x) & ((1ULL << 55) - 1))
 
 static void on_segv(int sig, siginfo_t *si, void *ctx) {
@@ -360,30 +367,92 @@ static void __attribute__((noinline)) touch_stack(void) {
     buf[sizeof buf - 1] = 0;
 }
 
+/* A mapping of this process the probe may touch: readable, outside the
+ * scenario's regions and their guards, not a special mapping of the kernel
+ * ([vvar*] pages may raise SIGBUS, [vsyscall] is execute-only). */
+static int own_mapping(const char *line, uintptr_t *s, uintptr_t *e, char *perms) {
+    if (sscanf(line, "%lx-%lx %7s", (unsigned long *)s, (unsigned long *)e, perms) != 3) return 0;
+    if (perms[0] != 'r' || !(*e <= scen_lo || *s >= scen_hi)) return 0;
+    return strstr(line, "[vsyscall]") == NULL && strstr(line, "[vvar") == NULL;
+}
+
 /* Writes one byte (its own value) in every page of every private writable
  * mapping outside the scenario regions, breaking copy-on-write sharing of
- * the probe's own memory after a fork. */
+ * the probe's own memory after a fork (and mapping untouched .bss pages). */
 static void touch_private_memory(void) {
     static char maps[1 << 16];
-    ssize_t n = read_file("/proc/self/maps", maps, sizeof maps);
-    if (n < 0) die(-1, "cannot read /proc/self/maps");
+    if (read_file("/proc/self/maps", maps, sizeof maps) < 0) die(-1, "cannot read /proc/self/maps");
     char *line = maps;
     while (*line) {
         char *eol = strchr(line, '\n');
+        if (eol) *eol = 0; /* (without this, strstr() saw [vsyscall] on the last line and nothing was touched) */
         uintptr_t s, e;
         char perms[8] = {0};
-        if (sscanf(line, "%lx-%lx %7s", (unsigned long *)&s, (unsigned long *)&e, perms) == 3 &&
-            perms[0] == 'r' && perms[1] == 'w' && perms[3] == 'p' && (e <= scen_lo || s >= scen_hi)) {
-            if (strstr(line, "[vsyscall]") == NULL) {
-                for (uintptr_t a = s; a < e; a += (uintptr_t)PAGE) {
-                    volatile char *p = (volatile char *)a;
-                    *p = *p;
-                }
+        if (own_mapping(line, &s, &e, perms) && perms[1] == 'w' && perms[3] == 'p' &&
+            madvise((void *)s, e - s, MADV_POPULATE_WRITE) != 0) { /* before Linux 5.14: by hand */
+            for (uintptr_t a = s; a < e; a += (uintptr_t)PAGE) {
+                volatile char *p = (volatile char *)a;
+                *p = *p;
             }
         }
         if (!eol) break;
         line = eol + 1;
     }
+}
+
+/* Maps every page of every read-only mapping of the probe's own (its text
+ * and rodata, libc's, the loader's, the vDSO).  Running the code paths once
+ * is not enough: the text of a step's own case in do_step() runs first inside
+ * that step, and file fault-around stops at a page-table boundary
+ * (do_fault_around@mm/memory.c), so when the (randomised) load address puts
+ * a 2 MiB boundary inside the text, the page beyond it was faulted in the
+ * step and counted there (1 run in 512: the stray fault of step 1). */
+static void populate_read_only(void) {
+    static char maps[1 << 16];
+    if (read_file("/proc/self/maps", maps, sizeof maps) < 0) die(-1, "cannot read /proc/self/maps");
+    char *line = maps;
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        if (eol) *eol = 0;
+        uintptr_t s, e;
+        char perms[8] = {0};
+        if (own_mapping(line, &s, &e, perms) && perms[1] != 'w' &&
+            madvise((void *)s, e - s, MADV_POPULATE_READ) != 0) {
+            /* before Linux 5.14: read one byte of every page (private file text and rodata) */
+            for (uintptr_t a = s; a < e; a += (uintptr_t)PAGE) (void)*(volatile char *)a;
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+}
+
+/* Pages of the probe's own readable mappings that are not mapped (pagemap:
+ * neither present nor swapped): each would be a fault inside the next step. */
+static long unmapped_own_pages(void) {
+    static char maps[1 << 16];
+    if (read_file("/proc/self/maps", maps, sizeof maps) < 0) return -1;
+    long missing = 0;
+    char *line = maps;
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        if (eol) *eol = 0;
+        uintptr_t s, e;
+        char perms[8] = {0};
+        /* (the scratch mapping's second page is dropped by exercise() on purpose) */
+        if (own_mapping(line, &s, &e, perms) && s != (uintptr_t)scratch_priv) {
+            static uint64_t pm[512];
+            for (uintptr_t a = s; a < e; a += (uintptr_t)PAGE * 512) {
+                long n = (long)((e - a) / (uintptr_t)PAGE);
+                if (n > 512) n = 512;
+                if (read_pfns(a, n, pm)) return -1;
+                for (long k = 0; k < n; k++)
+                    if (!(pm[k] & (PM_PRESENT | PM_SWAP))) missing++;
+            }
+        }
+        if (!eol) break;
+        line = eol + 1;
+    }
+    return missing;
 }
 
 /* Runs every code path a step uses, on scratch memory. */
@@ -411,12 +480,16 @@ static void exercise(void) {
     (void)minflt();
 }
 
-static void rewarm(void) {
+static long rewarm(int step) {
     touch_stack();
     exercise();
+    populate_read_only();
     touch_private_memory();
     exercise();
     touch_stack();
+    long missing = unmapped_own_pages();
+    if (missing) out("warn %d %ld pages of the probe's own mappings are not mapped before the step\n", step + 1, missing);
+    return missing;
 }
 
 /* --------------------------------------------------------------- the steps */
@@ -529,7 +602,7 @@ static int do_step(int i) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != self) _exit(1);
             me = c;
-            rewarm();
+            rewarm(i);
             emit_m(i, -1, -1, 0, -1);
             measure_regions(i);
             flush_out();
@@ -538,7 +611,7 @@ static int do_step(int i) {
         }
         pids[c] = pid;
         wait_token(); /* the child has measured itself */
-        rewarm();
+        rewarm(i);
         emit_m(i, -1, -1, 0, -1);
         measure_regions(i);
         flush_out();
@@ -679,6 +752,13 @@ static void setup_run(void) {
     if (scratch_priv == MAP_FAILED || scratch_shared == MAP_FAILED || scratch_none == MAP_FAILED)
         die(-1, "scratch mmap: %s", strerror(errno));
     madvise(scratch_priv, SCRATCH_PAGES * (size_t)PAGE, MADV_NOHUGEPAGE);
+    long most = 1;
+    for (int r = 0; r < NR; r++)
+        if (R[r].pages > most) most = R[r].pages;
+    pfn_before = mmap(NULL, 2 * (size_t)most * sizeof *pfn_before, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pfn_before == MAP_FAILED) die(-1, "mmap: %s", strerror(errno));
+    pfn_after = pfn_before + most;
     /* the zero page's PFN, and whether PFNs are visible at all (CAP_SYS_ADMIN) */
     char *z = mmap(NULL, (size_t)PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint64_t pm = 0;
@@ -712,8 +792,9 @@ static void setup_run(void) {
     for (int p = 0; p < NP; p++)
         if (pipe2(token[p], O_CLOEXEC)) die(-1, "pipe: %s", strerror(errno));
     out("info pagesize %ld\ninfo pfn_visible %d\ninfo pid %d\n", PAGE, pfn_ok, (int)getpid());
+    long missing = rewarm(0);
+    out("info unmapped_own_pages %ld\n", missing);
     flush_out();
-    rewarm();
 }
 
 /* ------------------------------------------------------------ calibration */
