@@ -504,7 +504,7 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
     }
     odf_prepare(m, p, addr, addr + rlen, false);
     cs_vma *v = vma_alloc(p);
-    *v = (cs_vma){.start = addr, .end = addr + rlen, .prot = prot, .flags = flags, .obj = obj};
+    *v = (cs_vma){.start = addr, .end = addr + rlen, .prot = (int16_t)prot, .flags = (int16_t)flags, .obj = obj};
     vma_link(p, v);
     *addr_out = addr;
 out:
@@ -642,7 +642,7 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
         if (v->prot == prot)
             continue;   /* mprotect_fixup: unchanged regions are not split */
         v = vma_isolate(m, p, v, addr, end);
-        v->prot = prot;
+        v->prot = (int16_t)prot;
         pte_visit_fn fn = pte_wrprotect;
         if (prot & CS_PROT_WRITE)
             fn = (v->flags & CS_MAP_SHARED) ? pte_mkwrite_shared : pte_mkwrite_private;
@@ -708,7 +708,7 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
         if (nf == v->flags)
             continue;   /* madvise_update_vma: unchanged regions are not split */
         v = vma_isolate(m, p, v, addr, end);
-        v->flags = nf;
+        v->flags = (int16_t)nf;
     }
 out:
     UNLOCK(m);
