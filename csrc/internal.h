@@ -64,13 +64,14 @@ typedef struct cs_shobj {
  * region stays valid until that region is split away or unmapped. */
 typedef struct cs_vma {
     uint64_t start, end;      /* byte addresses, page aligned, [start, end) */
+    struct cs_vma *left, *right;   /* the tree (a lookup reads the first 32 bytes only) */
     int16_t prot;             /* CS_PROT_* */
     int16_t flags;            /* CS_MAP_SHARED | CS_VMA_* */
     int32_t height;           /* AVL height, 1 for a leaf */
     cs_shobj *obj;            /* shared regions only */
     uint64_t pgoff;           /* page offset of start inside obj */
-    struct cs_vma *prev, *next;            /* address order; next also links the spares */
-    struct cs_vma *left, *right, *parent;  /* the tree */
+    struct cs_vma *parent;
+    struct cs_vma *prev, *next;    /* address order; next also links the spares */
     uint64_t subtree_gap;
 } cs_vma;   /* 88 bytes: a 96-byte heap chunk */
 

@@ -98,6 +98,10 @@ cs_vma *vma_find(cs_proc *p, uint64_t addr)
     cs_vma *v = p->vma_hint;   /* accesses cluster: try the last region found first */
     if (v && v->start <= addr && addr < v->end)
         return v;
+    if (v && addr >= v->end && (v = v->next) && v->start <= addr && addr < v->end) {
+        p->vma_hint = v;   /* the one above it: a scan across regions */
+        return v;
+    }
     v = vma_first_ending_after(p, addr);
     if (v && v->start <= addr) {
         p->vma_hint = v;
