@@ -126,12 +126,16 @@ def test_holes_refilled_top_down() -> None:
         p.munmap(a, e - a)
         model.munmap(a, e)
     assert spans(p) == model.spans()
+    assert len(spans(p)) == 2140
     m.check()
+    placed = []
     for i in range(1200):
         huge = i % 100 == 0
         length = (rng.choice((1, 1, 2, 3, 5, 9)) * PS) if not huge else HUGE + PS
-        assert p.mmap(length, huge=huge) == model.mmap(length, huge)
+        placed.append(p.mmap(length, huge=huge))
+        assert placed[-1] == model.mmap(length, huge)
     assert spans(p) == model.spans()
+    assert sum(a >= lo for a in placed) == 996   # into holes; the 12 huge ones went below
     m.check()
 
 
