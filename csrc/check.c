@@ -182,12 +182,56 @@ static bool check_table(checker *c, cs_proc *p, uint64_t slot, unsigned level, u
     return true;
 }
 
+/* The region tree under v (regions.c): parent links, AVL heights and
+ * balance, subtree gaps; its in-order walk meets the list's regions in
+ * order (*at: the next one due). */
+static bool check_vma_tree(checker *c, cs_proc *p, const cs_vma *v, const cs_vma *parent, const cs_vma **at,
+                           unsigned depth)
+{
+    if (!v)
+        return true;
+    if (v->parent != parent || depth > 100)
+        return fail(c, "pid %d: region tree link of 0x%llx is broken", p->pid, (unsigned long long)v->start);
+    if (!check_vma_tree(c, p, v->left, v, at, depth + 1))
+        return false;
+    if (v != *at)
+        return fail(c, "pid %d: region tree and list disagree at 0x%llx", p->pid, (unsigned long long)v->start);
+    *at = v->next;
+    if (!check_vma_tree(c, p, v->right, v, at, depth + 1))
+        return false;
+    int32_t hl = v->left ? v->left->height : 0, hr = v->right ? v->right->height : 0;
+    uint64_t gap = v->start - (v->prev ? v->prev->end : 0), sg = gap;
+    if (v->left && v->left->subtree_gap > sg)
+        sg = v->left->subtree_gap;
+    if (v->right && v->right->subtree_gap > sg)
+        sg = v->right->subtree_gap;
+    if (v->height != 1 + (hl > hr ? hl : hr) || hl - hr > 1 || hr - hl > 1)
+        return fail(c, "pid %d: region tree unbalanced at 0x%llx", p->pid, (unsigned long long)v->start);
+    if (v->subtree_gap != sg)
+        return fail(c, "pid %d: region 0x%llx: subtree gap 0x%llx, expected 0x%llx", p->pid,
+                    (unsigned long long)v->start, (unsigned long long)v->subtree_gap, (unsigned long long)sg);
+    return true;
+}
+
 static bool check_regions(checker *c, cs_proc *p)
 {
     cs_machine *m = c->m;
     uint64_t pm = (1ULL << m->page_shift) - 1, prev_end = 0;
-    for (size_t i = 0; i < p->nvmas; i++) {
-        cs_vma *v = &p->vmas[i];
+    size_t n = 0, spares = 0;
+    bool hint_seen = !p->vma_hint;
+    const cs_vma *prev = NULL, *at = p->vma_first;
+    for (const cs_vma *s = p->vma_spare; s && spares <= VMA_SPARES_KEPT; s = s->next)
+        spares++;
+    if (spares != p->nspare || spares > VMA_SPARES_KEPT)
+        return fail(c, "pid %d: %zu spare region nodes, %zu recorded", p->pid, spares, p->nspare);
+    if ((p->vma_root && p->vma_root->parent) || !check_vma_tree(c, p, p->vma_root, NULL, &at, 0))
+        return fail(c, "pid %d: region tree link of the root is broken", p->pid);
+    if (at)
+        return fail(c, "pid %d: region list holds regions the tree does not", p->pid);
+    for (cs_vma *v = p->vma_first; v; prev = v, v = v->next) {
+        if (v->prev != prev || ++n > p->nvmas)
+            return fail(c, "pid %d: region list broken or longer than %zu", p->pid, p->nvmas);
+        hint_seen |= v == p->vma_hint;
         if (v->start >= v->end || (v->start & pm) || (v->end & pm) || v->start < prev_end ||
             v->start < m->user_start || v->end > m->user_end)
             return fail(c, "pid %d: bad region [0x%llx, 0x%llx)", p->pid, (unsigned long long)v->start,
@@ -203,6 +247,8 @@ static bool check_regions(checker *c, cs_proc *p)
             v->obj->seen++;
         }
     }
+    if (n != p->nvmas || prev != p->vma_last || !hint_seen)
+        return fail(c, "pid %d: %zu regions listed, %zu recorded (or a stale last or hint)", p->pid, n, p->nvmas);
     return true;
 }
 

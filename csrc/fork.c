@@ -154,25 +154,17 @@ cs_status cs_exec(cs_machine *m, int32_t pid)
     /* A borrowed space goes back whole; an own one is released first, so a
      * fresh root always fits then -- except for a vfork child on a full machine. */
     if (p->lender) {
-        cs_vma *fresh = malloc(8 * sizeof *fresh);
-        if (!fresh || !frames_free(m)) {
-            free(fresh);
-            st = fresh ? CS_ENOMEM : CS_EHOST;
+        if (!frames_free(m)) {
+            st = CS_ENOMEM;
             goto out;
         }
         mm_give_back(m, p);
-        p->vmas = fresh;
-        p->capvmas = 8;
     } else {
         odf_detach_all(m, p);
-        for (size_t i = 0; i < p->nvmas; i++)
-            zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
+        for (cs_vma *v = p->vma_first; v; v = v->next)
+            zap_range(m, p, v->start, v->end);
         tables_free_all(m, p);
-        for (size_t i = 0; i < p->nvmas; i++)
-            if (p->vmas[i].obj)
-                shobj_put(m, p->vmas[i].obj);
-        p->nvmas = 0;
-        p->vma_hint = 0;
+        vma_free_all(m, p);
     }
     p->root = table_alloc(m, p);
     if (p->tlb)
@@ -196,9 +188,9 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
         goto out;
     }
     fork_need need = {.eager = mode == CS_FORK_EAGER, .odf = mode == CS_FORK_ODF ? p : NULL};
-    for (size_t i = 0; i < p->nvmas; i++)
-        if (vma_copies_entries(&p->vmas[i]))
-            count_rec(m, p->root, m->levels - 1, p->vmas[i].start, p->vmas[i].end, &need);
+    for (cs_vma *v = p->vma_first; v; v = v->next)
+        if (vma_copies_entries(v))
+            count_rec(m, p->root, m->levels - 1, v->start, v->end, &need);
     if (frames_free(m) < 1 + need.tables + need.pages) {   /* 1: the child's root */
         st = CS_ENOMEM;
         goto out;
@@ -211,20 +203,23 @@ cs_status cs_fork(cs_machine *m, int32_t pid, cs_fork_mode mode, int32_t *child_
     fork_ctx x = {.parent = p, .child = c, .eager = need.eager, .odf = mode == CS_FORK_ODF};
     if (x.odf)
         m->odf_used = true;
-    for (size_t i = 0; i < p->nvmas; i++) {
-        cs_vma v = p->vmas[i];
-        if (v.flags & CS_VMA_DONTFORK)
+    for (cs_vma *pv = p->vma_first; pv; pv = pv->next) {   /* dup_mmap */
+        if (pv->flags & CS_VMA_DONTFORK)
             continue;   /* K3 */
-        if (v.flags & CS_VMA_WIPEONFORK)
-            v.flags &= ~CS_VMA_ANON_VMA;   /* K3: a clean slate */
-        if (v.obj)
-            v.obj->nvmas++;
-        c->vmas[c->nvmas++] = v;
-        if (vma_copies_entries(&p->vmas[i])) {
-            x.vma = &p->vmas[i];
-            copy_rec(m, &x, p->root, c->root, m->levels - 1, v.start, v.end);
+        cs_vma *v = vma_alloc(c);   /* reserved by proc_new */
+        *v = (cs_vma){.start = pv->start, .end = pv->end, .prot = pv->prot, .flags = pv->flags,
+                      .obj = pv->obj, .pgoff = pv->pgoff};
+        if (v->flags & CS_VMA_WIPEONFORK)
+            v->flags &= ~CS_VMA_ANON_VMA;   /* K3: a clean slate */
+        if (v->obj)
+            v->obj->nvmas++;
+        vma_link(c, v);
+        if (vma_copies_entries(pv)) {
+            x.vma = pv;
+            copy_rec(m, &x, p->root, c->root, m->levels - 1, v->start, v->end);
         }
     }
+    vma_trim_spares(c);   /* the nodes of don't-fork regions */
     if (!x.eager)
         tlb_flush_all(m, p);   /* dup_mmap -> flush_tlb_mm(oldmm) */
     m->st.forks++;

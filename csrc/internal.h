@@ -56,13 +56,24 @@ typedef struct cs_shobj {
     struct cs_shobj *prev, *next;
 } cs_shobj;
 
-typedef struct {
+/* A region (vm_area_struct).  A process's regions are an AVL tree by start
+ * (Linux < 6.1: mm_rb), augmented as the kernel's was: subtree_gap is the
+ * largest free range just below a region of the subtree (rb_subtree_gap; the
+ * first region's counts from address 0), and a list in address order
+ * (vm_prev/vm_next).  Nodes never move while they live, so a pointer to a
+ * region stays valid until that region is split away or unmapped. */
+typedef struct cs_vma {
     uint64_t start, end;      /* byte addresses, page aligned, [start, end) */
-    int32_t prot;             /* CS_PROT_* */
-    int32_t flags;            /* CS_MAP_SHARED | CS_VMA_* */
+    struct cs_vma *left, *right;   /* the tree (a lookup reads the first 32 bytes only) */
+    int16_t prot;             /* CS_PROT_* */
+    int16_t flags;            /* CS_MAP_SHARED | CS_VMA_* */
+    int32_t height;           /* AVL height, 1 for a leaf */
     cs_shobj *obj;            /* shared regions only */
     uint64_t pgoff;           /* page offset of start inside obj */
-} cs_vma;
+    struct cs_vma *parent;
+    struct cs_vma *prev, *next;    /* address order; next also links the spares */
+    uint64_t subtree_gap;
+} cs_vma;   /* 88 bytes: a 96-byte heap chunk */
 
 /* A software TLB entry: the virtual page and its level-0 entry.  Entries
  * are read live, so the TLB can never return a stale translation; it is
@@ -77,10 +88,13 @@ typedef struct {
 typedef struct cs_proc {
     int32_t pid, ppid;
     uint64_t root;            /* pool slot of the top-level table */
-    cs_vma *vmas;             /* sorted by start, non-overlapping */
-    size_t nvmas, capvmas;
+    cs_vma *vma_root;         /* regions: the tree (see cs_vma) */
+    cs_vma *vma_first, *vma_last;   /* and its ends in address order */
+    size_t nvmas;
+    cs_vma *vma_hint;         /* the last region found (vmacache) */
+    cs_vma *vma_spare;        /* preallocated nodes (vma_reserve), linked by next */
+    size_t nspare;
     uint64_t ntables;         /* table frames held, root included */
-    size_t vma_hint;          /* index of the last region found */
     int32_t lender;           /* vfork child: the pid whose address space it holds */
     int32_t borrower;         /* vfork parent: the child holding its address space */
     tlb_entry *tlb;           /* NULL when the machine has no TLB */
@@ -245,11 +259,16 @@ static inline uint64_t pte_share(cs_machine *m, uint64_t *src)
 
 /* regions.c */
 cs_vma *vma_find(cs_proc *p, uint64_t addr);
-size_t vma_first_ending_after(const cs_proc *p, uint64_t addr);
+cs_vma *vma_first_ending_after(const cs_proc *p, uint64_t addr);   /* find_vma; NULL: none */
 bool vma_overlaps(const cs_proc *p, uint64_t start, uint64_t end);
-bool vma_reserve(cs_proc *p, size_t extra);
-void vma_insert(cs_proc *p, size_t idx, const cs_vma *v);
-void vma_remove(cs_machine *m, cs_proc *p, size_t idx);
+bool vma_reserve(cs_proc *p, size_t n);   /* n spare nodes, so that later steps cannot fail */
+cs_vma *vma_alloc(cs_proc *p);            /* a spare node (reserved before) */
+void vma_link(cs_proc *p, cs_vma *v);     /* v's range must be free */
+void vma_remove(cs_machine *m, cs_proc *p, cs_vma *v);
+enum { VMA_SPARES_KEPT = 2 };             /* what a split at both ends of a range needs */
+void vma_trim_spares(cs_proc *p);         /* keeps VMA_SPARES_KEPT at most */
+void vma_free_all(cs_machine *m, cs_proc *p);   /* every region (remove_vma order), shmem put */
+void vma_release(cs_proc *p);             /* frees the nodes only (records being freed) */
 void shobj_put(cs_machine *m, cs_shobj *o);
 void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 

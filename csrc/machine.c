@@ -170,7 +170,7 @@ void cs_machine_free(cs_machine *m)
     for (size_t i = 0; i < m->cappids; i++) {
         cs_proc *p = m->procs[i];
         if (p) {
-            free(p->vmas);
+            vma_release(p);
             tlb_release(p);
             free(p);
         }
@@ -231,16 +231,16 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
         m->cappids = cap;
     }
     cs_proc *p = calloc(1, sizeof *p);
-    if (!p || (with_root && !vma_reserve(p, vma_cap ? vma_cap : 8)) || !tlb_init(m, p)) {
+    if (!p || (with_root && !vma_reserve(p, vma_cap)) || !tlb_init(m, p)) {
         if (p)
-            free(p->vmas);
+            vma_release(p);
         free(p);
         return NULL;
     }
     p->root = with_root ? table_alloc(m, p) : 0;
     if (with_root && !p->root) {
         tlb_release(p);
-        free(p->vmas);
+        vma_release(p);
         free(p);
         return NULL;
     }
@@ -258,16 +258,17 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
 void mm_move(cs_proc *dst, cs_proc *src)
 {
     dst->root = src->root;
-    dst->vmas = src->vmas;
+    dst->vma_root = src->vma_root;
+    dst->vma_first = src->vma_first;
+    dst->vma_last = src->vma_last;
     dst->nvmas = src->nvmas;
-    dst->capvmas = src->capvmas;
     dst->ntables = src->ntables;
-    dst->vma_hint = 0;
+    dst->vma_hint = NULL;
     src->root = 0;
-    src->vmas = NULL;
-    src->nvmas = src->capvmas = 0;
+    src->vma_root = src->vma_first = src->vma_last = NULL;
+    src->nvmas = 0;
     src->ntables = 0;
-    src->vma_hint = 0;
+    src->vma_hint = NULL;
 }
 
 void mm_give_back(cs_machine *m, cs_proc *p)
@@ -292,16 +293,12 @@ void proc_destroy(cs_machine *m, cs_proc *p)
      * free list hands out next).  Tables shared with other processes
      * (odf) are only let go. */
     odf_detach_all(m, p);
-    for (size_t i = 0; i < p->nvmas; i++)
-        zap_range(m, p, p->vmas[i].start, p->vmas[i].end);
+    for (cs_vma *v = p->vma_first; v; v = v->next)
+        zap_range(m, p, v->start, v->end);
     tables_free_all(m, p);
-    for (size_t i = 0; i < p->nvmas; i++)
-        if (p->vmas[i].obj)
-            shobj_put(m, p->vmas[i].obj);
+    vma_free_all(m, p);
     tlb_release(p);
-    free(p->vmas);
-    p->vmas = NULL;
-    p->nvmas = p->capvmas = 0;
+    vma_release(p);   /* the spares */
     m->pidstate[p->pid] = PID_EXITED;
     m->nlive--;
 }

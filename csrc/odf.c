@@ -29,9 +29,9 @@ static inline uint64_t pmd_span(const cs_machine *m) { return 1ULL << entry_shif
  * parent's, entry for entry. */
 bool span_shareable(cs_proc *p, uint64_t span_start, uint64_t span)
 {
-    for (size_t i = vma_first_ending_after(p, span_start);
-         i < p->nvmas && p->vmas[i].start < span_start + span; i++)
-        if (!vma_copies_entries(&p->vmas[i]))
+    for (const cs_vma *v = vma_first_ending_after(p, span_start); v && v->start < span_start + span;
+         v = v->next)
+        if (!vma_copies_entries(v))
             return false;
     return true;
 }

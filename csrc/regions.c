@@ -1,64 +1,231 @@
 /* regions.c -- per-process regions (VMAs): mmap, munmap, mprotect, madvise.
  *
- * A process keeps its regions in an array sorted by address.  Splits happen
- * at range boundaries; regions are never merged (vma_merge is not modelled). */
+ * A process keeps its regions in a balanced tree augmented with free gaps,
+ * plus a list in address order (cs_vma): lookup, insertion, removal, a split
+ * and the top-down search for a free range are O(log n).  Splits happen at
+ * range boundaries; regions are never merged (vma_merge is not modelled). */
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
-size_t vma_first_ending_after(const cs_proc *p, uint64_t addr)
+/* ---- the region tree (mm_rb before Linux 6.1, with an AVL balance) ---- */
+
+static inline int32_t vma_height(const cs_vma *v) { return v ? v->height : 0; }
+static inline uint64_t vma_subtree_gap(const cs_vma *v) { return v ? v->subtree_gap : 0; }
+
+/* vma_compute_gap: the free range just below v (from 0 for the first). */
+static inline uint64_t vma_gap(const cs_vma *v) { return v->start - (v->prev ? v->prev->end : 0); }
+
+/* vma_compute_subtree_gap, and the height. */
+static void vma_fix(cs_vma *v)
 {
-    size_t lo = 0, hi = p->nvmas;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (p->vmas[mid].end <= addr)
-            lo = mid + 1;
-        else
-            hi = mid;
+    int32_t hl = vma_height(v->left), hr = vma_height(v->right);
+    uint64_t g = vma_gap(v), gl = vma_subtree_gap(v->left), gr = vma_subtree_gap(v->right);
+    v->height = 1 + (hl > hr ? hl : hr);
+    v->subtree_gap = g > gl ? (g > gr ? g : gr) : (gl > gr ? gl : gr);
+}
+
+static void vma_replace_child(cs_proc *p, cs_vma *parent, cs_vma *old, cs_vma *new)
+{
+    if (!parent)
+        p->vma_root = new;
+    else if (parent->left == old)
+        parent->left = new;
+    else
+        parent->right = new;
+    if (new)
+        new->parent = parent;
+}
+
+/* x's child on side `right` takes x's place; x becomes its child.  Returns it. */
+static cs_vma *vma_rotate(cs_proc *p, cs_vma *x, bool right)
+{
+    cs_vma *y = right ? x->left : x->right, *mid = right ? y->right : y->left;
+    if (right) {
+        x->left = mid;
+        y->right = x;
+    } else {
+        x->right = mid;
+        y->left = x;
     }
-    return lo;
+    if (mid)
+        mid->parent = x;
+    vma_replace_child(p, x->parent, x, y);
+    x->parent = y;
+    vma_fix(x);
+    vma_fix(y);
+    return y;
+}
+
+/* From v up to the root: heights and gaps recomputed (vma_gap_update), the
+ * balance restored on the way (rb_insert_augmented / rb_erase_augmented). */
+static void vma_retrace(cs_proc *p, cs_vma *v)
+{
+    for (; v; v = v->parent) {
+        vma_fix(v);
+        int32_t bf = vma_height(v->left) - vma_height(v->right);
+        if (bf > 1) {
+            if (vma_height(v->left->left) < vma_height(v->left->right))
+                vma_rotate(p, v->left, false);
+            v = vma_rotate(p, v, true);
+        } else if (bf < -1) {
+            if (vma_height(v->right->right) < vma_height(v->right->left))
+                vma_rotate(p, v->right, true);
+            v = vma_rotate(p, v, false);
+        }
+    }
+}
+
+/* find_vma: the first region ending above addr. */
+cs_vma *vma_first_ending_after(const cs_proc *p, uint64_t addr)
+{
+    cs_vma *n = p->vma_root, *best = NULL;
+    while (n) {
+        if (n->end > addr) {
+            best = n;
+            if (n->start <= addr)
+                break;
+            n = n->left;
+        } else {
+            n = n->right;
+        }
+    }
+    return best;
 }
 
 cs_vma *vma_find(cs_proc *p, uint64_t addr)
 {
-    size_t i = p->vma_hint;   /* accesses cluster: try the last region found first */
-    if (i < p->nvmas && p->vmas[i].start <= addr && addr < p->vmas[i].end)
-        return &p->vmas[i];
-    i = vma_first_ending_after(p, addr);
-    if (i < p->nvmas && p->vmas[i].start <= addr) {
-        p->vma_hint = i;
-        return &p->vmas[i];
+    cs_vma *v = p->vma_hint;   /* accesses cluster: try the last region found first */
+    if (v && v->start <= addr && addr < v->end)
+        return v;
+    if (v && addr >= v->end && (v = v->next) && v->start <= addr && addr < v->end) {
+        p->vma_hint = v;   /* the one above it: a scan across regions */
+        return v;
+    }
+    v = vma_first_ending_after(p, addr);
+    if (v && v->start <= addr) {
+        p->vma_hint = v;
+        return v;
     }
     return NULL;
 }
 
 bool vma_overlaps(const cs_proc *p, uint64_t start, uint64_t end)
 {
-    size_t i = vma_first_ending_after(p, start);
-    return i < p->nvmas && p->vmas[i].start < end;
+    cs_vma *v = vma_first_ending_after(p, start);
+    return v && v->start < end;
 }
 
-/* Makes room for `extra` more regions, so that later steps cannot fail. */
-bool vma_reserve(cs_proc *p, size_t extra)
+/* Preallocates the nodes an operation may need (mas_preallocate), so that
+ * after it nothing can fail; the spares stay with the process. */
+bool vma_reserve(cs_proc *p, size_t n)
 {
-    if (p->nvmas + extra <= p->capvmas)
-        return true;
-    size_t cap = p->capvmas ? p->capvmas : 8;
-    while (cap < p->nvmas + extra)
-        cap *= 2;
-    cs_vma *v = realloc(p->vmas, cap * sizeof *v);
-    if (!v)
-        return false;
-    p->vmas = v;
-    p->capvmas = cap;
+    while (p->nspare < n) {
+        cs_vma *v = malloc(sizeof *v);   /* vm_area_alloc */
+        if (!v)
+            return false;
+        v->next = p->vma_spare;
+        p->vma_spare = v;
+        p->nspare++;
+    }
     return true;
 }
 
-void vma_insert(cs_proc *p, size_t idx, const cs_vma *v)
+cs_vma *vma_alloc(cs_proc *p)
 {
-    memmove(&p->vmas[idx + 1], &p->vmas[idx], (p->nvmas - idx) * sizeof *v);
-    p->vmas[idx] = *v;
+    cs_vma *v = p->vma_spare;
+    p->vma_spare = v->next;
+    p->nspare--;
+    return v;
+}
+
+/* vm_area_free: back to the spares, or to the host. */
+static void vma_free(cs_proc *p, cs_vma *v)
+{
+    if (p->nspare >= VMA_SPARES_KEPT) {
+        free(v);
+        return;
+    }
+    v->next = p->vma_spare;
+    p->vma_spare = v;
+    p->nspare++;
+}
+
+void vma_trim_spares(cs_proc *p)
+{
+    while (p->nspare > VMA_SPARES_KEPT)
+        free(vma_alloc(p));
+}
+
+/* vma_link: into the list and the tree (as a leaf, then rebalanced).  Its
+ * neighbours in address order are its ancestors, so the retrace also
+ * updates the gap of the region above it. */
+void vma_link(cs_proc *p, cs_vma *v)
+{
+    cs_vma *parent = NULL, **link = &p->vma_root, *prev = NULL, *next = NULL;
+    while (*link) {
+        parent = *link;
+        if (v->start < parent->start) {
+            next = parent;
+            link = &parent->left;
+        } else {
+            prev = parent;
+            link = &parent->right;
+        }
+    }
+    *link = v;
+    v->parent = parent;
+    v->left = v->right = NULL;
+    v->prev = prev;
+    v->next = next;
+    if (prev)
+        prev->next = v;
+    else
+        p->vma_first = v;
+    if (next)
+        next->prev = v;
+    else
+        p->vma_last = v;
     p->nvmas++;
+    vma_retrace(p, v);
+}
+
+/* __vma_unlink_list + vma_rb_erase: a node with two children is replaced by
+ * its successor, moved as a node (pointers to regions stay valid). */
+static void vma_unlink(cs_proc *p, cs_vma *v)
+{
+    cs_vma *next = v->next, *from;
+    if (v->prev)
+        v->prev->next = next;
+    else
+        p->vma_first = next;
+    if (next)
+        next->prev = v->prev;
+    else
+        p->vma_last = v->prev;
+    if (!v->left || !v->right) {
+        vma_replace_child(p, v->parent, v, v->left ? v->left : v->right);
+        from = v->parent;
+    } else {
+        cs_vma *s = next;   /* leftmost of the right subtree: no left child */
+        if (s->parent != v) {
+            from = s->parent;
+            vma_replace_child(p, s->parent, s, s->right);
+            s->right = v->right;
+            s->right->parent = s;
+        } else {
+            from = s;
+        }
+        s->left = v->left;
+        s->left->parent = s;
+        vma_replace_child(p, v->parent, v, s);
+    }
+    p->nvmas--;
+    if (p->vma_hint == v)
+        p->vma_hint = NULL;
+    vma_retrace(p, from);
+    for (cs_vma *n = next; n; n = n->parent)   /* the gap below the next one grew */
+        vma_fix(n);
 }
 
 void shobj_put(cs_machine *m, cs_shobj *o)
@@ -79,26 +246,58 @@ void shobj_put(cs_machine *m, cs_shobj *o)
     free(o);
 }
 
-void vma_remove(cs_machine *m, cs_proc *p, size_t idx)
+/* remove_vma */
+void vma_remove(cs_machine *m, cs_proc *p, cs_vma *v)
 {
-    if (p->vmas[idx].obj)
-        shobj_put(m, p->vmas[idx].obj);
-    memmove(&p->vmas[idx], &p->vmas[idx + 1], (p->nvmas - idx - 1) * sizeof(cs_vma));
-    p->nvmas--;
+    if (v->obj)
+        shobj_put(m, v->obj);
+    vma_unlink(p, v);
+    vma_free(p, v);
 }
 
-/* Splits region idx at `at` (strictly inside it); capacity must be reserved. */
-static void vma_split(cs_machine *m, cs_proc *p, size_t idx, uint64_t at)
+/* exit_mmap's remove_vma loop: every region in address order; the tree is
+ * dropped whole. */
+void vma_free_all(cs_machine *m, cs_proc *p)
 {
-    cs_vma hi = p->vmas[idx];
-    hi.start = at;
-    if (hi.obj) {
-        hi.pgoff += (at - p->vmas[idx].start) >> m->page_shift;
-        hi.obj->nvmas++;
+    for (cs_vma *v = p->vma_first, *n; v; v = n) {
+        n = v->next;
+        if (v->obj)
+            shobj_put(m, v->obj);
+        free(v);
     }
-    p->vmas[idx].end = at;
-    vma_insert(p, idx + 1, &hi);
-    if (hi.flags & CS_VMA_HUGE)
+    p->vma_root = p->vma_first = p->vma_last = p->vma_hint = NULL;
+    p->nvmas = 0;
+}
+
+void vma_release(cs_proc *p)
+{
+    for (cs_vma *v = p->vma_first, *n; v; v = n) {
+        n = v->next;
+        free(v);
+    }
+    p->vma_root = p->vma_first = p->vma_last = p->vma_hint = NULL;
+    p->nvmas = 0;
+    while (p->nspare)
+        free(vma_alloc(p));
+}
+
+/* __split_vma: v keeps [start, at), a new node (reserved) takes [at, end). */
+static void vma_split(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t at)
+{
+    cs_vma *hi = vma_alloc(p);
+    hi->start = at;
+    hi->end = v->end;
+    hi->prot = v->prot;
+    hi->flags = v->flags;
+    hi->obj = v->obj;
+    hi->pgoff = v->pgoff;
+    if (hi->obj) {
+        hi->pgoff += (at - v->start) >> m->page_shift;
+        hi->obj->nvmas++;
+    }
+    v->end = at;
+    vma_link(p, hi);
+    if (hi->flags & CS_VMA_HUGE)
         thp_split_at(m, p, at);   /* vma_adjust_trans_huge */
 }
 
@@ -171,46 +370,61 @@ static cs_status range_check(cs_machine *m, uint64_t addr, uint64_t len, uint64_
 
 static bool range_fully_mapped(const cs_proc *p, uint64_t start, uint64_t end)
 {
-    size_t i = vma_first_ending_after(p, start);
     uint64_t at = start;
-    for (; i < p->nvmas && at < end; i++) {
-        if (p->vmas[i].start > at)
+    for (const cs_vma *v = vma_first_ending_after(p, start); v && at < end; v = v->next) {
+        if (v->start > at)
             return false;
-        at = p->vmas[i].end;
+        at = v->end;
     }
     return at >= end;
 }
 
-/* Splits so that [start, end) boundaries fall on region edges for the region
- * at idx; returns the index of the part inside the range. */
-static size_t vma_isolate(cs_machine *m, cs_proc *p, size_t idx, uint64_t start, uint64_t end)
+/* Splits so that [start, end) boundaries fall on region edges for region v;
+ * returns the part inside the range. */
+static cs_vma *vma_isolate(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t start, uint64_t end)
 {
-    if (p->vmas[idx].start < start) {
-        vma_split(m, p, idx, start);
-        idx++;
+    if (v->start < start) {
+        vma_split(m, p, v, start);
+        v = v->next;
     }
-    if (p->vmas[idx].end > end)
-        vma_split(m, p, idx, end);
-    return idx;
+    if (v->end > end)
+        vma_split(m, p, v, end);
+    return v;
 }
 
 /* ---- mmap ---- */
 
+/* unmapped_area_topdown: the top of the highest free range of len bytes or
+ * more in [lo_limit, hi_limit) (regions lie inside it).  Above the last
+ * region first; then down the tree by subtree_gap: right subtree, the gap
+ * below the node, left subtree.  Only the first region's gap is counted from
+ * 0 rather than lo_limit, and it is the last candidate: reaching it and
+ * failing means nothing fits. */
 static bool find_free_range(const cs_proc *p, uint64_t len, uint64_t lo_limit, uint64_t hi_limit,
                             uint64_t *out)
 {
-    /* Top-down, like the kernel's default mmap layout. */
-    uint64_t hi = hi_limit;
-    for (size_t i = p->nvmas + 1; i-- > 0;) {
-        uint64_t lo = i ? p->vmas[i - 1].end : lo_limit;
-        if (i < p->nvmas)
-            hi = p->vmas[i].start;
-        if (hi > lo && hi - lo >= len) {
-            *out = hi - len;
+    uint64_t lo = p->vma_last ? p->vma_last->end : lo_limit;
+    if (hi_limit > lo && hi_limit - lo >= len) {
+        *out = hi_limit - len;
+        return true;
+    }
+    const cs_vma *v = p->vma_root;
+    if (!v || v->subtree_gap < len)
+        return false;
+    for (;;) {
+        if (vma_subtree_gap(v->right) >= len) {
+            v = v->right;
+            continue;
+        }
+        lo = v->prev ? v->prev->end : lo_limit;
+        if (v->start > lo && v->start - lo >= len) {
+            *out = v->start - len;
             return true;
         }
+        if (vma_subtree_gap(v->left) < len)
+            return false;
+        v = v->left;
     }
-    return false;
 }
 
 /* thp_get_unmapped_area: search for len + 2 MiB and align (top-down, the
@@ -273,7 +487,7 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
         st = CS_ENOMEM;
         goto out;
     }
-    cs_vma v = {.start = addr, .end = addr + rlen, .prot = prot, .flags = flags};
+    cs_shobj *obj = NULL;
     if (flags & CS_MAP_SHARED) {
         cs_shobj *o = calloc(1, sizeof *o);
         uint64_t *pages = o ? calloc(rlen >> m->page_shift, sizeof *pages) : NULL;
@@ -290,10 +504,12 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
             m->objs->prev = o;
         m->objs = o;
         m->nobjs++;
-        v.obj = o;
+        obj = o;
     }
     odf_prepare(m, p, addr, addr + rlen, false);
-    vma_insert(p, vma_first_ending_after(p, addr), &v);
+    cs_vma *v = vma_alloc(p);
+    *v = (cs_vma){.start = addr, .end = addr + rlen, .prot = (int16_t)prot, .flags = (int16_t)flags, .obj = obj};
+    vma_link(p, v);
     *addr_out = addr;
 out:
     UNLOCK(m);
@@ -315,8 +531,8 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
     /* Shared objects lose their regions only after the tables are freed
      * (unmap_vmas, free_pgtables, then remove_vma -> fput), so note them. */
     size_t nobj = 0;
-    for (size_t k = vma_first_ending_after(p, addr); k < p->nvmas && p->vmas[k].start < end; k++)
-        nobj += p->vmas[k].obj != NULL;
+    for (cs_vma *v = vma_first_ending_after(p, addr); v && v->start < end; v = v->next)
+        nobj += v->obj != NULL;
     cs_shobj **objs = nobj ? malloc(nobj * sizeof *objs) : NULL;
     if ((nobj && !objs) || !vma_reserve(p, 2)) {
         free(objs);
@@ -329,22 +545,26 @@ cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len)
         goto out;
     }
     odf_prepare(m, p, addr, end, true);
-    size_t i = vma_first_ending_after(p, addr);
-    if (i < p->nvmas && p->vmas[i].start < addr)
-        vma_split(m, p, i++, addr);
-    size_t j = vma_first_ending_after(p, end - 1);
-    if (j < p->nvmas && p->vmas[j].start < end && p->vmas[j].end > end)
-        vma_split(m, p, j, end);
-    if (i < p->nvmas && p->vmas[i].start < end) {   /* nothing mapped: nothing to flush */
+    cs_vma *v = vma_first_ending_after(p, addr);
+    if (v && v->start < addr) {
+        vma_split(m, p, v, addr);
+        v = v->next;
+    }
+    cs_vma *last = vma_first_ending_after(p, end - 1);
+    if (last && last->start < end && last->end > end)
+        vma_split(m, p, last, end);
+    if (v && v->start < end) {   /* nothing mapped: nothing to flush */
         zap_range(m, p, addr, end);
         tlb_flush_range(m, p, addr, end);
     }
     size_t k = 0;
-    while (i < p->nvmas && p->vmas[i].start < end) {
-        if (p->vmas[i].obj)
-            objs[k++] = p->vmas[i].obj;
-        p->vmas[i].obj = NULL;
-        vma_remove(m, p, i);
+    while (v && v->start < end) {
+        cs_vma *n = v->next;
+        if (v->obj)
+            objs[k++] = v->obj;
+        v->obj = NULL;
+        vma_remove(m, p, v);
+        v = n;
     }
     tables_free_unused(m, p, addr, end);
     for (size_t o = 0; o < k; o++)
@@ -384,11 +604,11 @@ static cs_status mprotect_unshare(cs_machine *m, cs_proc *p, uint64_t addr, uint
 {
     uint64_t need = 0, last = UINT64_MAX;
     for (int apply = 0; apply < 2; apply++) {
-        for (size_t i = vma_first_ending_after(p, addr); i < p->nvmas && p->vmas[i].start < end; i++) {
-            if (p->vmas[i].prot == prot)
+        for (cs_vma *v = vma_first_ending_after(p, addr); v && v->start < end; v = v->next) {
+            if (v->prot == prot)
                 continue;
-            uint64_t s = p->vmas[i].start > addr ? p->vmas[i].start : addr;
-            uint64_t e = p->vmas[i].end < end ? p->vmas[i].end : end;
+            uint64_t s = v->start > addr ? v->start : addr;
+            uint64_t e = v->end < end ? v->end : end;
             if (apply)
                 odf_prepare(m, p, s, e, false);
             else
@@ -422,12 +642,11 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
     }
     if (m->odf_used && (st = mprotect_unshare(m, p, addr, end, prot)))
         goto out;
-    for (size_t i = vma_first_ending_after(p, addr); i < p->nvmas && p->vmas[i].start < end; i++) {
-        if (p->vmas[i].prot == prot)
+    for (cs_vma *v = vma_first_ending_after(p, addr); v && v->start < end; v = v->next) {
+        if (v->prot == prot)
             continue;   /* mprotect_fixup: unchanged regions are not split */
-        i = vma_isolate(m, p, i, addr, end);
-        cs_vma *v = &p->vmas[i];
-        v->prot = prot;
+        v = vma_isolate(m, p, v, addr, end);
+        v->prot = (int16_t)prot;
         pte_visit_fn fn = pte_wrprotect;
         if (prot & CS_PROT_WRITE)
             fn = (v->flags & CS_MAP_SHARED) ? pte_mkwrite_shared : pte_mkwrite_private;
@@ -475,11 +694,11 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
         tlb_flush_range(m, p, addr, end);
         goto out;
     }
-    size_t first = vma_first_ending_after(p, addr);
+    cs_vma *first = vma_first_ending_after(p, addr);
     if (set == CS_VMA_WIPEONFORK) {
         /* MADV_WIPEONFORK is for private anonymous memory only (EINVAL). */
-        for (size_t i = first; i < p->nvmas && p->vmas[i].start < end; i++)
-            if (p->vmas[i].flags & CS_MAP_SHARED) {
+        for (cs_vma *v = first; v && v->start < end; v = v->next)
+            if (v->flags & CS_MAP_SHARED) {
                 st = CS_ESHARED;
                 goto out;
             }
@@ -488,12 +707,12 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
         st = CS_EHOST;
         goto out;
     }
-    for (size_t i = first; i < p->nvmas && p->vmas[i].start < end; i++) {
-        int32_t nf = (p->vmas[i].flags | set) & ~clear;
-        if (nf == p->vmas[i].flags)
+    for (cs_vma *v = first; v && v->start < end; v = v->next) {
+        int32_t nf = (v->flags | set) & ~clear;
+        if (nf == v->flags)
             continue;   /* madvise_update_vma: unchanged regions are not split */
-        i = vma_isolate(m, p, i, addr, end);
-        p->vmas[i].flags = nf;
+        v = vma_isolate(m, p, v, addr, end);
+        v->flags = (int16_t)nf;
     }
 out:
     UNLOCK(m);

@@ -104,8 +104,8 @@ cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
         goto out;
     s.lmap = lmap;
     if (whole) {
-        for (size_t i = 0; i < p->nvmas; i++)
-            pte_walk(m, p, p->vmas[i].start, p->vmas[i].end, smaps_pte, &s);
+        for (cs_vma *v = p->vma_first; v; v = v->next)
+            pte_walk(m, p, v->start, v->end, smaps_pte, &s);
     } else {
         cs_vma *v = vma_find(p, addr);
         if (!v) {
@@ -139,11 +139,12 @@ cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap, siz
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
     if (!st) {
-        for (size_t i = 0; i < p->nvmas && i < cap; i++) {
-            out[i].start = p->vmas[i].start;
-            out[i].end = p->vmas[i].end;
-            out[i].prot = p->vmas[i].prot;
-            out[i].flags = p->vmas[i].flags;
+        size_t i = 0;
+        for (cs_vma *v = p->vma_first; v && i < cap; v = v->next, i++) {
+            out[i].start = v->start;
+            out[i].end = v->end;
+            out[i].prot = v->prot;
+            out[i].flags = v->flags;
         }
         *count = p->nvmas;
     }
