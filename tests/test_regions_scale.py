@@ -13,6 +13,7 @@ quadratic here.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import random
 from typing import List, Optional, Tuple
 
@@ -231,4 +232,98 @@ def test_fork_of_thousands_of_regions() -> None:
     m.check()
     c.exit()
     assert p.regions == pr
+    m.check()
+
+
+# -- Cross-checks written against a second, independent implementation of the tree --------
+# (two engineers built the same structure at once; these tests, from the other one, pass on
+# this implementation too: THP placement in holes, a fork of mixed region kinds, the
+# out-of-space edge.)
+
+def _bounds(p):
+    return [(r.start, r.end) for r in p.regions]
+
+
+def _free_range(model, length, lo, hi):
+    """The brute-force top-down rule: scan the gaps from the top."""
+    top = hi
+    for s, e in reversed(model):
+        if top - e >= length:
+            return top - length
+        top = s
+    return top - length if top - lo >= length else None
+
+
+def test_huge_mmaps_in_holes_follow_thp_get_unmapped_area():
+    rng = random.Random(3)
+    h = 2 << 20
+    m = cowsim.Machine(memory="16MiB", store_data=False)
+    p = m.spawn()
+    lo, hi = m.user_start, m.user_end
+    for _ in range(2000):
+        p.mmap(rng.randint(1, 4) * PS)
+    for r in p.regions[::3]:
+        p.munmap(r.start, r.end - r.start)
+    # big holes: 4 MiB regions a page apart, every other one unmapped
+    bigs = []
+    for _ in range(600):
+        bigs.append(p.mmap(4 << 20))
+        p.mmap(PS)
+    for a in bigs[::2]:
+        p.munmap(a, 4 << 20)
+    model = _bounds(p)
+    for _ in range(400):
+        n = rng.randint(1, 600) * PS
+        base = _free_range(model, n + h, lo, hi)
+        expect = base + ((-base) % h or h) if base is not None else _free_range(model, n, lo, hi)
+        a = p.mmap(n, huge=True)
+        assert a == expect
+        bisect.insort(model, (a, a + n))
+    assert _bounds(p) == model
+    m.check()
+
+
+def test_fork_of_thousands_of_regions_copies_them_all():
+    m = cowsim.Machine(memory="16MiB", store_data=False)
+    p = m.spawn()
+    addrs = [p.mmap(2 * PS, shared=(k % 7 == 0), prot="r" if k % 5 == 0 else "rw") for k in range(5000)]
+    for k, a in enumerate(addrs):
+        if k % 11 == 0:
+            p.madvise(a, 2 * PS, "dontfork")
+        elif k % 13 == 0 and k % 7:
+            p.madvise(a, PS, "wipeonfork")
+        if k % 3 == 0 and k % 5:
+            p.touch(a, write=True)
+    m.check()
+    c = p.fork()
+    expect = [r for r in p.regions if not r.dontfork]
+    expect = [dataclasses.replace(r, written=False) if r.wipeonfork else r for r in expect]
+    assert c.regions == expect
+    # wipeonfork on the first page splits 300 regions (k % 13 == 0, k % 11 and
+    # k % 7 nonzero: 385 - 35 - 55 + 5); 455 are don't-fork (k % 11 == 0)
+    assert len(p.regions) == 5300
+    assert len(expect) == 5300 - 455
+    m.check()
+    # the child's holes are its own: its next mmap takes the highest one
+    gone = [(r.start, r.end) for r in p.regions if r.dontfork]
+    top = max(e - s for s, e in gone)
+    assert c.mmap(top) == max(s for s, e in gone if e - s == top)
+    c.exit()
+    p.exit()
+    m.check()
+
+
+def test_no_range_fits_changes_nothing():
+    m = cowsim.Machine(memory="4MiB", store_data=False)
+    p = m.spawn()
+    for _ in range(1000):
+        p.mmap(PS)
+    before = p.regions
+    with pytest.raises(OutOfMemory):
+        p.mmap(m.user_end - m.user_start - 999 * PS)
+    assert p.regions == before
+    # exactly the space left below the lowest region: it fits, at user_start
+    assert p.mmap(m.user_end - m.user_start - 1000 * PS) == m.user_start
+    with pytest.raises(OutOfMemory):
+        p.mmap(PS)
     m.check()
