@@ -17,8 +17,20 @@ WriteSpec = Union[bool, np.ndarray]
 _ON_SEGFAULT = ("continue", "raise")
 
 
+def describe(value: Any, what: str) -> str:
+    """``<N what>`` for an operation's message, whatever ``value`` is (a 0-d array has no len)."""
+    size = getattr(value, "size", None) if isinstance(value, np.ndarray) else None
+    if size is None and isinstance(value, (list, tuple)):
+        size = len(value)
+    return f"<{size if size is not None else '?'} {what}>"
+
+
 def as_array(op: str, name: str, value: Any, dtype: str, length: Optional[int] = None) -> np.ndarray:
-    """Checks that ``value`` is a 1-D C-contiguous array of ``dtype`` (and length)."""
+    """Checks that ``value`` is a 1-D, C-contiguous, aligned array of ``dtype`` (and length).
+
+    Misaligned arrays (``np.frombuffer(buf, np.uint64, offset=1)``) are rejected, not copied:
+    the core reads them in place, and a silent copy of a large trace would double its memory.
+    """
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{op}: {name} must be a NumPy array of {dtype}, not {type(value).__name__}")
     if value.dtype != np.dtype(dtype):
@@ -27,6 +39,9 @@ def as_array(op: str, name: str, value: Any, dtype: str, length: Optional[int] =
         raise InvalidArgument(f"{op}: {name} must be 1-D, got shape {value.shape}")
     if not value.flags.c_contiguous:
         raise InvalidArgument(f"{op}: {name} must be contiguous (use np.ascontiguousarray)")
+    if not value.flags.aligned:
+        raise InvalidArgument(
+            f"{op}: {name} is not aligned to its {value.dtype.itemsize}-byte items (use .copy())")
     if length is not None and len(value) != length:
         raise InvalidArgument(f"{op}: {name} has length {len(value)}, expected {length}")
     return value
@@ -67,13 +82,23 @@ def run(
     res = ffi.new("cs_batch_result *")
     out_ptr = ffi.from_buffer("uint8_t[]", out) if out is not None else ffi.NULL
     rc = call(ffi.from_buffer("uint64_t[]", arr), wptr, wall, n, out_ptr, stop, res)
-    if rc not in (lib.CS_OK, lib.CS_ESEGV, lib.CS_ENOMEM):
-        check(rc, error_context(res) if error_context else op)
-    return finish(op, rc, res, out, write)
+    return finish(op, rc, res, out, write, error_context)
 
 
-def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSpec) -> BatchResult:
-    """Builds the result, or raises with the stopping index and the partial result."""
+def finish(
+    op: str,
+    rc: int,
+    res: Any,
+    out: Optional[np.ndarray],
+    write: WriteSpec,
+    error_context: Optional[Callable[[Any], str]] = None,
+) -> BatchResult:
+    """Builds the result, or raises with the stopping index and the partial result.
+
+    Every stop -- a segfault, out of frames, a replay's pid that is not live -- raises an
+    error carrying ``.index`` (the access that stopped the batch, not done) and ``.result``
+    (what was done before it, which took effect).
+    """
     result = BatchResult._from_c(res, out)
     if rc == lib.CS_OK:
         return result
@@ -89,8 +114,12 @@ def finish(op: str, rc: int, res: Any, out: Optional[np.ndarray], write: WriteSp
     elif rc == lib.CS_ENOMEM:
         err = OutOfMemory(f"{op}: out of simulated physical memory at index {index}")
     else:
-        check(rc, op)
-        raise AssertionError("unreachable")
+        try:
+            check(rc, error_context(res) if error_context else op)
+        except CowsimError as e:
+            err = e
+        else:  # pragma: no cover - check() returns only for CS_OK
+            raise AssertionError(f"{op}: status {rc} raised nothing")
     err.index = index
     err.result = result
     raise err

@@ -203,7 +203,7 @@ class Machine:
             ProcessExited, InvalidArgument: a pid in the trace is not live (the accesses
                 before it have taken effect).
         """
-        op = f"replay(<{len(addrs) if hasattr(addrs, '__len__') else '?'} accesses>)"
+        op = f"replay({_batch.describe(addrs, 'accesses')})"
         n = len(_batch.as_array(op, "addrs", addrs, "uint64"))
         pid_arr = _batch.as_array(op, "pids", pids, "int32", n)
         ptr, pid_ptr = self.ptr, ffi.from_buffer("int32_t[]", pid_arr)

@@ -232,7 +232,7 @@ class Process:
         >>> (r.zero_fill, r.hits)
         (4, 28)
         """
-        op = f"pid {self.pid}: access(<{len(addrs) if hasattr(addrs, '__len__') else '?'} addrs>)"
+        op = f"pid {self.pid}: access({_batch.describe(addrs, 'addrs')})"
         m, pid = self._m, self.pid
         return _batch.run(op, addrs, write, outcomes, on_segfault, lambda *args: lib.cs_access_batch(m, pid, *args))
 
@@ -267,6 +267,9 @@ class Process:
             view = memoryview(data)
         except TypeError:
             raise TypeError(f"{op}: data must be bytes-like, not {type(data).__name__}") from None
+        if "O" in view.format or "P" in view.format:  # objects / pointers: host addresses, not data
+            raise TypeError(f"{op}: data must hold plain bytes, not Python objects or pointers "
+                            f"(buffer format {view.format!r})")
         raw = view.tobytes()  # any layout, strided included, in logical order
         if addr + len(raw) > _U64:
             raise InvalidArgument(f"{op}: range overflows the address space")

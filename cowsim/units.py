@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Union
 
+import numpy as np
+
 from .errors import InvalidArgument
 
 Size = Union[int, str]
@@ -29,16 +31,27 @@ def parse_size(value: Size, what: str = "size") -> int:
     >>> parse_size(4096)
     4096
     """
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, str)):
         raise TypeError(f"{what} must be an int or a size string like '64KiB', not {type(value).__name__}")
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidArgument(f"{what} must not be negative, got {value}")
-        return value
+    if not isinstance(value, str):
+        number = int(value)
+        if number < 0:
+            raise InvalidArgument(f"{what} must not be negative, got {number}")
+        return number
     match = _SIZE_RE.match(value)
     if not match:
-        raise InvalidArgument(f"{what}: cannot parse {value!r} as a size (e.g. '4096', '64KiB', '1GiB')")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+        raise InvalidArgument(f"{what}: cannot parse {_short(value)} as a size (e.g. '4096', '64KiB', '1GiB')")
+    digits = match.group(1)
+    if len(digits) > _MAX_DIGITS:  # beyond any machine; int() of 4,300+ digits raises ValueError
+        raise InvalidArgument(f"{what}: {_short(value)} is too large ({len(digits)} digits)")
+    return int(digits) * _UNITS[match.group(2).lower()]
+
+
+_MAX_DIGITS = 30  # 10**30 bytes: far past 2**64
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
 
 
 def format_size(nbytes: int) -> str:

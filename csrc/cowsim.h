@@ -8,7 +8,10 @@
  * Conventions: every function returns a cs_status (0 = CS_OK) and writes its
  * results through out-parameters; nothing aborts or prints.  Processes are
  * named by pid.  All functions take the machine's lock, so a machine may be
- * used from several threads at once.
+ * used from several threads at once; a fork() of the host process waits for
+ * the calls in progress (pthread_atfork, machine.c), so the child gets
+ * consistent machines.  Arrays are read in place: they must be aligned to
+ * their element type.
  */
 #ifndef COWSIM_H
 #define COWSIM_H
@@ -239,11 +242,13 @@ cs_status cs_write(cs_machine *m, int32_t pid, uint64_t addr, const void *buf,
  * write_all applies to every access).  outcomes may be NULL.  A segfault stops
  * the batch only when stop_on_segv is nonzero (status CS_ESEGV); running out
  * of frames always stops it (CS_ENOMEM).  The accesses before the stop have
- * taken effect. */
+ * taken effect; res->stop_index is the access that stopped it. */
 cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, const uint8_t *writes,
                           int32_t write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv,
                           cs_batch_result *res);
-/* The same across processes, in order: access i is done by pids[i]. */
+/* The same across processes, in order: access i is done by pids[i].  A pid
+ * that is not a live, running process stops the replay at that access
+ * (CS_ENOPROC, CS_EEXITED or CS_ESUSPENDED; res->stop_index). */
 cs_status cs_replay(cs_machine *m, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
                     int32_t write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv,
                     cs_batch_result *res);

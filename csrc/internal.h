@@ -142,6 +142,7 @@ struct cs_machine {
 
     cs_machine_stats st;      /* cumulative counters (gauges filled on read) */
     pthread_mutex_t lock;
+    struct cs_machine *fork_prev, *fork_next;   /* the host process's machines (machine.c, atfork) */
 };
 
 /* frames.c */

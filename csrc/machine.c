@@ -33,6 +33,65 @@ static unsigned log2u(uint64_t v)
     return s;
 }
 
+/* The host process forking (os.fork(), multiprocessing's fork start method, a
+ * pre-fork server) while another thread is inside a call on a machine would
+ * hand the child a copy of that machine's mutex locked by a thread the child
+ * does not have, and a half-done operation: the child's next call would hang.
+ * So fork() waits, like any other caller, until the calls in progress return:
+ * the prepare handler takes every machine's lock, the parent and child
+ * handlers release them.  The child then holds a consistent copy of every
+ * machine, usable at once.  Lock order: the list, then machines; no other
+ * code holds a machine's lock while taking the list's or another machine's. */
+static pthread_mutex_t machines_lock = PTHREAD_MUTEX_INITIALIZER;
+static cs_machine *machines;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_status;
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&machines_lock);
+    for (cs_machine *m = machines; m; m = m->fork_next)
+        LOCK(m);
+}
+
+static void atfork_release(void)
+{
+    for (cs_machine *m = machines; m; m = m->fork_next)
+        UNLOCK(m);
+    pthread_mutex_unlock(&machines_lock);
+}
+
+static void atfork_register(void)
+{
+    atfork_status = pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
+static bool machine_list_add(cs_machine *m)
+{
+    if (pthread_once(&atfork_once, atfork_register) || atfork_status)
+        return false;
+    pthread_mutex_lock(&machines_lock);
+    m->fork_prev = NULL;
+    m->fork_next = machines;
+    if (machines)
+        machines->fork_prev = m;
+    machines = m;
+    pthread_mutex_unlock(&machines_lock);
+    return true;
+}
+
+static void machine_list_del(cs_machine *m)
+{
+    pthread_mutex_lock(&machines_lock);
+    if (m->fork_prev)
+        m->fork_prev->fork_next = m->fork_next;
+    else
+        machines = m->fork_next;
+    if (m->fork_next)
+        m->fork_next->fork_prev = m->fork_prev;
+    pthread_mutex_unlock(&machines_lock);
+}
+
 cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
 {
     *out = NULL;
@@ -87,7 +146,10 @@ cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
         m->mem = reserve(m->memlen, true);
         ok = m->mem != NULL;
     }
-    if (!ok || pthread_mutex_init(&m->lock, NULL)) {
+    bool locked = ok && !pthread_mutex_init(&m->lock, NULL);
+    if (!locked || !machine_list_add(m)) {
+        if (locked)
+            pthread_mutex_destroy(&m->lock);
         release(m->fm, m->fmlen);
         release(m->tpool, m->tpoollen);
         release(m->tframe, m->tframelen);
@@ -104,6 +166,7 @@ void cs_machine_free(cs_machine *m)
 {
     if (!m)
         return;
+    machine_list_del(m);
     for (size_t i = 0; i < m->cappids; i++) {
         cs_proc *p = m->procs[i];
         if (p) {

@@ -251,7 +251,7 @@ def snapshot(
         f"{writes_per_step:,} parent writes per step, {dist}"
         + ("" if thp == "off" else f", huge pages ({thp})") + f" (seed {seed})",
     )
-    notes = (
+    notes: Tuple[str, ...] = (
         f"peak memory {summary['peak_ratio']:.3f}x the data set; {summary['cow_pages_peak']:,} pages "
         f"({mib(summary['cow_pages_peak']):,.1f} MiB) copied on write; child Private_Dirty at the end "
         f"{summary['child_private_dirty_kb_final']:,} kB.",
