@@ -1480,7 +1480,10 @@ class RefProcess:
         """A batch: each access as ``touch`` (docs/API.md); see ``_Batch`` for the stops."""
         self.machine._check_open()
         batch = _Batch(_batch_array("addrs", addrs, "uint64"), write, outcomes, on_segfault)
-        self._m
+        try:
+            self._m
+        except (ProcessExited, ProcessSuspended) as e:   # a stop before access 0, as the core's
+            batch.fail(e, 0)
         for i in range(len(batch.addrs)):
             batch.step(self, i)
         return batch.result()
