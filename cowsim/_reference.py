@@ -70,6 +70,7 @@ from typing import Dict, List, NoReturn, Optional, Tuple
 import numpy as np
 
 from cowsim import (
+    BatchResult,
     CowsimError,
     InvalidArgument,
     InvariantViolation,
@@ -78,6 +79,7 @@ from cowsim import (
     OutOfMemory,
     ProcessExited,
     ProcessStats,
+    ProcessSuspended,
     Region,
     SegmentationFault,
     Translation,
@@ -97,7 +99,8 @@ PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?")
 
 PROTS = ("none", "r", "rw")
 ADVICES = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")
-FORK_MODES = ("cow", "eager", "odf")
+FORK_MODES = ("cow", "eager", "odf", "vfork")
+ON_SEGFAULT = ("continue", "raise")
 PAGE_SIZES = (4096, 16384, 65536)
 MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
@@ -141,6 +144,86 @@ def _choice(value, what: str, choices) -> str:
 
 
 # --------------------------------------------------------------------------- state
+
+
+def _batch_array(name: str, value, dtype: str, length: Optional[int] = None) -> np.ndarray:
+    """A batch's array as cowsim checks it: an ndarray (else TypeError) of ``dtype`` (else
+    TypeError), 1-D, C-contiguous and aligned (else InvalidArgument), of ``length``."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array of {dtype}, not {type(value).__name__}")
+    if value.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {dtype}, not {value.dtype}")
+    if value.ndim != 1:
+        raise InvalidArgument(f"{name} must be 1-D, got shape {value.shape}")
+    if not value.flags.c_contiguous:
+        raise InvalidArgument(f"{name} must be contiguous")
+    if not value.flags.aligned:
+        raise InvalidArgument(f"{name} must be aligned to {value.dtype.alignment} bytes")
+    if length is not None and len(value) != length:
+        raise InvalidArgument(f"{name} has length {len(value)}, expected {length}")
+    return value
+
+
+def _batch_writes(write, n: int) -> List[bool]:
+    """The write flag of each access: a bool for all, or a bool array of length n."""
+    if isinstance(write, (bool, np.bool_)):
+        return [bool(write)] * n
+    if not isinstance(write, np.ndarray):
+        raise TypeError(f"write must be a bool or a NumPy bool array, not {type(write).__name__}")
+    return [bool(w) for w in _batch_array("write", write, "bool", n)]
+
+
+_BATCH_FIELD = {Outcome.HIT: "hits", Outcome.ZERO_PAGE: "zero_page", Outcome.ZERO_FILL: "zero_fill",
+                Outcome.COW_COPY: "cow_copy", Outcome.COW_REUSE: "cow_reuse", Outcome.SHARED: "shared",
+                Outcome.SEGFAULT: "segfaults"}
+
+
+class _Batch:
+    """A batch being run (Process.access, Machine.replay): access i either takes effect
+    (its outcome is counted) or stops the batch with an exception that carries
+    ``.index`` (i) and ``.result`` (the BatchResult of the accesses before it; a segfault
+    that stops the batch is itself counted and done)."""
+
+    def __init__(self, addrs: np.ndarray, write, outcomes: bool, on_segfault) -> None:
+        self.addrs = [int(a) for a in addrs]
+        self.writes = _batch_writes(write, len(self.addrs))
+        if on_segfault not in ON_SEGFAULT:
+            raise InvalidArgument(f"on_segfault must be one of {ON_SEGFAULT}, got {on_segfault!r}")
+        self.stop = on_segfault == "raise"
+        self.outcomes = np.zeros(len(self.addrs), np.uint8) if outcomes else None
+        self.counts = dict.fromkeys(_BATCH_FIELD.values(), 0)
+        self.done = 0
+
+    def result(self) -> BatchResult:
+        return BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)
+
+    def fail(self, err: CowsimError, i: int) -> NoReturn:
+        err.index = i                       # type: ignore[attr-defined]
+        err.result = self.result()          # type: ignore[attr-defined]
+        raise err
+
+    def step(self, p: "RefProcess", i: int) -> None:
+        """Access i by process p (live, not suspended)."""
+        a, w = self.addrs[i], self.writes[i]
+        try:
+            p._permission(a, w)
+            outcome = p._access(a, w)[0]
+        except SegmentationFault as e:
+            self.record(i, Outcome.SEGFAULT)
+            if self.stop:
+                self.fail(SegmentationFault(f"segmentation fault at index {i}: {e}", e.address, e.access,
+                                            e.reason), i)
+            return
+        except OutOfMemory as e:
+            self.fail(OutOfMemory(f"out of simulated physical memory at index {i}: {e}"), i)
+        self.record(i, outcome)
+
+    def record(self, i: int, outcome: Outcome) -> None:
+        self.counts[_BATCH_FIELD[outcome]] += 1
+        if self.outcomes is not None:
+            self.outcomes[i] = int(outcome)
+        self.done = i + 1
+
 
 
 @dataclass(eq=False)
@@ -391,6 +474,25 @@ class RefMachine:
             raise InvalidArgument(f"no process with pid {pid}")
         return self._procs[pid]
 
+    def replay(self, pids, addrs, write=False, outcomes=False, on_segfault="continue") -> BatchResult:
+        """Access i by ``pids[i]``, in order; a pid that is not a live, running process
+        stops the replay there (InvalidArgument for a pid never created, ProcessExited,
+        ProcessSuspended) with ``.index`` and ``.result`` as the other stops."""
+        self._check_open()
+        n = len(_batch_array("addrs", addrs, "uint64"))
+        pid_list = [int(p) for p in _batch_array("pids", pids, "int32", n)]
+        batch = _Batch(addrs, write, outcomes, on_segfault)
+        for i, pid in enumerate(pid_list):
+            p = self._procs.get(pid)
+            if p is None:
+                batch.fail(InvalidArgument(f"replay: no process with pid {pid} at index {i}"), i)
+            try:
+                p._m
+            except CowsimError as e:        # ProcessExited, ProcessSuspended
+                batch.fail(type(e)(f"replay: pid {pid} at index {i}: {e}"), i)
+            batch.step(p, i)
+        return batch.result()
+
     @property
     def stats(self) -> MachineStats:
         self._check_open()
@@ -551,6 +653,8 @@ class RefProcess:
         self.alive = True
         self._root: Optional[_Table] = None
         self._vmas: List[_Vma] = []             # sorted, non-overlapping
+        self._lender: Optional["RefProcess"] = None     # a vfork child: whose space it holds
+        self._borrower: Optional["RefProcess"] = None   # a vfork parent: who holds its space
         self._c = dict.fromkeys(_COUNTERS, 0)
 
     def __repr__(self):
@@ -558,11 +662,18 @@ class RefProcess:
 
     # ------------------------------------------------------------------ helpers
     @property
+    def suspended(self) -> bool:
+        """True while a vfork child holds this process's address space."""
+        return self._borrower is not None
+
+    @property
     def _m(self) -> RefMachine:
         m = self.machine
         m._check_open()
         if not self.alive:
             raise ProcessExited(f"process {self.pid} has exited")
+        if self._borrower is not None:
+            raise ProcessSuspended(f"process {self.pid} is suspended until its vfork child execs or exits")
         return m
 
     def _vma_at(self, addr: int) -> Optional[_Vma]:
@@ -1010,7 +1121,10 @@ class RefProcess:
                 self._unshare(up, idx)
 
     def _tables(self, t: Optional[_Table] = None):
-        """All tables, depth-first, children (in address order) before their parent."""
+        """All tables, depth-first, children (in address order) before their parent (none
+        while a vfork child holds the space, or after exit)."""
+        if t is None and self._root is None:
+            return
         t = self._top if t is None else t
         for idx in sorted(t.children):
             yield from self._tables(t.children[idx])
@@ -1362,6 +1476,18 @@ class RefProcess:
         self._permission(addr, write)
         return self._access(addr, write)[0]
 
+    def access(self, addrs, write=False, outcomes=False, on_segfault="continue") -> BatchResult:
+        """A batch: each access as ``touch`` (docs/API.md); see ``_Batch`` for the stops."""
+        self.machine._check_open()
+        batch = _Batch(_batch_array("addrs", addrs, "uint64"), write, outcomes, on_segfault)
+        try:
+            self._m
+        except (ProcessExited, ProcessSuspended) as e:   # a stop before access 0, as the core's
+            batch.fail(e, 0)
+        for i in range(len(batch.addrs)):
+            batch.step(self, i)
+        return batch.result()
+
     def _pages(self, addr: int, n: int) -> List[Tuple[int, int, int]]:
         """(address, offset in page, byte count) of each page of [addr, addr + n)."""
         ps = self.machine.page_size
@@ -1419,6 +1545,8 @@ class RefProcess:
         self.machine._check_open()
         _choice(mode, "mode", FORK_MODES)
         m = self._m
+        if mode == "vfork":
+            return self._vfork()
         # K5: count every frame the fork will take before taking any.
         need_tables = set()
         deposits = copies = 0
@@ -1544,8 +1672,31 @@ class RefProcess:
         ct.huge[idx] = _Huge(h.block, deposit, h.writable, h.dirty)
         child._c["fork_ptes"] += 1
 
-    def exit(self) -> None:
-        m = self._m
+    def _vfork(self) -> "RefProcess":
+        """vfork: the child takes this address space as it is (no frame, nothing
+        write-protected); this process is suspended until the child execs or exits."""
+        m = self.machine
+        child = RefProcess(m, m._next_pid, self)
+        m._next_pid += 1
+        child._root, child._vmas = self._root, self._vmas
+        self._root, self._vmas = None, []
+        child._lender, self._borrower = self, child
+        m._procs[child.pid] = child
+        m._forks += 1
+        return child
+
+    def _give_back(self) -> None:
+        """A vfork child returns the borrowed space; its parent resumes."""
+        lender = self._lender
+        assert lender is not None
+        lender._root, lender._vmas = self._root, self._vmas
+        self._root, self._vmas = None, []
+        lender._borrower = self._lender = None
+
+    def _release_space(self) -> None:
+        """exit_mmap: drop shared (odf) tables, zap every region in address order, free
+        every table (bottom-up, root last), then release the shmem objects."""
+        m = self.machine
         for up, idx, _lo, _hi in self._wp_spans(0, m.user_end):
             if m._ref[up.children[idx].frame] > 1:   # odf: others still hold it
                 m._ref[up.children[idx].frame] -= 1
@@ -1560,6 +1711,23 @@ class RefProcess:
         for v in gone:
             if v.shared:
                 m._release_object(v.shm)
+
+    def exec(self) -> None:
+        """A fresh, empty address space (its root table); a vfork child first gives the
+        borrowed space back (then the root needs a free frame).  Counters are kept."""
+        m = self._m
+        if self._lender is not None:
+            m._need(1)
+            self._give_back()
+        else:
+            self._release_space()
+        self._root = _Table(m._alloc(PAGETABLE), 0, 0)
+
+    def exit(self) -> None:
+        self._m
+        if self._lender is not None:
+            self._give_back()
+        self._release_space()
         self.alive = False
 
     # ------------------------------------------------------------------ inspection

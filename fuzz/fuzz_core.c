@@ -3,7 +3,8 @@
  *
  * The input bytes are decoded into a machine configuration and then a sequence
  * of operations (spawn, mmap, munmap, mprotect, madvise, touch, read, write,
- * fork cow/odf/eager, exit, inspection) on a small machine, so that frames run out,
+ * fork cow/odf/eager/vfork, exec, exit, batched accesses, multi-process
+ * replays with pids of every kind, inspection) on a small machine, so that frames run out,
  * regions collide and processes share pages.  After every operation:
  *   - cs_check() must pass;
  *   - the status must be exactly the one an independent oracle predicts from
@@ -28,6 +29,7 @@
 #define MAX_PIDS 48
 #define MAX_OPS 256
 #define MSGLEN 512
+#define NOPS 26      /* operation codes: op % NOPS */
 
 /* ------------------------------------------------------------------------- */
 /* input decoding                                                             */
@@ -85,7 +87,7 @@ static void *xmalloc(size_t n)
 /* ------------------------------------------------------------------------- */
 /* harness state                                                              */
 
-enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2 };
+enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2, P_SUSPENDED = 3 };   /* suspended: a vfork parent */
 
 typedef struct {
     cs_machine *m;
@@ -94,6 +96,7 @@ typedef struct {
     int store;
     int32_t next_pid;         /* the pid the next spawn/fork must return */
     uint8_t state[MAX_PIDS + 2];
+    int32_t lender[MAX_PIDS + 2];   /* of a vfork child until it execs or exits, else 0 */
     char msg[MSGLEN];
     int op;                   /* index of the current operation, for messages */
 } harness;
@@ -177,7 +180,7 @@ static cs_status pid_status(const harness *h, int32_t pid)
         return CS_ENOPROC;
     if (pid > MAX_PIDS)
         die("pid %d beyond the harness's table", pid);
-    return h->state[pid] == P_LIVE ? CS_OK : CS_EEXITED;
+    return h->state[pid] == P_LIVE ? CS_OK : h->state[pid] == P_SUSPENDED ? CS_ESUSPENDED : CS_EEXITED;
 }
 
 static int32_t pick_pid(harness *h, input *in)
@@ -790,6 +793,10 @@ static cs_status op_exit(harness *h, input *in)
     if (st != CS_OK)
         return st;
     h->state[pid] = P_EXITED;
+    if (h->lender[pid]) {   /* a vfork child gives the space back: its parent resumes */
+        h->state[h->lender[pid]] = P_LIVE;
+        h->lender[pid] = 0;
+    }
     cs_machine_stats a = mstats(h);
     REQUIRE(a.processes == b.processes - 1, "op %d: exit did not drop the process count", h->op);
     cs_proc_stats s;
@@ -797,6 +804,294 @@ static cs_status op_exit(harness *h, input *in)
             "op %d: exited process still holds tables", h->op);
     size_t n;
     REQUIRE(cs_regions(h->m, pid, NULL, 0, &n) == CS_EEXITED, "op %d: regions of an exited process", h->op);
+    return st;
+}
+
+/* vfork: the child takes the parent's address space as it is (regions, entries,
+ * tables: no frame is used), and the parent is suspended until the child execs
+ * or exits. */
+static cs_status op_vfork(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    if (h->next_pid > MAX_PIDS)
+        return CS_OK;
+    cs_status want = pid_status(h, pid);
+    proc_snap ps;
+    snap_take(h, pid, &ps);
+    cs_machine_stats b = mstats(h);
+    int32_t child = -1;
+    cs_status st = cs_fork(h->m, pid, CS_FORK_VFORK, &child);
+    REQUIRE(st == want, "op %d: vfork(pid %d) returned %d, expected %d", h->op, pid, (int)st, (int)want);
+    if (st != CS_OK) {
+        snap_free(&ps);
+        return st;
+    }
+    REQUIRE(child == h->next_pid, "op %d: vfork returned pid %d, expected %d", h->op, child, h->next_pid);
+    h->state[h->next_pid++] = P_LIVE;
+    h->state[pid] = P_SUSPENDED;
+    h->lender[child] = pid;
+    cs_machine_stats a = mstats(h);
+    REQUIRE(a.frames_used == b.frames_used && a.forks == b.forks + 1 && a.processes == b.processes + 1 &&
+                a.minflt == b.minflt,
+            "op %d: vfork used frames or miscounted", h->op);
+    int32_t ppid = -1, state = -1;
+    REQUIRE(cs_proc_parent(h->m, child, &ppid) == CS_OK && ppid == pid, "op %d: vfork child's parent", h->op);
+    REQUIRE(cs_proc_state(h->m, pid, &state) == CS_OK && state == 2, "op %d: vfork parent not suspended", h->op);
+    proc_snap cs, now;
+    snap_take(h, child, &cs);
+    snap_take(h, pid, &now);
+    REQUIRE(now.st == CS_ESUSPENDED, "op %d: regions of a suspended parent returned %d", h->op, (int)now.st);
+    /* The same space: the same regions and entries; the child's counters start at 0. */
+    REQUIRE(cs.st == CS_OK && cs.nregs == ps.nregs && !memcmp(cs.regs, ps.regs, ps.nregs * sizeof *ps.regs) &&
+                cs.npt == ps.npt && !memcmp(cs.vp, ps.vp, ps.npt * sizeof *ps.vp) &&
+                !memcmp(cs.fr, ps.fr, ps.npt * sizeof *ps.fr) && !memcmp(cs.fl, ps.fl, ps.npt),
+            "op %d: the vfork child does not have the parent's space", h->op);
+    REQUIRE(cs.ps.minflt == 0 && cs.ps.page_table_frames == ps.ps.page_table_frames,
+            "op %d: vfork child's counters", h->op);
+    snap_free(&now);
+    snap_free(&cs);
+    snap_free(&ps);
+    return st;
+}
+
+/* exec: a fresh, empty space (one root table); a vfork child first gives the
+ * borrowed one back (and then needs a free frame).  Counters survive. */
+static cs_status op_exec(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    cs_status want = pid_status(h, pid);
+    cs_machine_stats b = mstats(h);
+    if (want == CS_OK && h->lender[pid] && b.frames_free == 0)
+        want = CS_ENOMEM;
+    proc_snap ps;
+    snap_take(h, pid, &ps);
+    cs_status st = cs_exec(h->m, pid);
+    REQUIRE(st == want, "op %d: exec(pid %d) returned %d, expected %d", h->op, pid, (int)st, (int)want);
+    if (st != CS_OK) {
+        snap_free(&ps);
+        return st;
+    }
+    int32_t lender = h->lender[pid];
+    if (lender) {
+        h->state[lender] = P_LIVE;
+        h->lender[pid] = 0;
+        proc_snap ls;
+        snap_take(h, lender, &ls);
+        REQUIRE(ls.st == CS_OK && ls.nregs == ps.nregs && !memcmp(ls.regs, ps.regs, ps.nregs * sizeof *ps.regs) &&
+                    ls.npt == ps.npt && !memcmp(ls.fr, ps.fr, ps.npt * sizeof *ps.fr),
+                "op %d: the vfork parent did not get its space back", h->op);
+        snap_free(&ls);
+    }
+    cs_machine_stats a = mstats(h);
+    proc_snap now;
+    snap_take(h, pid, &now);
+    REQUIRE(now.st == CS_OK && now.nregs == 0 && now.npt == 0 && now.ps.page_table_frames == 1,
+            "op %d: exec left %zu regions, %zu entries, %llu tables", h->op, now.nregs, now.npt,
+            (unsigned long long)now.ps.page_table_frames);
+    REQUIRE(now.ps.minflt == ps.ps.minflt && now.ps.segfaults == ps.ps.segfaults && a.minflt == b.minflt &&
+                a.processes == b.processes,
+            "op %d: exec changed counters", h->op);
+    if (lender)
+        REQUIRE(a.frames_used == b.frames_used + 1, "op %d: vfork child's exec took %lld frames", h->op,
+                (long long)(a.frames_used - b.frames_used));
+    snap_free(&now);
+    snap_free(&ps);
+    return st;
+}
+
+/* A batch's addresses: mostly in and around pid's regions (with the same page
+ * again and again), sometimes anywhere; writes per access, or all or none. */
+static uint64_t batch_len(input *in)
+{
+    uint8_t b = u8(in);
+    if (b >= 240)
+        return 64 + (uint64_t)(b - 240) * 24;   /* up to 424: several pipeline blocks */
+    return b % 40;
+}
+
+static void batch_fill(harness *h, input *in, int32_t pid, uint64_t *addrs, uint8_t *writes, uint64_t n)
+{
+    uint64_t base = pick_addr(h, in, pid);
+    uint8_t pattern = u8(in), stride = u8(in);
+    for (uint64_t i = 0; i < n; i++) {
+        if (pattern & 1) {   /* a strided walk over 32 pages */
+            addrs[i] = base + (i * ((uint64_t)stride * 67 + 8)) % (32 * h->ps);
+            if (writes)
+                writes[i] = (uint8_t)((i * stride) >> 3 & 1);
+            continue;
+        }
+        uint8_t x = u8(in);
+        addrs[i] = base + (uint64_t)((int64_t)(x & 0x3f) - 8) * h->ps + ((x & 0x40) ? (x * 37u) % h->ps : 0);
+        if ((x & 0x3f) == 0x3f)
+            addrs[i] = pick_addr(h, in, pid);
+        if (writes)
+            writes[i] = x >> 7;
+    }
+}
+
+/* Checks a batch's result against its status: the counts sum to the
+ * accesses done, the outcomes (when asked) agree with them and with the
+ * regions (an address outside every region, or without the permission,
+ * segfaults; any other does not), the stop index and the segfault's address. */
+static void batch_verify(harness *h, const char *what, cs_status st, const cs_batch_result *res,
+                         const uint64_t *addrs, const uint8_t *writes, int write_all, uint64_t n,
+                         const uint8_t *outcomes, int stop, cs_region *const *regs, const size_t *nregs)
+{
+    uint64_t sum = 0;
+    for (int k = 0; k <= CS_SEGFAULT; k++)
+        sum += res->counts[k];
+    REQUIRE(res->done <= n && sum == res->done, "op %d: %s: counts sum to %llu, done %llu of %llu", h->op, what,
+            (unsigned long long)sum, (unsigned long long)res->done, (unsigned long long)n);
+    if (st == CS_OK)
+        REQUIRE(res->done == n, "op %d: %s: OK after %llu of %llu", h->op, what, (unsigned long long)res->done,
+                (unsigned long long)n);
+    else if (st == CS_ESEGV)
+        REQUIRE(stop && res->done >= 1 && res->stop_index == res->done - 1 && res->info.addr == addrs[res->stop_index],
+                "op %d: %s: segfault stop at %llu (done %llu)", h->op, what, (unsigned long long)res->stop_index,
+                (unsigned long long)res->done);
+    else
+        REQUIRE(res->stop_index == res->done && res->done < n, "op %d: %s: stopped with %d at %llu (done %llu)",
+                h->op, what, (int)st, (unsigned long long)res->stop_index, (unsigned long long)res->done);
+    if (!stop)
+        REQUIRE(st != CS_ESEGV, "op %d: %s: stopped at a segfault without being asked", h->op, what);
+    if (!outcomes)
+        return;
+    uint64_t counts[CS_SEGFAULT + 1] = {0};
+    for (uint64_t i = 0; i < res->done; i++) {
+        REQUIRE(outcomes[i] <= CS_SEGFAULT, "op %d: %s: outcome %d", h->op, what, outcomes[i]);
+        counts[outcomes[i]]++;
+        const cs_region *v = region_at(regs[i], nregs[i], addrs[i]);
+        int w = writes ? writes[i] != 0 : write_all;
+        int allowed = v && (v->prot & CS_PROT_READ) && (!w || (v->prot & CS_PROT_WRITE));
+        REQUIRE(allowed == (outcomes[i] != CS_SEGFAULT), "op %d: %s: access %llu to 0x%llx (%s) had outcome %d",
+                h->op, what, (unsigned long long)i, (unsigned long long)addrs[i], w ? "write" : "read", outcomes[i]);
+    }
+    REQUIRE(!memcmp(counts, res->counts, sizeof counts), "op %d: %s: outcomes disagree with the counts", h->op, what);
+}
+
+/* cs_access_batch: one process, n accesses (aligned host arrays of exactly n
+ * elements, so ASan sees any access past them). */
+static cs_status op_batch(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint8_t flags = u8(in);
+    int want_out = flags & 1, stop = (flags >> 1) & 1, per_access = (flags >> 2) & 1, write_all = (flags >> 3) & 1;
+    uint64_t n = batch_len(in);
+    uint64_t *addrs = xmalloc(n * sizeof *addrs);
+    uint8_t *writes = per_access ? xmalloc(n) : NULL;
+    uint8_t *outcomes = want_out ? xmalloc(n) : NULL;
+    batch_fill(h, in, pid, addrs, writes, n);
+    size_t nr;
+    cs_region *r = regions_of(h, pid, &nr);
+    cs_status want = pid_status(h, pid);
+    cs_machine_stats b = mstats(h);
+    cs_proc_stats pb;
+    memset(&pb, 0, sizeof pb);
+    if (want == CS_OK)
+        REQUIRE(cs_proc_stats_get(h->m, pid, &pb) == CS_OK, "op %d: stats", h->op);
+    cs_batch_result res;
+    memset(&res, 0x5a, sizeof res);
+    cs_status st = cs_access_batch(h->m, pid, addrs, writes, write_all, n, outcomes, stop, &res);
+    if (want != CS_OK) {
+        REQUIRE(st == want && res.done == 0, "op %d: access_batch(pid %d) returned %d, expected %d", h->op, pid,
+                (int)st, (int)want);
+    } else {
+        REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ENOMEM, "op %d: access_batch returned %d", h->op, (int)st);
+        cs_region **regs = xmalloc(n * sizeof *regs);
+        size_t *nregs = xmalloc(n * sizeof *nregs);
+        for (uint64_t i = 0; i < n; i++)
+            regs[i] = r, nregs[i] = nr;
+        batch_verify(h, "access_batch", st, &res, addrs, writes, write_all, n, outcomes, stop, regs, nregs);
+        free(regs);
+        free(nregs);
+        cs_machine_stats a = mstats(h);
+        cs_proc_stats pa;
+        REQUIRE(cs_proc_stats_get(h->m, pid, &pa) == CS_OK, "op %d: stats", h->op);
+        uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT];
+        REQUIRE(pa.accesses - pb.accesses == res.done && pa.minflt - pb.minflt == faults &&
+                    pa.segfaults - pb.segfaults == res.counts[CS_SEGFAULT] && a.minflt - b.minflt == faults &&
+                    a.segfaults - b.segfaults == res.counts[CS_SEGFAULT],
+                "op %d: access_batch counters: %llu accesses for %llu done", h->op,
+                (unsigned long long)(pa.accesses - pb.accesses), (unsigned long long)res.done);
+        if (st == CS_ENOMEM)
+            REQUIRE(a.frames_free < 1 + 2 * (uint64_t)h->g.levels, "op %d: batch out of memory with %llu frames free",
+                    h->op, (unsigned long long)a.frames_free);
+    }
+    free(r);
+    free(addrs);
+    free(writes);
+    free(outcomes);
+    return st;
+}
+
+/* cs_replay: access i by pids[i], the pids drawn from every kind (live,
+ * suspended, exited, 0, negative, never created), in runs. */
+static cs_status op_replay(harness *h, input *in)
+{
+    uint8_t flags = u8(in);
+    int want_out = flags & 1, stop = (flags >> 1) & 1, per_access = (flags >> 2) & 1, write_all = (flags >> 3) & 1;
+    uint64_t n = batch_len(in);
+    int32_t *pids = xmalloc(n * sizeof *pids);
+    uint64_t *addrs = xmalloc(n * sizeof *addrs);
+    uint8_t *writes = per_access ? xmalloc(n) : NULL;
+    uint8_t *outcomes = want_out ? xmalloc(n) : NULL;
+    cs_region **regs = xmalloc(n * sizeof *regs);
+    size_t *nregs = xmalloc(n * sizeof *nregs);
+    uint64_t first_bad = n;
+    cs_status bad = CS_OK;
+    for (uint64_t i = 0; i < n;) {   /* runs of one pid, each from batch_fill */
+        int32_t pid = pick_pid(h, in);
+        uint64_t run = 1 + u8(in) % 24;
+        if (run > n - i)
+            run = n - i;
+        batch_fill(h, in, pid, addrs + i, writes ? writes + i : NULL, run);
+        cs_region *r = regions_of(h, pid, &nregs[i]);
+        for (uint64_t k = 0; k < run; k++) {
+            pids[i + k] = pid;
+            regs[i + k] = k ? NULL : r;   /* owned by the run's first entry */
+            nregs[i + k] = nregs[i];
+        }
+        if (first_bad == n && pid_status(h, pid) != CS_OK) {
+            first_bad = i;
+            bad = pid_status(h, pid);
+        }
+        i += run;
+    }
+    const cs_region **view = xmalloc(n * sizeof *view);
+    for (uint64_t i = 0, j = 0; i < n; i++) {
+        if (regs[i])
+            j = i;
+        view[i] = regs[j];
+    }
+    cs_machine_stats b = mstats(h);
+    cs_batch_result res;
+    memset(&res, 0x5a, sizeof res);
+    cs_status st = cs_replay(h->m, pids, addrs, writes, write_all, n, outcomes, stop, &res);
+    REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ENOMEM || st == bad, "op %d: replay returned %d", h->op,
+            (int)st);
+    batch_verify(h, "replay", st, &res, addrs, writes, write_all, n, outcomes, stop, (cs_region *const *)view,
+                 nregs);
+    /* It stops at the first pid that is not live, unless a segfault or running
+     * out of frames stopped it before; all pids before the stop are live. */
+    if (st == bad && bad != CS_OK)
+        REQUIRE(res.stop_index == first_bad, "op %d: replay stopped at %llu, the first bad pid is at %llu", h->op,
+                (unsigned long long)res.stop_index, (unsigned long long)first_bad);
+    else
+        REQUIRE(res.done <= first_bad, "op %d: replay ran accesses of pid %d (status %d)", h->op,
+                first_bad < n ? pids[first_bad] : 0, (int)bad);
+    cs_machine_stats a = mstats(h);
+    uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT];
+    REQUIRE(a.minflt - b.minflt == faults && a.segfaults - b.segfaults == res.counts[CS_SEGFAULT],
+            "op %d: replay machine counters", h->op);
+    for (uint64_t i = 0; i < n; i++)
+        free(regs[i]);
+    free(view);
+    free(regs);
+    free(nregs);
+    free(pids);
+    free(addrs);
+    free(writes);
+    free(outcomes);
     return st;
 }
 
@@ -864,7 +1159,8 @@ static cs_status op_inspect(harness *h, input *in)
     case 5: {
         cs_proc_stats s;
         cs_status st = cs_proc_stats_get(h->m, pid, &s);
-        REQUIRE(st == (want == CS_EEXITED ? CS_OK : want), "op %d: proc stats status %d", h->op, (int)st);
+        REQUIRE(st == (want == CS_EEXITED || want == CS_ESUSPENDED ? CS_OK : want), "op %d: proc stats status %d",
+                h->op, (int)st);
         if (st == CS_OK)
             REQUIRE(s.minflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy + s.faults_cow_reuse +
                                     s.faults_shared,
@@ -875,7 +1171,9 @@ static cs_status op_inspect(harness *h, input *in)
         int32_t *pids = xmalloc(cap * 4);
         REQUIRE(cs_pids(h->m, pids, cap, &n) == CS_OK && n == mstats(h).processes, "op %d: cs_pids", h->op);
         for (size_t i = 0; i < n && i < cap; i++)
-            REQUIRE(pids[i] > 0 && pids[i] < h->next_pid && h->state[pids[i]] == P_LIVE, "op %d: pid list", h->op);
+            REQUIRE(pids[i] > 0 && pids[i] < h->next_pid &&
+                        (h->state[pids[i]] == P_LIVE || h->state[pids[i]] == P_SUSPENDED),
+                    "op %d: pid list", h->op);
         free(pids);
         break;
     }
@@ -964,13 +1262,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * (a failed call may only change its own process; cs_check covers
          * the reference counts of all the others). */
         input peek = in;
-        int32_t actor = (op % 20 > 1) ? pick_pid(&h, &peek) : 0;
+        int32_t actor = (op % NOPS > 1 && op % NOPS < 24) ? pick_pid(&h, &peek) : 0;
         proc_snap snap;
         snap_take(&h, actor, &snap);
-        int partial_ok = 0, inspect = 0;
+        int partial_ok = 0, inspect = 0, batch = 0;
         const char *name;
         cs_status st;
-        switch (op % 20) {
+        switch (op % NOPS) {
         case 0: case 1: name = "spawn"; st = op_spawn(&h); break;
         case 2: case 3: case 4: name = "mmap"; st = op_mmap(&h, &in, 0); break;
         case 5: name = "mmap fixed"; st = op_mmap(&h, &in, 1); break;
@@ -984,6 +1282,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 15: name = "fork cow"; st = op_fork(&h, &in, CS_FORK_COW); break;
         case 16: name = "fork eager"; st = op_fork(&h, &in, CS_FORK_EAGER); break;
         case 17: name = "exit"; st = op_exit(&h, &in); break;
+        case 20: name = "vfork"; st = op_vfork(&h, &in); break;
+        case 21: name = "exec"; st = op_exec(&h, &in); break;
+        case 22: case 23: name = "access batch"; batch = 1; st = op_batch(&h, &in); break;
+        case 24: case 25: name = "replay"; batch = 1; st = op_replay(&h, &in); break;
         default: name = "inspect"; inspect = 1; st = op_inspect(&h, &in); break;
         }
         if (trace)
@@ -993,7 +1295,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* A failed call changes nothing but segfault counters.  Exception: a
          * multi-page read/write that ran out of frames keeps the pages it
          * completed (cowsim's documented behaviour is under discussion). */
-        if ((st != CS_OK && !(partial_ok && st == CS_ENOMEM)) || inspect) {
+        /* A batch that stopped keeps the accesses before the stop (checked by
+         * op_batch / op_replay). */
+        if ((st != CS_OK && !(partial_ok && st == CS_ENOMEM) && !batch) || inspect) {
             cs_machine_stats b2 = before, a2 = after;
             REQUIRE(a2.segfaults == b2.segfaults + (st == CS_ESEGV), "op %d (%s): segfault counter moved by %lld",
                     h.op, name, (long long)(a2.segfaults - b2.segfaults));

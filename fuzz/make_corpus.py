@@ -10,7 +10,14 @@ in data and metadata mode, encoded in the harness's input format:
         try an invalid config first (bit 7, then one byte)
     c1: frames (2 + c1 % 96, or 2 + 2*c1 when c1 >= 224)
     c2: fault-around window (c2 & 7)
-    then operations: one byte (op % 20) followed by the op's argument bytes.
+    then operations: one byte (op % 26) followed by the op's argument bytes.
+
+Besides the small scenarios, ``long_*`` seeds are long multi-process sequences (200+
+operations, up to the harness's 256, each under the 2048-byte limit of .ci/fuzz): spawns,
+forks of every mode (vfork included), exec, exits, mmaps, writes, batches and replays over
+several processes, drawn from a fixed-seed PRNG, so that a one-minute run starts from deep
+states (many processes, shared and copied pages, suspended vfork parents) instead of
+having to grow there byte by byte.
 
 Run:  python fuzz/make_corpus.py     (deterministic; rewrites fuzz/corpus/)
 """
@@ -22,9 +29,11 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "corpus"
 
-# op codes (op % 20 in the harness)
+# op codes (op % 26 in the harness)
 SPAWN, MMAP, MMAP_FIXED, MUNMAP, MPROTECT, MADVISE = 0, 2, 5, 6, 7, 8
 TOUCH_R, TOUCH_W, READ, WRITE, FORK_COW, FORK_EAGER, EXIT, INSPECT = 9, 11, 13, 14, 15, 16, 17, 18
+VFORK, EXEC, BATCH, REPLAY = 20, 21, 22, 24
+MAX_OPS, MAX_LEN, MAX_PIDS = 256, 2048, 48     # the harness's and .ci/fuzz's limits
 PROT = {"none": 0, "r": 1, "rw": 3}
 ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
 VA = {"48": 0, "min": 1, "3level": 2, "63": 3}
@@ -108,11 +117,54 @@ class Seq:
         return self.op(READ, self.pid(pid), self.addr(region, off), bytes([nbytes & 63, 0]))
 
     def fork(self, pid: int, eager: bool = False) -> "Seq":
+        who = self.pid(pid)       # (pick_pid counts the pids created before this fork)
         self.created += 1
-        return self.op(FORK_EAGER if eager else FORK_COW, self.pid(pid), b"\x00")
+        return self.op(FORK_EAGER if eager else FORK_COW, who, b"\x00")
 
     def exit(self, pid: int) -> "Seq":
         return self.op(EXIT, self.pid(pid))
+
+    def vfork(self, pid: int) -> "Seq":
+        who = self.pid(pid)
+        self.created += 1
+        return self.op(VFORK, who)
+
+    def exec(self, pid: int) -> "Seq":
+        return self.op(EXEC, self.pid(pid))
+
+    @staticmethod
+    def _batch_flags(n: int, write, outcomes: bool, stop: bool) -> bytes:
+        """flags (outcomes, stop, per-access writes, write_all) and the length byte."""
+        flags = int(outcomes) | int(stop) << 1 | (4 if write is None else 8 * int(bool(write)))
+        if n >= 64:
+            lb = 240 + min(15, (n - 64) // 24)
+        else:
+            lb = n % 40
+        return bytes([flags, lb])
+
+    @staticmethod
+    def _strided(region: int, off: int) -> bytes:
+        """The batch's addresses: a strided walk over 32 pages from region + off pages."""
+        return Seq.addr(region, off) + bytes([1, (region * 29 + off * 7 + 3) & 0xFF])
+
+    def batch(self, pid: int, region: int, off: int, n: int, write=False, outcomes=False,
+              stop=False) -> "Seq":
+        """cs_access_batch of about n accesses (write: True, False or None = per access)."""
+        fl = self._batch_flags(n, write, outcomes, stop)
+        return self.op(BATCH, self.pid(pid), fl, self._strided(region, off))
+
+    def replay(self, runs, write=False, outcomes=False, stop=False) -> "Seq":
+        """cs_replay of runs (pid, region, off, count), strided within each run."""
+        fl = self._batch_flags(sum(r[3] for r in runs), write, outcomes, stop)
+        left = fl[1] % 40 if fl[1] < 240 else 64 + (fl[1] - 240) * 24   # the harness's length
+        parts, k = [], 0
+        while left > 0:         # the runs, cycled and cut so that they cover exactly that many
+            pid, region, off, count = runs[k % len(runs)]
+            count = min(count, left, 24)
+            parts.append(self.pid(pid) + bytes([count - 1]) + self._strided(region, off))
+            left -= count
+            k += 1
+        return self.op(REPLAY, fl, *parts)
 
     def inspect(self, pid: int, what: int, cap: int = 15) -> "Seq":
         extra = self.addr(0, 1) if what in (4, 7) else b""
@@ -214,6 +266,145 @@ def scenarios():
         s.op(FORK_COW, s.pid(1), b"\xff")                                      # bad mode
         s.op(MMAP, s.pid(1), s.length(1), b"\xfe" if i % 2 else b"\xff")      # bad flags / prot
         yield f"bad_{i}", s.bytes()
+
+    # vfork, exec, batches and replays, small.
+    s = Seq(page=0, frames=40)
+    s.spawn().mmap(1, 6).write(1, 0, 0, 3).vfork(1).touch(1, 0, 0).batch(2, 0, 0, 12, write=True)
+    s.exec(1).exec(2).touch(1, 0, 1, True).replay([(1, 0, 0, 8), (2, 0, 0, 4), (1, 0, 1, 6)])
+    s.vfork(1).exit(3).replay([(1, 0, 0, 4), (3, 0, 0, 4)]).exit(2).replay([(2, 0, 0, 3)])
+    yield "vfork_exec_batch", s.bytes()
+    for i, (page, frames) in enumerate([(0, 97), (1, 80), (2, 60), (0, 64), (0, 90), (1, 97)]):
+        yield f"long_{i}", long_sequence(i, page, frames)
+
+
+class Long(Seq):
+    """A Seq that also tracks each pid's state (live, suspended vfork parent, exited) and
+    its region count, so that random operations mostly act on live processes."""
+
+    def __init__(self, rng, **config) -> None:
+        super().__init__(**config)
+        self.rng = rng
+        self.state: dict[int, str] = {}
+        self.lender: dict[int, int] = {}
+        self.nregions: dict[int, int] = {}
+        self.ops = 0
+
+    def op(self, code: int, *parts: bytes) -> "Seq":
+        self.ops += 1
+        return super().op(code, *parts)
+
+    def live(self) -> list[int]:
+        return [p for p, st in self.state.items() if st == "live"]
+
+    def any_pid(self) -> int:
+        """Mostly a live pid; now and then a suspended, exited, 0 or -1 one."""
+        r = self.rng.random()
+        others = [p for p, st in self.state.items() if st != "live"]
+        if r < 0.06 and others:
+            return self.rng.choice(others)
+        if r < 0.08:
+            return self.rng.choice([0, -1])
+        return self.rng.choice(self.live())
+
+    def new_pid(self, parent: int, mode: str) -> None:
+        child = self.created       # (Seq.created was just incremented)
+        self.state[child] = "live"
+        self.nregions[child] = self.nregions.get(parent, 0)
+        if mode == "vfork" and self.state.get(parent) == "live":
+            self.state[parent] = "suspended"
+            self.lender[child] = parent
+        elif self.state.get(parent) != "live":
+            del self.state[child]     # the fork fails: no child
+            self.created -= 1
+
+    def release(self, pid: int) -> None:
+        if pid in self.lender:
+            self.state[self.lender.pop(pid)] = "live"
+
+
+def long_sequence(seed: int, page: int, frames: int) -> bytes:
+    """About 200-250 random operations over up to a dozen processes."""
+    import random
+    rng = random.Random(seed)
+    s = Long(rng, page=page, frames=frames, store=seed % 2 == 0)
+    for _ in range(3):
+        s.spawn()
+        s.state[s.created] = "live"
+        s.nregions[s.created] = 0
+    for p in (1, 2, 3):
+        s.mmap(p, rng.randint(4, 20), shared=p == 3)
+        s.nregions[p] = 1
+        s.write(p, 0, 0, rng.randint(1, 4), 0x30 + p)
+    while s.ops < 240 and len(s.buf) < MAX_LEN - 64:
+        if not s.live():
+            s.spawn()
+            s.state[s.created] = "live"
+            s.nregions[s.created] = 0
+            continue
+        pid = s.any_pid()
+        nreg = max(1, s.nregions.get(pid, 1))
+        reg, off = rng.randrange(nreg), rng.randint(-2, 20)
+        kind = rng.choices(["touch", "write", "fork", "vfork", "exec", "exit", "mmap", "munmap",
+                            "mprotect", "batch", "replay", "spawn", "read", "inspect"],
+                           [14, 8, 6, 4, 3, 4, 6, 3, 3, 12, 10, 2, 3, 3])[0]
+        if kind in ("fork", "vfork", "spawn") and s.created >= MAX_PIDS - 1:
+            kind = "batch"
+        if kind == "touch":
+            s.touch(pid, reg, off, rng.random() < 0.6)
+        elif kind == "write":
+            s.write(pid, reg, off % 16, rng.randint(0, 3), rng.randrange(256))
+        elif kind == "read":
+            s.read(pid, reg, off, rng.randint(1, 63))
+        elif kind == "fork":
+            if pid <= 0:
+                continue
+            eager = rng.random() < 0.25
+            who = s.pid(pid)
+            s.created += 1
+            s.op(FORK_EAGER if eager else FORK_COW, who, bytes([rng.randrange(2)]))   # odd: odf
+            s.new_pid(pid, "fork")
+        elif kind == "vfork":
+            if pid <= 0:
+                continue
+            s.vfork(pid)
+            s.new_pid(pid, "vfork")
+        elif kind == "exec":
+            s.exec(pid)
+            if s.state.get(pid) == "live":
+                s.release(pid)
+                s.nregions[pid] = 0
+        elif kind == "exit":
+            if len(s.live()) < 3 and rng.random() < 0.8:
+                continue
+            s.exit(pid)
+            if s.state.get(pid) == "live":
+                s.release(pid)
+                s.state[pid] = "exited"
+        elif kind == "mmap":
+            s.mmap(pid, rng.randint(1, 24), prot=rng.choice(["rw", "rw", "rw", "r"]), shared=rng.random() < 0.3)
+            if s.state.get(pid) == "live":
+                s.nregions[pid] = nreg + 1
+        elif kind == "munmap":
+            s.munmap(pid, reg, rng.randint(0, 4), rng.randint(1, 6))
+        elif kind == "mprotect":
+            s.mprotect(pid, reg, rng.randint(0, 4), rng.randint(1, 6), rng.choice(["r", "rw", "rw", "none"]))
+        elif kind == "batch":
+            s.batch(pid, reg, off % 8, rng.choice([16, 40, 100, 200, 400]), write=rng.choice([True, False, None]),
+                    outcomes=rng.random() < 0.5, stop=rng.random() < 0.3)
+        elif kind == "replay":
+            runs = [(s.any_pid(), rng.randrange(2), rng.randint(0, 8), rng.randint(2, 24))
+                    for _ in range(rng.randint(2, 6))]
+            s.replay(runs, write=rng.choice([True, False, None]), outcomes=rng.random() < 0.5,
+                     stop=rng.random() < 0.3)
+        elif kind == "spawn":
+            s.spawn()
+            s.state[s.created] = "live"
+            s.nregions[s.created] = 0
+        else:
+            s.inspect(pid, rng.randrange(8))
+    data = s.bytes()
+    assert len(data) <= MAX_LEN and s.ops <= MAX_OPS, (len(data), s.ops)
+    return data
 
 
 def main() -> None:

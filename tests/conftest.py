@@ -19,6 +19,7 @@ themselves.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,16 @@ import cowsim
 # tests/ holds no package (--import-mode=importlib): make the small helper
 # module tests/rulehelpers.py importable from the test modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The seed of the differential test's fresh-seed part (tests/test_differential.py): new in
+# every run unless COWSIM_HYPOTHESIS_SEED is set; exported so that the module uses it and
+# printed in pytest's header so that any run can be replayed.
+os.environ.setdefault("COWSIM_HYPOTHESIS_SEED", str(int.from_bytes(os.urandom(8), "little")))
+
+
+def pytest_report_header(config):
+    return f"cowsim: COWSIM_HYPOTHESIS_SEED={os.environ['COWSIM_HYPOTHESIS_SEED']} (test_differential_fresh)"
+
 
 # Methods that only inspect state: no invariant check needed after them.
 _READ_ONLY = frozenset(

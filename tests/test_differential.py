@@ -19,12 +19,33 @@ fault-around windows and va_bits) and ``DifferentialThpMachine`` (transparent hu
 4 KiB pages, 1100-2200 frames, 1-4 MiB regions mostly mapped ``huge=True``, both
 ``thp_cow`` modes).
 
+The operations also include vfork and exec, batches (``Process.access``: small arrays of
+addresses in and around regions, reads/writes/mixed, outcomes on and off, both
+``on_segfault`` modes), replays (``Machine.replay`` with pids live, suspended, exited, 0,
+negative and never created) and arrays of every alignment (misaligned and 0-d ones must
+raise InvalidArgument and change nothing); a batch's BatchResult, outcome codes and, for a
+stop, the exception's ``.index`` and partial ``.result`` must be equal too.
+
 Profiles (settings profiles registered here, chosen with COWSIM_HYPOTHESIS_PROFILE):
 
 * ``ci`` (default): derandomized, 2000 examples of up to 50 steps;
+* ``quick``: the same, 200 examples (the sanitizer run);
 * ``deep``: random, 20000 examples of up to 80 steps (``COWSIM_HYPOTHESIS_PROFILE=deep``).
 
 The profile applies to the tests of this module only; other modules keep their settings.
+
+Two parts run in every profile:
+
+* the fixed-seed part (``test_differential``, ``test_differential_config``,
+  ``test_differential_thp``): derandomized in ``ci`` and ``quick``, so every run replays
+  the same sequences (a failure reproduces exactly);
+* the fresh-seed part (``test_differential_fresh[...]``): the same three machines, random
+  sequences from a seed that is new in every run (``int.from_bytes(os.urandom(8))``), or
+  ``COWSIM_HYPOTHESIS_SEED`` when set.  The seed is printed in pytest's header
+  (``cowsim: COWSIM_HYPOTHESIS_SEED=...``, from tests/conftest.py) and in the failure
+  message; to replay a failure, rerun with that variable:
+  ``COWSIM_HYPOTHESIS_SEED=<seed> python -m pytest tests/test_differential.py -k fresh``.
+  Examples: ``ci`` 300 (plus 300 // 7 for each variant), ``quick`` 40, ``deep`` 3000.
 """
 from __future__ import annotations
 
@@ -32,9 +53,10 @@ import os
 import sys
 
 import numpy as np
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, initialize, invariant, rule
 
 import cowsim
 from cowsim import SegmentationFault
@@ -47,12 +69,19 @@ settings.register_profile(
 settings.register_profile(
     "deep", derandomize=False, max_examples=20000, stateful_step_count=80, deadline=None,
     suppress_health_check=_HEALTH, print_blob=True)
-settings.register_profile(   # for slow builds (the sanitizer run): the same, fewer sequences
-    "quick", derandomize=True, database=None, max_examples=200, stateful_step_count=50,
-    deadline=None, suppress_health_check=_HEALTH, print_blob=True)
+# For slow builds (the sanitizer run): the same, fewer sequences.  ("quick" stays on the
+# line of register_profile: .ci/sanitize greps for it to pick this profile by default.)
+settings.register_profile("quick", derandomize=True, database=None, max_examples=200,
+                          stateful_step_count=50, deadline=None, suppress_health_check=_HEALTH,
+                          print_blob=True)
 PROFILE = os.environ.get("COWSIM_HYPOTHESIS_PROFILE", "ci")
 if PROFILE not in ("ci", "deep", "quick"):
     raise ValueError(f"COWSIM_HYPOTHESIS_PROFILE must be 'ci', 'quick' or 'deep', not {PROFILE!r}")
+
+# The fresh-seed part: tests/conftest.py draws the seed (or takes COWSIM_HYPOTHESIS_SEED)
+# and exports it, so that pytest's header and this module show the same one.
+FRESH_SEED = int(os.environ.get("COWSIM_HYPOTHESIS_SEED") or int.from_bytes(os.urandom(8), "little"))
+FRESH_EXAMPLES = {"ci": 300, "quick": 40, "deep": 3000}[PROFILE]
 
 MAX_LIVE = 8          # live processes at most (fork and spawn do nothing beyond)
 MAX_PAGES = 40        # region length in pages
@@ -152,6 +181,27 @@ class DifferentialMachine(RuleBasedStateMachine):
                 got = (r[1].address, r[1].access, r[1].reason)
                 want = (f[1].address, f[1].access, f[1].reason)
                 assert got == want, f"{what}: segfault {got} != {want}\n{self.context()}"
+        return r, f
+
+    def batch_both(self, what, real_fn, ref_fn):
+        """``both`` for a batch or replay: also the same BatchResult (counts, ``done``, the
+        outcome codes), and for a stop the same ``.index`` and partial ``.result``."""
+        r, f = self.both(what, real_fn, ref_fn)
+        if r[0] == "ok":
+            rres, fres = r[1], f[1]
+        else:
+            assert getattr(r[1], "index", None) == getattr(f[1], "index", None), (
+                f"{what}: stop index core {getattr(r[1], 'index', None)}, model {getattr(f[1], 'index', None)}"
+                f"\n{self.context()}")
+            rres, fres = getattr(r[1], "result", None), getattr(f[1], "result", None)
+            if fres is None:
+                assert rres is None, f"{what}: core's {type(r[1]).__name__} has a .result\n{self.context()}"
+                return r, f
+        assert rres == fres, f"{what}: core {rres}, model {fres}\n{self.context()}"
+        if fres.outcomes is not None:
+            done = fres.done
+            assert rres.outcomes is not None and rres.outcomes[:done].tolist() == fres.outcomes[:done].tolist(), (
+                f"{what}: outcomes core {rres.outcomes}, model {fres.outcomes}\n{self.context()}")
         return r, f
 
     def spawn(self):
@@ -393,6 +443,128 @@ class DifferentialMachine(RuleBasedStateMachine):
     def write_more(self, x):
         self._write(x)
 
+    # ------------------------------------------------------------------ vfork, exec, batches
+    @rule(x=ARG)
+    def vfork_exec(self, x):
+        """vfork (a process then suspended), exec (mostly of a vfork child: its parent
+        resumes), or an exec of any picked process (suspended and exited ones included)."""
+        c = Choices(x)
+        what, who = c.int(0, 5), c.int(0, 63)
+        children = [p for p in self.pairs if p[1]._lender is not None]
+        if what <= 1 and len(self.ref.processes) < MAX_LIVE:
+            rp, fp = self.pick(c)
+            r, f = self.both(f"pid {fp.pid}: fork('vfork')", lambda: rp.fork("vfork"), lambda: fp.fork("vfork"))
+            if r[0] == "ok":
+                assert r[1].pid == f[1].pid and r[1].parent.pid == fp.pid and rp.suspended
+                self.pairs.append((r[1], f[1]))
+            return
+        if what <= 3 and children:
+            rp, fp = children[who % len(children)]
+        elif what == 4:
+            rp, fp = self.pairs[who % len(self.pairs)] if self.pairs else self.pick(c)
+        else:
+            rp, fp = self.pick(c)
+        self.both(f"pid {fp.pid}: exec()", rp.exec, fp.exec)
+
+    def _writes(self, c: Choices, n: int):
+        """False, True, or a bool array (per access)."""
+        kind, bits = c.int(0, 3), c.int(0, (1 << 12) - 1)
+        if kind < 2:
+            return bool(kind)
+        return np.array([(bits >> (j % 12)) & 1 == 1 for j in range(n)], dtype=bool)
+
+    @staticmethod
+    def _show_writes(write) -> str:
+        return repr(write) if isinstance(write, bool) else "".join("w" if w else "r" for w in write)
+
+    @rule(x=ARG, xs=st.lists(ARG, max_size=10))
+    def access_batch(self, x, xs):
+        """Process.access over a small array: addresses in, at the edge of and outside
+        regions, repeated pages; reads, writes or both; outcomes on or off; both on_segfault."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        write = self._writes(c, len(xs))
+        outcomes, on_segfault = c.int(0, 1) == 1, c.choice(["continue", "raise"])
+        addrs = np.array([self.address(Choices(y), fp, access=True) for y in xs], dtype=np.uint64)
+        what = (f"pid {fp.pid}: access([{', '.join(hex(a) for a in addrs.tolist())}], "
+                f"write={self._show_writes(write)}, outcomes={outcomes}, on_segfault={on_segfault!r})")
+        self.batch_both(what, lambda: rp.access(addrs, write=write, outcomes=outcomes, on_segfault=on_segfault),
+                        lambda: fp.access(addrs, write=write, outcomes=outcomes, on_segfault=on_segfault))
+
+    def _replay_pid(self, c: Choices, prev):
+        """(core, model) process of a replay entry -- or (None, pid) for a pid that never
+        existed: mostly the previous entry's (runs), else a live one, now and then one
+        suspended, exited, 0, negative or never created."""
+        kind, who = c.int(0, 19), c.int(0, 63)
+        suspended = [p for p in self.pairs if p[1].alive and p[1].suspended]
+        dead = [p for p in self.pairs if not p[1].alive]
+        if kind < 8 and prev is not None:
+            return prev
+        if kind == 8 and suspended:
+            return suspended[who % len(suspended)]
+        if kind == 9 and dead:
+            return dead[who % len(dead)]
+        if kind == 10:
+            return None, (0, -1, -(2**31), 2**31 - 1)[who % 4]
+        if kind == 11:
+            return None, self.ref._next_pid + who % 3
+        return self.pick(c)
+
+    @rule(x=ARG, xs=st.lists(ARG, max_size=10))
+    def replay(self, x, xs):
+        """Machine.replay over the processes: pids live (in runs), suspended, exited, 0,
+        negative, never created."""
+        c = Choices(x)
+        write = self._writes(c, len(xs))
+        outcomes, on_segfault = c.int(0, 1) == 1, c.choice(["continue", "raise"])
+        if not any(p.alive for _, p in self.pairs):
+            self.spawn()
+        pids, addrs, prev = [], [], None
+        for y in xs:
+            cy = Choices(y)
+            prev = self._replay_pid(cy, prev)
+            rp, fp = prev
+            pids.append(fp if rp is None else fp.pid)
+            addrs.append(self.address(cy, fp if rp is not None else self.pairs[0][1], access=True))
+        pid_arr, addr_arr = np.array(pids, dtype=np.int32), np.array(addrs, dtype=np.uint64)
+        what = (f"replay({pids}, [{', '.join(hex(a) for a in addrs)}], write={self._show_writes(write)}, "
+                f"outcomes={outcomes}, on_segfault={on_segfault!r})")
+        self.batch_both(what, lambda: self.real.replay(pid_arr, addr_arr, write=write, outcomes=outcomes,
+                                                       on_segfault=on_segfault),
+                        lambda: self.ref.replay(pid_arr, addr_arr, write=write, outcomes=outcomes,
+                                                on_segfault=on_segfault))
+
+    @rule(x=ARG)
+    def batch_alignment(self, x):
+        """Arrays at every alignment (a byte offset into a buffer), and 0-d arrays: a
+        misaligned or 0-d one raises InvalidArgument and changes nothing; an aligned one runs."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        which, off, n, zero_d = c.int(0, 1), c.int(0, 7), c.int(0, 6), c.int(0, 15) == 0
+        addr = self.address(c, fp, access=True)
+        ps = self.ref.page_size
+        values = np.array([(addr + j * ps // 2) % 2**64 for j in range(n)], dtype=np.uint64)
+        buf = bytearray(8 * n + 8)
+        addrs = np.frombuffer(buf, dtype=np.uint64, count=n, offset=off if which == 0 else 0)
+        addrs[:] = values
+        pid_buf = bytearray(4 * n + 4)
+        pids = np.frombuffer(pid_buf, dtype=np.int32, count=n, offset=off % 4 if which == 1 else 0)
+        pids[:] = fp.pid
+        if zero_d:
+            addrs = np.array(addr, dtype=np.uint64)
+        aligned = addrs.flags.aligned and pids.flags.aligned and addrs.ndim == 1
+        before = (self.real.stats, [r.stats for r, _ in self.pairs])
+        if which == 0:
+            what = f"pid {fp.pid}: access(<{n} addrs at byte offset {off}{', 0-d' if zero_d else ''}>)"
+            r, f = self.batch_both(what, lambda: rp.access(addrs, write=True), lambda: fp.access(addrs, write=True))
+        else:
+            what = f"replay(<{n} pids at byte offset {off % 4}>, <{n} addrs{', 0-d' if zero_d else ''}>)"
+            r, f = self.batch_both(what, lambda: self.real.replay(pids, addrs), lambda: self.ref.replay(pids, addrs))
+        if not aligned:
+            assert r[0] == "err" and type(r[1]) is cowsim.InvalidArgument, f"{what}: {_describe(r)}\n{self.context()}"
+            after = (self.real.stats, [r.stats for r, _ in self.pairs])
+            assert after == before, f"{what}: a rejected batch changed the counters\n{self.context()}"
+
     # ------------------------------------------------------------------ the comparison
     @invariant()
     def same_state(self):
@@ -420,6 +592,13 @@ class DifferentialMachine(RuleBasedStateMachine):
             if not fp.alive:
                 self.settled.add(fp.pid)    # compared once after its exit, and at the end
                 continue
+            assert rp.suspended == fp.suspended, f"pid {fp.pid} suspended: core {rp.suspended}\n{self.context()}"
+            if fp.suspended:                # only its stats are readable
+                try:
+                    rp.regions
+                except cowsim.ProcessSuspended:
+                    continue
+                raise AssertionError(f"pid {fp.pid}: regions of a suspended process\n{self.context()}")
             regions = fp.regions
             assert rp.regions == regions, (
                 f"pid {fp.pid} regions\n core  {rp.regions}\n model {regions}\n{self.context()}")
@@ -614,10 +793,49 @@ DifferentialThpMachine.TestCase.settings = _settings(
 test_differential_thp = DifferentialThpMachine.TestCase
 
 
-def test_profiles_registered():
-    ci, deep = settings.get_profile("ci"), settings.get_profile("deep")
-    assert ci.derandomize and ci.max_examples >= 2000 and ci.stateful_step_count == 50
-    assert not deep.derandomize and deep.max_examples >= 20000
+_FRESH_MACHINES = {"plain": DifferentialMachine, "config": DifferentialConfigMachine,
+                   "thp": DifferentialThpMachine}
+
+
+def _fresh_settings(name: str) -> settings:
+    examples = FRESH_EXAMPLES if name == "plain" else FRESH_EXAMPLES // 7
+    return _settings(derandomize=False, database=None, max_examples=examples)
+
+
+@pytest.mark.parametrize("name", list(_FRESH_MACHINES))
+def test_differential_fresh(name):
+    """The fresh-seed part: random sequences from FRESH_SEED (new every run, printed)."""
+    print(f"test_differential_fresh[{name}]: COWSIM_HYPOTHESIS_SEED={FRESH_SEED}")
+    test = get_state_machine_test(_FRESH_MACHINES[name], settings=_fresh_settings(name))
+    seed(FRESH_SEED)(test)
+    try:
+        test()
+    except BaseException as exc:
+        exc.add_note(f"fresh-seed run: replay with COWSIM_HYPOTHESIS_SEED={FRESH_SEED} "
+                     f"COWSIM_HYPOTHESIS_PROFILE={PROFILE} python -m pytest "
+                     f"'tests/test_differential.py::test_differential_fresh[{name}]'")
+        raise
+
+
+def test_settings_in_force():
+    """The settings Hypothesis will run with (on the test classes, and those of the fresh
+    part): the selected profile's numbers, derandomized exactly in ci and quick (with no
+    example database, so that every run replays the same sequences), random in the fresh
+    part from this run's seed."""
+    want = {"ci": (True, 2000, 50), "quick": (True, 200, 50), "deep": (False, 20000, 80)}[PROFILE]
+    main = DifferentialMachine.TestCase.settings
+    assert (main.derandomize, main.max_examples, main.stateful_step_count) == want
+    for variant in (DifferentialConfigMachine, DifferentialThpMachine):
+        s = variant.TestCase.settings
+        assert (s.derandomize, s.max_examples, s.stateful_step_count) == (want[0], want[1] // 7, want[2])
+    if main.derandomize:
+        assert main.database is None and DifferentialThpMachine.TestCase.settings.database is None
+    for name in _FRESH_MACHINES:
+        fresh = _fresh_settings(name)
+        assert not fresh.derandomize and fresh.database is None
+        assert fresh.max_examples == (FRESH_EXAMPLES if name == "plain" else FRESH_EXAMPLES // 7)
+        assert fresh.stateful_step_count == want[2]
+    assert str(FRESH_SEED) == os.environ.get("COWSIM_HYPOTHESIS_SEED", str(FRESH_SEED))
 
 
 def test_geometry_matches():

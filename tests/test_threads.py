@@ -373,12 +373,138 @@ def test_stats_are_frozen_snapshots() -> None:
 # -- listings that size a buffer with one C call and fill it with another ----------------
 # Machine.processes, Machine.frames(), Process.regions and Process.page_table()
 # call the C function twice (count, then fill); another thread can change the
-# count in between.  Seen: IndexError from processes/regions when the count
-# grew; a shrinking count leaves uninitialized rows (np.empty) in frames() and
-# page_table(), a growing one truncates them.  Not strict: a race may not
-# show in a given run.
+# count in between.  Seen before the wrapper retried: IndexError from
+# processes/regions when the count grew; a shrinking count left uninitialized rows
+# (np.empty) in frames() and page_table(), a growing one truncated them.
+#
+# The deterministic tests make the race happen every time: the wrapper's `lib` is
+# replaced by a stand-in that, right after the count call, changes the machine as
+# another thread would (grows the listing beyond the slack of the buffer, or shrinks
+# it), and the listing must then be exactly the state after the change.  The
+# threaded tests below them are stress runs of the same (a race may or may not land
+# between the two calls in a given run; each checks what the racing reader saw).
 
-RACE = "cowsim wrapper: count-then-fill listing races with other threads (see test_threads.py)"
+
+class _ChangeAfterCount:
+    """Stands in for the cffi ``lib`` of a wrapper module: forwards everything, and
+    after the first call of ``name`` (the listing's count call) runs ``change()``
+    once.  ``calls`` records the order: "count", "change", "fill", ..."""
+
+    def __init__(self, real, name: str, change: Callable[[], None]) -> None:
+        self._real, self._name, self._change = real, name, change
+        self.calls: List[str] = []
+
+    def __getattr__(self, attr: str):
+        fn = getattr(self._real, attr)
+        if attr != self._name:
+            return fn
+
+        def call(*args):
+            rc = fn(*args)
+            if not self.calls:
+                self.calls += ["count", "change"]
+                self._change()
+            else:
+                self.calls.append("fill")
+            return rc
+        return call
+
+
+def _raced(monkeypatch, module, name: str, change: Callable[[], None], listing: Callable[[], object]):
+    stand_in = _ChangeAfterCount(module.lib, name, change)
+    monkeypatch.setattr(module, "lib", stand_in)
+    got = listing()
+    monkeypatch.undo()
+    assert stand_in.calls[:3] == ["count", "change", "fill"], stand_in.calls   # the race happened
+    return got
+
+
+@pytest.mark.parametrize("grow", [True, False])
+def test_processes_listing_when_the_count_changes(monkeypatch, grow) -> None:
+    import cowsim.machine
+    m = cowsim.Machine(memory="1MiB", store_data=False)
+    first = [m.spawn() for _ in range(1 if grow else 20)]
+    born: List[cowsim.Process] = []
+
+    def change() -> None:   # 20 spawns: beyond the 8 spare slots; or 15 exits
+        if grow:
+            born.extend(m.spawn() for _ in range(20))
+        else:
+            for q in first[2:17]:
+                q.exit()
+
+    got = _raced(monkeypatch, cowsim.machine, "cs_pids", change, lambda: m.processes)
+    want = list(range(1, 22)) if grow else [1, 2, 18, 19, 20]
+    assert [q.pid for q in got] == want
+    m.close()
+
+
+@pytest.mark.parametrize("grow", [True, False])
+def test_regions_listing_when_the_count_changes(monkeypatch, grow) -> None:
+    import cowsim.process
+    m = cowsim.Machine(memory="1MiB", store_data=False)
+    p = m.spawn()
+    starts = [p.mmap(PAGE) for _ in range(2 if grow else 12)]
+
+    def change() -> None:   # 10 more regions (4 spare slots), or 10 fewer
+        if grow:
+            starts.extend(p.mmap(PAGE) for _ in range(10))
+        else:
+            for a in starts[:10]:
+                p.munmap(a, PAGE)
+            del starts[:10]
+
+    got = _raced(monkeypatch, cowsim.process, "cs_regions", change, lambda: p.regions)
+    assert sorted(r.start for r in got) == sorted(starts) and len(got) == (12 if grow else 2)
+    m.close()
+
+
+@pytest.mark.parametrize("grow", [True, False])
+def test_frames_listing_when_the_count_changes(monkeypatch, grow) -> None:
+    import cowsim.machine
+    m = cowsim.Machine(memory="4MiB", store_data=False)
+    p = m.spawn()
+    a = p.mmap(200 * PAGE)
+    for i in range(0 if grow else 100):
+        p.touch(a + i * PAGE, write=True)
+
+    def change() -> None:   # 100 data frames more (64 spare rows), or 100 fewer
+        if grow:
+            for i in range(100):
+                p.touch(a + i * PAGE, write=True)
+        else:
+            p.munmap(a, 100 * PAGE)
+
+    got = _raced(monkeypatch, cowsim.machine, "cs_frames", change, m.frames)
+    # The root, 3 tables and 100 pages; or the root and the 3 tables munmap leaves (the
+    # region's rest still needs them).
+    assert len(got) == (104 if grow else 4) == m.stats.frames_used
+    assert got.tobytes() == m.frames().tobytes()
+    assert ((got["refcount"] == 1) & (got["frame"] > 0)).all() and (got["frame"][1:] > got["frame"][:-1]).all()
+    m.close()
+
+
+@pytest.mark.parametrize("grow", [True, False])
+def test_page_table_listing_when_the_count_changes(monkeypatch, grow) -> None:
+    import cowsim.process
+    m = cowsim.Machine(memory="4MiB", store_data=False)
+    p = m.spawn()
+    a = p.mmap(200 * PAGE)
+    for i in range(0 if grow else 100):
+        p.touch(a + i * PAGE, write=True)
+
+    def change() -> None:   # 100 entries more (64 spare rows), or 90 fewer
+        if grow:
+            for i in range(100):
+                p.touch(a + i * PAGE, write=True)
+        else:
+            p.munmap(a, 90 * PAGE)
+
+    got = _raced(monkeypatch, cowsim.process, "cs_page_table", change, p.page_table)
+    first = a // PAGE + (0 if grow else 90)
+    assert got["vpage"].tolist() == list(range(first, a // PAGE + 100))
+    assert got["writable"].all() and got["dirty"].all()
+    m.close()
 
 
 def _race(listing: Callable[[cowsim.Machine, cowsim.Process], None], mutate) -> None:
@@ -427,12 +553,25 @@ def _check_page_table(m: cowsim.Machine, p: cowsim.Process) -> None:
     assert (t["vpage"][1:] > t["vpage"][:-1]).all(), "garbage rows"
 
 
+def _check_processes(m: cowsim.Machine, p: cowsim.Process) -> None:
+    pids = [q.pid for q in m.processes]
+    # p (pid 1) lives throughout; at most the 6 of one _spawn_exit round besides it.
+    assert pids[0] == 1 and pids == sorted(set(pids)) and len(pids) <= 7, pids
+
+
+def _check_regions(m: cowsim.Machine, p: cowsim.Process) -> None:
+    r = p.regions
+    # at most the 6 one-page regions of one _churn round, sorted and disjoint.
+    assert len(r) <= 6 and all(x.end - x.start == PAGE for x in r), r
+    assert all(x.end <= y.start for x, y in zip(r, r[1:])), r
+
+
 def test_processes_listing_races_with_spawn_and_exit() -> None:
-    _race(lambda m, p: m.processes, _spawn_exit)
+    _race(_check_processes, _spawn_exit)
 
 
 def test_regions_listing_races_with_mmap() -> None:
-    _race(lambda m, p: p.regions, _churn)
+    _race(_check_regions, _churn)
 
 
 def test_frames_listing_races_with_faults() -> None:
