@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import kernel as _kernel
-from .costmodel import PROFILE_FORMAT, CostModel
+from .cost import PROFILE_FORMAT, CostModel
 from .errors import CowsimError, InvalidArgument
 
 __all__ = ["Calibration", "calibrate", "fit_model", "parse_raw", "add_calibrate_parser", "SAMPLE_RAW"]

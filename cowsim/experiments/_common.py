@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optio
 import numpy as np
 
 from .. import process as _process
-from ..costmodel import CostModel
+from ..cost import CostModel
 from ..errors import CowsimError, InvalidArgument
 from ..units import Size, parse_size
 

@@ -39,10 +39,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..costmodel import CostModel
 from ..errors import CowsimError, InvalidArgument
 from ..machine import Machine
-from ..pricing import NS_PER_MS, CostModelSpec, exit_ns, exit_priced, faults_ns, fork_events, fork_ns, resolve_cost_model, stats_delta
+from ..cost import CostModel, CostModelSpec, NS_PER_MS, exit_events, fork_events, resolve_cost_model, stats_delta
 from ..process import Process
 from ..units import Size, format_size
 from ._common import (
@@ -172,16 +171,18 @@ class _Test:
         before = self.m.stats
         child = parent.fork(self.mode)
         self.procs.append(child)
-        self.extra_price += fork_ns(self.model, fork_events(child, before, self.m.stats))
+        self.extra_price += self.model.price_fork(fork_events(child, before, self.m.stats))
         return child
 
     def exit(self, p: Process) -> None:
-        self.extra_price += exit_priced(self.model, p)
+        events = exit_events(p)  # read before: pricing never changes the machine
+        p.exit()
+        self.extra_price += self.model.price_exit(events)
 
     def munmap(self, p: Process, addr: int, length: int) -> None:
         resident = p.smaps(addr)["Rss"] * 1024 // PAGE_SIZE
         p.munmap(addr, length)
-        self.extra_price += exit_ns(self.model, resident)
+        self.extra_price += self.model.exit_ns(resident)
 
     def step(self, name: str, fn: Callable[[], None]) -> None:
         before = {p.pid: p.stats for p in self.procs}
@@ -197,7 +198,7 @@ class _Test:
                 error = str(exc)
         price = self.extra_price
         for p in self.procs:
-            price += faults_ns(self.model, stats_delta(p.stats, before.get(p.pid)))
+            price += self.model.faults_ns(stats_delta(p.stats, before.get(p.pid)))
         s = self.m.stats
         self.peak = max(self.peak, s.frames_used)
         self.count += 1

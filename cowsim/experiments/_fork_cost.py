@@ -9,7 +9,7 @@ after the child's exit the parent's frames are its own again, so each fork
 sees the same state (the counts are the same as from a fresh parent).
 
 Reported per row: the simulator's wall time of the fork, the modelled fork
-latency (``cowsim.pricing.fork_ns``), the frames the fork took, both page-table
+latency (``CostModel.price_fork``), the frames the fork took, both page-table
 sizes, the pages copied after the fork, the peak frames in use, and the memory
 saved against an eager copy: the pages an eager fork copies (every resident
 private page) minus the pages this strategy copied in all (at fork and after).
@@ -46,18 +46,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..costmodel import CostModel
 from ..machine import Machine
-from ..pricing import (
-    NS_PER_MS,
-    CostModelSpec,
-    ForkEvents,
-    batch_ns,
-    exit_priced,
-    fork_events,
-    fork_ns,
-    resolve_cost_model,
-)
+from ..cost import CostModel, CostModelSpec, NS_PER_MS, exit_events, fork_events, resolve_cost_model
 from ..units import Size, format_size
 from ._common import (
     FORK_MODES,
@@ -290,7 +280,6 @@ def _one_size(
         resident = parent.smaps()["Anonymous"] * 1024 // PAGE_SIZE  # what an eager fork copies
         order = np.random.default_rng([seed, pages]).permutation(pages)
         for mode in modes:
-            events: Optional[ForkEvents] = None
             parent.fork(mode).exit()  # warm-up, unmeasured
             parent.access(every_page, write=True)
             if spawn_rows is not None:
@@ -303,24 +292,17 @@ def _one_size(
                 child = parent.fork(mode)
                 wall_ns = time.perf_counter_ns() - t0
                 after_fork = m.stats
-                if events is None:  # every fork of this parent in this mode copies the same entries
-                    events = fork_events(child, before, after_fork)
-                ev = ForkEvents(
-                    ptes=events.ptes,
-                    tables=events.tables,
-                    table_frames=after_fork.page_table_frames - before.page_table_frames,
-                    pages_copied=after_fork.pages_copied - before.pages_copied,
-                    frames_allocated=after_fork.frames_used - before.frames_used,
-                    tables_shared=events.tables_shared,
-                )
+                ev = fork_events(child, before, after_fork)
                 pt_parent, pt_child = parent.stats.page_table_frames, child.stats.page_table_frames
                 k = math.floor(fraction * pages + 0.5)
                 written = np.sort(order[:k]).astype(np.uint64) * np.uint64(PAGE_SIZE) + np.uint64(base)
                 res = child.access(written, write=True)
                 after_writes = m.stats
                 table_copies = child.stats.table_copies  # odf: tables the writes unshared
-                writes_ns = batch_ns(model, res) + table_copies * model.table_copy_ns()
-                exit_model_ns = exit_priced(model, child)
+                writes_ns = model.price_batch(res) + table_copies * model.table_copy_ns()
+                exit_ev = exit_events(child)
+                child.exit()
+                exit_model_ns = model.price_exit(exit_ev)
                 parent.access(every_page, write=True)  # writable and exclusive again (reuse, no copy)
                 copied_after = after_writes.pages_copied - after_fork.pages_copied
                 peak = max(after_fork.frames_used, after_writes.frames_used)
@@ -334,7 +316,7 @@ def _one_size(
                         fraction,
                         k,
                         wall_ns / NS_PER_MS,
-                        fork_ns(model, ev) / NS_PER_MS,
+                        model.price_fork(ev) / NS_PER_MS,
                         ev.frames_allocated,
                         pt_parent,
                         pt_child,
@@ -368,7 +350,7 @@ def _spawn(m: Machine, parent: Any, mode: str, size: int, model: CostModel) -> T
     wall_ns += time.perf_counter_ns() - t0
     unmapped = child.stats.fork_ptes   # the child's own entries: all of them, right after the fork
     child.exit()
-    fork_model = fork_ns(model, events)
+    fork_model = model.price_fork(events)
     exec_model = model.exec_ns + unmapped * model.exit_per_page_ns
     return (
         format_size(size),

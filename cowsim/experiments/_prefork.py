@@ -37,9 +37,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..costmodel import CostModel
 from ..machine import Machine
-from ..pricing import NS_PER_MS, CostModelSpec, faults_ns, fork_events, fork_ns, resolve_cost_model, stats_delta
+from ..cost import CostModel, CostModelSpec, NS_PER_MS, fork_events, resolve_cost_model, stats_delta
 from ._common import (
     PAGE_SIZE,
     Column,
@@ -251,7 +250,7 @@ def _run_mode(
         for _ in range(nworkers):
             before = m.stats
             child = master.fork(p["fork_mode"])
-            fork_total += fork_ns(model, fork_events(child, before, m.stats))
+            fork_total += model.price_fork(fork_events(child, before, m.stats))
             procs.append(child)
         pids = np.array([w.pid for w in procs], dtype=np.int32)
         start_stats = [w.stats for w in procs]
@@ -266,7 +265,7 @@ def _run_mode(
                 sm = w.smaps()
                 st = stats_delta(w.stats, start_stats[i])
                 row = (gc_mode, done, i + 1, *(sm[k] for k in _SMAPS), st.faults_cow_copy, gc_passes,
-                       faults_ns(model, st) / NS_PER_MS)
+                       model.faults_ns(st) / NS_PER_MS)
                 worker_rows.append(row)
                 per.append(sm)
             mean = {k: float(np.mean([s[k] for s in per])) for k in _SMAPS}
@@ -302,7 +301,7 @@ def _run_mode(
             bar.update(1)
         final = [w.smaps() for w in procs]
         copies = sum(stats_delta(w.stats, s).faults_cow_copy for w, s in zip(procs, start_stats))
-        fault_total = sum(faults_ns(model, stats_delta(w.stats, s)) for w, s in zip(procs, start_stats))
+        fault_total = sum(model.faults_ns(stats_delta(w.stats, s)) for w, s in zip(procs, start_stats))
         n = len(procs)
         summary = (
             gc_mode,

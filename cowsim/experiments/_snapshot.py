@@ -33,9 +33,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..costmodel import CostModel
 from ..machine import Machine
-from ..pricing import NS_PER_MS, CostModelSpec, batch_ns, fork_events, fork_ns, resolve_cost_model
+from ..cost import CostModel, CostModelSpec, NS_PER_MS, fork_events, resolve_cost_model
 from ..units import Size, format_size
 from ._common import (
     PAGE_SIZE,
@@ -285,7 +284,7 @@ def _run(
         before = m.stats
         child = parent.fork(mode)
         after = m.stats
-        fork_model_ms = fork_ns(model, fork_events(child, before, after)) / NS_PER_MS
+        fork_model_ms = model.price_fork(fork_events(child, before, after)) / NS_PER_MS
         start = after
         bounds = np.linspace(0, pages, steps + 1).round().astype(np.int64)
         writes_done = 0
@@ -317,7 +316,7 @@ def _run(
             res = parent.access(every_page[keys], write=True)
             copied = parent.stats.pages_copied - copied   # copy-huge: 512 per fault
             writes_done += writes_per_step
-            rows.append(row(step, batch_ns(model, res, copied) / NS_PER_MS))
+            rows.append(row(step, model.price_batch(res, copied) / NS_PER_MS))
             bar.update(1)
         child.exit()
         frames_after_exit = m.stats.frames_used

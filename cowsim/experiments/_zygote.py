@@ -26,7 +26,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from ..machine import Machine
-from ..pricing import NS_PER_MS, CostModelSpec, batch_ns, fork_events, fork_ns, resolve_cost_model
+from ..cost import CostModelSpec, NS_PER_MS, fork_events, resolve_cost_model
 from ..units import Size, format_size
 from ._common import (
     PAGE_SIZE,
@@ -134,10 +134,10 @@ def zygote(
             for n in range(1, apps + 1):
                 before = m.stats
                 app = z.fork(fork_mode)
-                start_ns = fork_ns(model, fork_events(app, before, m.stats))
+                start_ns = model.price_fork(fork_events(app, before, m.stats))
                 res = app.access(offsets[dirty[n - 1]] + np.uint64(base), write=True)
                 children.append(app)
-                with_zygote.append((m.stats.frames_used, app.smaps()["Pss"], (start_ns + batch_ns(model, res)) / NS_PER_MS))
+                with_zygote.append((m.stats.frames_used, app.smaps()["Pss"], (start_ns + model.price_batch(res)) / NS_PER_MS))
                 bar.update(1)
         with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False) as m:
             alone.append((0, 0.0))
@@ -146,7 +146,7 @@ def zygote(
                 base = app.mmap(nbytes)
                 load = app.access(offsets + np.uint64(base), write=True)
                 res = app.access(offsets[dirty[n - 1]] + np.uint64(base), write=True)
-                alone.append((m.stats.frames_used, (batch_ns(model, load) + batch_ns(model, res)) / NS_PER_MS))
+                alone.append((m.stats.frames_used, (model.price_batch(load) + model.price_batch(res)) / NS_PER_MS))
                 bar.update(1)
     finally:
         bar.close()

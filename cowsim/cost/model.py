@@ -1,10 +1,12 @@
-"""``CostModel``: nanosecond prices for the events cowsim counts.
+"""``CostModel``: nanosecond prices for the events cowsim counts, and every price of them.
 
 cowsim counts what the kernel would do (entries copied at fork, tables
 allocated, faults by kind, pages copied); a cost model turns those counts into
-a modelled time.  ``cowsim calibrate`` measures the prices on the host kernel
-(see ``cowsim.calibrate`` and docs/VALIDATION.md) and writes a profile that
-:meth:`CostModel.load` reads.
+a modelled time.  The events come from :mod:`cowsim.cost.events` (reads of the
+simulator's counters, never a change to a machine); this module is the one
+place that prices them.  ``cowsim calibrate`` measures the prices on the host
+kernel (see ``cowsim.host.calibrate`` and docs/VALIDATION.md) and writes a
+profile that :meth:`CostModel.load` reads (:mod:`cowsim.cost.profile`).
 
 Fault prices are additive: every fault pays ``fault_ns`` (entry, walk, exit:
 the whole cost of the cheapest fault, a zero-page read), plus
@@ -35,23 +37,25 @@ profile.  On bare metal expect faults and forks to cost less.
 True
 >>> CostModel.load({"fault_ns": 500.0}).fault_ns
 500.0
+>>> CostModel(fork_base_ns=1000, fork_per_pte_ns=10, fork_per_table_ns=100).price_fork(
+...     ForkEvents(ptes=8, tables=1, table_frames=4, pages_copied=0, frames_allocated=4))
+1180.0
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
-from ._types import Outcome, ProcessStats
-from .errors import InvalidArgument
+from .._types import BatchResult, Outcome, ProcessStats
+from ..errors import InvalidArgument
+from .events import ExitEvents, ForkEvents
 
-__all__ = ["CostModel", "PROFILE_FORMAT"]
+__all__ = ["CostModel", "NS_PER_MS"]
 
-#: The ``format`` tag of a calibration profile file.
-PROFILE_FORMAT = "cowsim-cost-profile/1"
+NS_PER_MS = 1e6
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,35 @@ class CostModel:
         """Modelled time to unmap ``resident_pages`` pages at exit or munmap."""
         return resident_pages * self.exit_per_page_ns
 
+    # -- events (cowsim.cost.events) --------------------------------------------------
+    def price_fork(self, events: ForkEvents) -> float:
+        """Modelled fork latency: the entry copy (:meth:`fork_ns`), the tables an odf fork
+        shared, and the pages an eager fork copied."""
+        return (
+            self.fork_ns(events.ptes, events.tables)
+            + events.tables_shared * self.fork_per_shared_table_ns
+            + events.pages_copied * self.copy_page_ns
+        )
+
+    def price_batch(self, result: BatchResult, pages_copied: Optional[int] = None) -> float:
+        """Modelled time of the faults a batch took (hits and segfaults are free).
+
+        ``pages_copied``: the 4 KiB pages the batch's CoW faults copied, when a fault may copy
+        more than one (a huge page under ``thp_cow="copy-huge"`` copies 512); default: one
+        per CoW copy fault.
+        """
+        copies = result.cow_copy if pages_copied is None else pages_copied
+        return (
+            result.faults * self.fault_ns
+            + result.zero_fill * self.zero_fill_ns
+            + copies * self.copy_page_ns
+            + result.cow_reuse * self.cow_reuse_ns
+        )
+
+    def price_exit(self, events: ExitEvents) -> float:
+        """Modelled time of an exit (or exec): the pages it unmapped."""
+        return self.exit_ns(events.pages_unmapped)
+
     # -- files ----------------------------------------------------------------------
     def to_dict(self) -> Dict[str, float]:
         """The parameters by name."""
@@ -180,30 +213,18 @@ class CostModel:
     @classmethod
     def load(cls, source: Union[str, Path, Mapping[str, Any]]) -> "CostModel":
         """A model from a profile file (JSON, as ``cowsim calibrate`` writes), a
-        profile dict (with a ``cost_model`` table), or a dict of parameters.
+        profile dict (with a ``cost_model`` table), or a dict of parameters
+        (:func:`cowsim.cost.profile.load`).
 
         Raises:
             InvalidArgument: unreadable file, not JSON, or bad parameters.
         """
-        if isinstance(source, (str, Path)):
-            path = Path(source)
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise InvalidArgument(f"CostModel: cannot read {path}: {exc.strerror or exc}") from None
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"CostModel: {path} is not JSON: {exc}") from None
-        else:
-            data = source
-        if isinstance(data, Mapping) and "cost_model" in data:
-            fmt = data.get("format", PROFILE_FORMAT)
-            if fmt != PROFILE_FORMAT:
-                raise InvalidArgument(f"CostModel: unsupported profile format {fmt!r} (expected {PROFILE_FORMAT!r})")
-            data = data["cost_model"]
-        return cls.from_dict(data)
+        from .profile import load
+
+        return load(source)
 
     def save(self, path: Union[str, Path]) -> None:
         """Writes the model as a profile file that :meth:`load` reads."""
-        Path(path).write_text(
-            json.dumps({"format": PROFILE_FORMAT, "cost_model": self.to_dict()}, indent=2) + "\n", encoding="utf-8"
-        )
+        from .profile import save
+
+        save(self, path)
