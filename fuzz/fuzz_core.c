@@ -3,7 +3,7 @@
  *
  * The input bytes are decoded into a machine configuration and then a sequence
  * of operations (spawn, mmap, munmap, mprotect, madvise, touch, read, write,
- * fork cow/odf/eager, exit, inspection) on a small machine, so that frames run out,
+ * fork cow/odf/eager, exit, inspection, record holds) on a small machine, so that frames run out,
  * regions collide and processes share pages.  After every operation:
  *   - cs_check() must pass;
  *   - the status must be exactly the one an independent oracle predicts from
@@ -85,7 +85,8 @@ static void *xmalloc(size_t n)
 /* ------------------------------------------------------------------------- */
 /* harness state                                                              */
 
-enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2 };
+/* P_EXITED: its record is held (cs_proc_get); P_REAPED: exited and freed. */
+enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2, P_REAPED = 3 };
 
 typedef struct {
     cs_machine *m;
@@ -94,6 +95,7 @@ typedef struct {
     int store;
     int32_t next_pid;         /* the pid the next spawn/fork must return */
     uint8_t state[MAX_PIDS + 2];
+    uint32_t holds[MAX_PIDS + 2];   /* handles the harness took (cs_proc_get) */
     char msg[MSGLEN];
     int op;                   /* index of the current operation, for messages */
 } harness;
@@ -709,6 +711,7 @@ static cs_status op_fork(harness *h, input *in, cs_fork_mode mode)
     REQUIRE(child == h->next_pid, "op %d: fork returned pid %d, expected %d", h->op, child, h->next_pid);
     h->state[h->next_pid++] = P_LIVE;
     cs_machine_stats a = mstats(h);
+    REQUIRE(a.process_records == b.process_records + 1, "op %d: fork did not add a record", h->op);
     cs_proc_stats cst;
     REQUIRE(cs_proc_stats_get(h->m, child, &cst) == CS_OK, "op %d: child stats", h->op);
     REQUIRE(cst.minflt == 0 && cst.segfaults == 0, "op %d: child starts with faults", h->op);
@@ -789,15 +792,75 @@ static cs_status op_exit(harness *h, input *in)
     REQUIRE(st == want, "op %d: exit(pid %d) returned %d, expected %d", h->op, pid, (int)st, (int)want);
     if (st != CS_OK)
         return st;
-    h->state[pid] = P_EXITED;
+    h->state[pid] = h->holds[pid] ? P_EXITED : P_REAPED;
     cs_machine_stats a = mstats(h);
     REQUIRE(a.processes == b.processes - 1, "op %d: exit did not drop the process count", h->op);
+    REQUIRE(a.process_records == b.process_records - !h->holds[pid], "op %d: exit kept %llu records of %llu",
+            h->op, (unsigned long long)a.process_records, (unsigned long long)b.process_records);
     cs_proc_stats s;
-    REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_OK && s.page_table_frames == 0,
-            "op %d: exited process still holds tables", h->op);
+    if (h->holds[pid])
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_OK && s.page_table_frames == 0,
+                "op %d: exited process still holds tables", h->op);
+    else
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_EEXITED, "op %d: stats of a reaped pid", h->op);
     size_t n;
     REQUIRE(cs_regions(h->m, pid, NULL, 0, &n) == CS_EEXITED, "op %d: regions of an exited process", h->op);
     return st;
+}
+
+/* cs_proc_get / cs_proc_put of any pid: live, exited and held, reaped, never
+ * created, 0, negative.  The last put of an exited process frees its record. */
+static cs_status op_hold(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    int put = u8(in) & 1;
+    cs_status want = pid_status(h, pid);
+    if (want == CS_EEXITED && h->state[pid] == P_EXITED)
+        want = CS_OK;
+    if (want == CS_OK && put && !h->holds[pid])
+        want = CS_EINVAL;
+    cs_machine_stats b = mstats(h);
+    int32_t ppid = -7, ppid2 = -8;
+    cs_status st = put ? cs_proc_put(h->m, pid) : cs_proc_get(h->m, pid, &ppid);
+    REQUIRE(st == want, "op %d: %s(pid %d) returned %d, expected %d", h->op, put ? "put" : "get", pid, (int)st,
+            (int)want);
+    if (st != CS_OK)
+        return st;
+    if (!put) {
+        h->holds[pid]++;
+        REQUIRE(cs_proc_parent(h->m, pid, &ppid2) == CS_OK && ppid == ppid2 && ppid >= 0 && ppid < pid,
+                "op %d: get(pid %d) gave parent %d", h->op, pid, ppid);
+        return st;
+    }
+    int freed = !--h->holds[pid] && h->state[pid] == P_EXITED;
+    cs_machine_stats a = mstats(h);
+    REQUIRE(a.process_records == b.process_records - freed, "op %d: put(pid %d) left %llu records of %llu", h->op,
+            pid, (unsigned long long)a.process_records, (unsigned long long)b.process_records);
+    if (freed) {
+        h->state[pid] = P_REAPED;
+        cs_proc_stats s;
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_EEXITED && cs_proc_parent(h->m, pid, &ppid2) == CS_EEXITED &&
+                    cs_proc_get(h->m, pid, &ppid2) == CS_EEXITED,
+                "op %d: a reaped pid still has a record", h->op);
+    }
+    return st;
+}
+
+/* The records the core must keep: live processes and held exited ones; the
+ * pid map between 1/8 and 1/2 full (16 slots at least). */
+static void check_records(harness *h, const char *after)
+{
+    cs_machine_stats s = mstats(h);
+    uint64_t n = 0;
+    for (int32_t pid = 1; pid < h->next_pid; pid++)
+        n += h->state[pid] == P_LIVE || h->state[pid] == P_EXITED;
+    REQUIRE(s.process_records == n, "op %d (%s): %llu records, expected %llu", h->op, after,
+            (unsigned long long)s.process_records, (unsigned long long)n);
+    REQUIRE(s.pid_map_slots == 0 ? h->next_pid == 1
+                                 : s.pid_map_slots >= 16 && n * 2 <= s.pid_map_slots &&
+                                       (s.pid_map_slots == 16 || n * 8 >= s.pid_map_slots),
+            "op %d (%s): %llu records in %llu slots", h->op, after, (unsigned long long)n,
+            (unsigned long long)s.pid_map_slots);
 }
 
 /* Inspection calls with arbitrary (often too small) capacities: the buffers
@@ -864,7 +927,8 @@ static cs_status op_inspect(harness *h, input *in)
     case 5: {
         cs_proc_stats s;
         cs_status st = cs_proc_stats_get(h->m, pid, &s);
-        REQUIRE(st == (want == CS_EEXITED ? CS_OK : want), "op %d: proc stats status %d", h->op, (int)st);
+        cs_status w = want == CS_EEXITED && h->state[pid] == P_EXITED ? CS_OK : want;   /* held: final stats */
+        REQUIRE(st == w, "op %d: proc stats status %d, expected %d", h->op, (int)st, (int)w);
         if (st == CS_OK)
             REQUIRE(s.minflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy + s.faults_cow_reuse +
                                     s.faults_shared,
@@ -964,13 +1028,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * (a failed call may only change its own process; cs_check covers
          * the reference counts of all the others). */
         input peek = in;
-        int32_t actor = (op % 20 > 1) ? pick_pid(&h, &peek) : 0;
+        int32_t actor = (op % 21 > 1) ? pick_pid(&h, &peek) : 0;
         proc_snap snap;
         snap_take(&h, actor, &snap);
         int partial_ok = 0, inspect = 0;
         const char *name;
         cs_status st;
-        switch (op % 20) {
+        switch (op % 21) {
         case 0: case 1: name = "spawn"; st = op_spawn(&h); break;
         case 2: case 3: case 4: name = "mmap"; st = op_mmap(&h, &in, 0); break;
         case 5: name = "mmap fixed"; st = op_mmap(&h, &in, 1); break;
@@ -984,11 +1048,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 15: name = "fork cow"; st = op_fork(&h, &in, CS_FORK_COW); break;
         case 16: name = "fork eager"; st = op_fork(&h, &in, CS_FORK_EAGER); break;
         case 17: name = "exit"; st = op_exit(&h, &in); break;
+        case 20: name = "hold"; st = op_hold(&h, &in); break;
         default: name = "inspect"; inspect = 1; st = op_inspect(&h, &in); break;
         }
         if (trace)
             fprintf(stderr, "op %d: %s -> %d\n", h.op, name, (int)st);
         run_check(&h, name);
+        check_records(&h, name);
         cs_machine_stats after = mstats(&h);
         /* A failed call changes nothing but segfault counters.  Exception: a
          * multi-page read/write that ran out of frames keeps the pages it
@@ -1010,6 +1076,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         snap_free(&snap);
     }
+    /* Every handle let go: only the live processes keep records. */
+    for (int32_t pid = 1; pid < h.next_pid; pid++)
+        while (h.holds[pid]) {
+            REQUIRE(cs_proc_put(h.m, pid) == CS_OK, "final put(pid %d)", pid);
+            if (!--h.holds[pid] && h.state[pid] == P_EXITED)
+                h.state[pid] = P_REAPED;
+        }
+    check_records(&h, "final puts");
+    run_check(&h, "final puts");
     cs_machine_free(h.m);
     return 0;
 }
