@@ -28,6 +28,7 @@ The profile applies to the tests of this module only; other modules keep their s
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -114,7 +115,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         super().__init__()
         self.real = None
         self.ref = None
-        self.pairs = []        # (core Process, model Process) of every pid ever created
+        self.pairs = []        # (core Process, model Process) of every pid created, but released ones
         self.log = []          # the operations run, for failure reports
         self.recent = []       # page addresses accessed lately (by any process)
         self.settled = set()   # pids of exited processes whose final stats were compared
@@ -271,6 +272,19 @@ class DifferentialMachine(RuleBasedStateMachine):
         r, f = self.both(f"pid {fp.pid}: fork({mode!r})", lambda: rp.fork(mode), lambda: fp.fork(mode))
         if r[0] == "ok":
             assert r[1].pid == f[1].pid and r[1].parent.pid == fp.pid
+            self.pairs.append((r[1], f[1]))
+
+    @rule(x=ARG)
+    def release(self, x):
+        """Drop both sides' objects of one process (cs_proc_put), then ask for it again
+        (cs_proc_get): a live one comes back; an exited one was reaped with its last object."""
+        if not self.pairs:
+            return
+        pid = self.pairs.pop(Choices(x).int(0, len(self.pairs) - 1))[1].pid
+        gc.collect()   # the model's tree walks leave cycles through its processes
+        r, f = self.both(f"release, process({pid})", lambda: self.real.process(pid), lambda: self.ref.process(pid))
+        if r[0] == "ok":
+            assert r[1].pid == f[1].pid == pid and r[1].alive
             self.pairs.append((r[1], f[1]))
 
     def _mmap(self, x):
