@@ -91,8 +91,17 @@ class Machine:
         cfg.tlb_entries = tlb_entries
         out = ffi.new("cs_machine **")
         check(lib.cs_machine_new(cfg, out), f"Machine(memory={memory!r}, page_size={page_size})")
-        # Pair the constructor with its free at once.
-        self._ptr: Any = ffi.gc(out[0], lib.cs_machine_free, size=memory_b // 64)
+        # Pair the constructor with its free at once.  The flag tells Process finalizers
+        # that the core is gone: in a collected cycle, finalizers run in any order, and
+        # cffi frees from the pointer's own finalizer, possibly before a Process's runs.
+        alive = [True]
+
+        def free(ptr: Any, alive: List[bool] = alive, _free: Any = lib.cs_machine_free) -> None:
+            alive[0] = False
+            _free(ptr)
+
+        self._alive = alive
+        self._ptr: Any = ffi.gc(out[0], free, size=memory_b // 64)
         geo = ffi.new("cs_geometry *")
         lib.cs_geometry_get(self._ptr, geo)
         self.memory = memory_b

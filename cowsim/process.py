@@ -90,7 +90,7 @@ class Process:
         self._held = False  # first: Machine.process no longer hands this object out
         machine = self.__dict__.get("machine")
         ptr = getattr(machine, "_ptr", None)
-        if ptr is not None:
+        if ptr is not None and machine._alive[0]:  # (freed already when a cycle went at once)
             self._put(ptr, self.pid)
 
     @property
