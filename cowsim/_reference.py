@@ -755,6 +755,7 @@ class RefProcess:
 
         if self._root is not None:
             walk(self._root)
+        del walk   # a recursive closure is a cycle through self: keep records freed by refcount
         return out
 
     def _mappings(self, start_vp: int = 0, end_vp: Optional[int] = None):

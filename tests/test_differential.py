@@ -280,11 +280,14 @@ class DifferentialMachine(RuleBasedStateMachine):
         (cs_proc_get): a live one comes back; an exited one was reaped with its last object."""
         if not self.pairs:
             return
-        pid = self.pairs.pop(Choices(x).int(0, len(self.pairs) - 1))[1].pid
-        gc.collect()   # the model's tree walks leave cycles through its processes
+        rp, fp = self.pairs.pop(Choices(x).int(0, len(self.pairs) - 1))
+        pid, exited = fp.pid, not fp.alive
+        del rp, fp   # usually the last references: the records go right here
+        if exited and (pid in self.real._procs or pid in self.ref._exited):
+            gc.collect()   # still held, by a reference cycle on one side (rare): collect it now
         r, f = self.both(f"release, process({pid})", lambda: self.real.process(pid), lambda: self.ref.process(pid))
         if r[0] == "ok":
-            assert r[1].pid == f[1].pid == pid and r[1].alive
+            assert r[1].pid == f[1].pid == pid and r[1].alive and f[1].alive
             self.pairs.append((r[1], f[1]))
 
     def _mmap(self, x):
