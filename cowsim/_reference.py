@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import copy
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, NoReturn, Optional, Tuple
 
@@ -347,6 +348,11 @@ class RefMachine:
         self._segfaults = 0
         self._odf_used = False
         self._closed = False
+        # Records (pidmap.c): an exited process's record lives while an object of it
+        # does; then its pid is reaped.  Counters of exited processes are summed here.
+        self._exited: Dict[int, "weakref.ref[RefProcess]"] = {}
+        self._exited_c = dict.fromkeys(("table_copies", "table_reuses", "thp_faults", "thp_splits"), 0)
+        self._pid_slots = 0
 
     # ------------------------------------------------------------------ frames
     def _nfree(self) -> int:
@@ -460,7 +466,30 @@ class RefMachine:
         self._next_pid += 1
         p._root = _Table(self._alloc(PAGETABLE), 0, 0)
         self._procs[p.pid] = p
+        self._records_changed()
         return p
+
+    def _records_changed(self) -> None:
+        """The core's pid map size: it doubles past half full, halves below one eighth."""
+        n = len(self._procs) + len(self._exited)
+        if n * 2 > self._pid_slots:
+            self._pid_slots = max(16, self._pid_slots * 2)
+        elif self._pid_slots > 16 and n * 8 < self._pid_slots:
+            self._pid_slots //= 2
+
+    def _exit_record(self, p: "RefProcess") -> None:
+        """An exited process's record stays while an object of it exists (put_task_struct)."""
+        del self._procs[p.pid]
+        for k in self._exited_c:
+            self._exited_c[k] += p._c[k]
+
+        def reap(_ref: object, pid: int = p.pid, machine: "weakref.ref[RefMachine]" = weakref.ref(self)) -> None:
+            m = machine()
+            if m is not None:
+                del m._exited[pid]
+                m._records_changed()
+
+        self._exited[p.pid] = weakref.ref(p, reap)
 
     @property
     def processes(self) -> List["RefProcess"]:
@@ -470,9 +499,12 @@ class RefMachine:
     def process(self, pid) -> "RefProcess":
         self._check_open()
         pid = _int_arg(pid, "pid", -(1 << 63))
-        if pid not in self._procs:
+        p = self._procs.get(pid) or (self._exited[pid]() if pid in self._exited else None)
+        if p is None:
+            if 0 < pid < self._next_pid:
+                raise ProcessExited(f"process {pid} has exited and its record was released")
             raise InvalidArgument(f"no process with pid {pid}")
-        return self._procs[pid]
+        return p
 
     def replay(self, pids, addrs, write=False, outcomes=False, on_segfault="continue") -> BatchResult:
         """Access i by ``pids[i]``, in order; a pid that is not a live, running process
@@ -483,8 +515,10 @@ class RefMachine:
         pid_list = [int(p) for p in _batch_array("pids", pids, "int32", n)]
         batch = _Batch(addrs, write, outcomes, on_segfault)
         for i, pid in enumerate(pid_list):
-            p = self._procs.get(pid)
+            p = self._procs.get(pid)   # live processes only: exited ones (held or reaped) are not here
             if p is None:
+                if 0 < pid < self._next_pid:
+                    batch.fail(ProcessExited(f"replay: pid {pid} at index {i}: the process has exited"), i)
                 batch.fail(InvalidArgument(f"replay: no process with pid {pid} at index {i}"), i)
             try:
                 p._m
@@ -512,13 +546,15 @@ class RefMachine:
             forks=self._forks,
             minflt=self._minflt,
             segfaults=self._segfaults,
-            table_copies=sum(p._c["table_copies"] for p in self._procs.values()),
-            thp_faults=sum(p._c["thp_faults"] for p in self._procs.values()),
-            thp_splits=sum(p._c["thp_splits"] for p in self._procs.values()),
-            table_reuses=sum(p._c["table_reuses"] for p in self._procs.values()),
+            table_copies=sum(p._c["table_copies"] for p in self._procs.values()) + self._exited_c["table_copies"],
+            thp_faults=sum(p._c["thp_faults"] for p in self._procs.values()) + self._exited_c["thp_faults"],
+            thp_splits=sum(p._c["thp_splits"] for p in self._procs.values()) + self._exited_c["thp_splits"],
+            table_reuses=sum(p._c["table_reuses"] for p in self._procs.values()) + self._exited_c["table_reuses"],
             page_tables_shared=sum(1 for f in range(1, self.nframes)
                                    if self._used[f] and self._flags[f] & PAGETABLE
                                    and self._ref[f] > 1),
+            process_records=len(self._procs) + len(self._exited),
+            pid_map_slots=self._pid_slots,
         )
 
     def _logical_mapcounts(self) -> List[int]:
@@ -649,7 +685,7 @@ class RefProcess:
     def __init__(self, machine: RefMachine, pid: int, parent: Optional["RefProcess"]):
         self.machine = machine
         self.pid = pid
-        self.parent = parent
+        self._ppid = parent.pid if parent is not None else 0
         self.alive = True
         self._root: Optional[_Table] = None
         self._vmas: List[_Vma] = []             # sorted, non-overlapping
@@ -659,6 +695,16 @@ class RefProcess:
 
     def __repr__(self):
         return f"RefProcess(pid={self.pid}, alive={self.alive})"
+
+    @property
+    def parent(self) -> Optional["RefProcess"]:
+        """None for a spawned process, and once the parent's record was released."""
+        if not self._ppid:
+            return None
+        try:
+            return self.machine.process(self._ppid)
+        except ProcessExited:
+            return None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -822,6 +868,7 @@ class RefProcess:
 
         if self._root is not None:
             walk(self._root)
+        del walk   # a recursive closure is a cycle through self: keep records freed by refcount
         return out
 
     def _mappings(self, start_vp: int = 0, end_vp: Optional[int] = None):
@@ -1586,6 +1633,7 @@ class RefProcess:
             elif v.anon_vma:                                    # K1/K2
                 self._copy_tables(child, self._top, child._top, v, mode)
         m._procs[child.pid] = child
+        m._records_changed()
         m._forks += 1
         return child
 
@@ -1682,6 +1730,7 @@ class RefProcess:
         self._root, self._vmas = None, []
         child._lender, self._borrower = self, child
         m._procs[child.pid] = child
+        m._records_changed()
         m._forks += 1
         return child
 
@@ -1724,11 +1773,12 @@ class RefProcess:
         self._root = _Table(m._alloc(PAGETABLE), 0, 0)
 
     def exit(self) -> None:
-        self._m
+        m = self._m
         if self._lender is not None:
             self._give_back()
         self._release_space()
         self.alive = False
+        m._exit_record(self)
 
     # ------------------------------------------------------------------ inspection
     @property

@@ -64,6 +64,8 @@ class MachineStats:
     page_tables_shared: int  # odf: last-level tables held by several processes now
     thp_faults: int = 0      # huge pages allocated by faults
     thp_splits: int = 0      # huge mappings split into 512 entries
+    process_records: int = 0  # records kept: live processes + exited ones a Process object holds
+    pid_map_slots: int = 0   # slots of the core's pid -> record map (16 to 8 x process_records)
 
     def as_dict(self) -> Dict[str, int]:
         return dataclasses.asdict(self)

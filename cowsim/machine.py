@@ -9,7 +9,7 @@ import numpy as np
 from . import _batch
 from ._ffi import check, ffi, lib
 from ._types import FRAMES_DTYPE, BatchResult, MachineStats, _from_struct
-from .errors import CowsimError, InvalidArgument, InvariantViolation
+from .errors import CowsimError, InvalidArgument, InvariantViolation, ProcessExited
 from .units import Size, format_size, parse_size
 
 PAGE_SIZES = (4096, 16384, 65536)
@@ -91,8 +91,17 @@ class Machine:
         cfg.tlb_entries = tlb_entries
         out = ffi.new("cs_machine **")
         check(lib.cs_machine_new(cfg, out), f"Machine(memory={memory!r}, page_size={page_size})")
-        # Pair the constructor with its free at once.
-        self._ptr: Any = ffi.gc(out[0], lib.cs_machine_free, size=memory_b // 64)
+        # Pair the constructor with its free at once.  The flag tells Process finalizers
+        # that the core is gone: in a collected cycle, finalizers run in any order, and
+        # cffi frees from the pointer's own finalizer, possibly before a Process's runs.
+        alive = [True]
+
+        def free(ptr: Any, alive: List[bool] = alive, _free: Any = lib.cs_machine_free) -> None:
+            alive[0] = False
+            _free(ptr)
+
+        self._alive = alive
+        self._ptr: Any = ffi.gc(out[0], free, size=memory_b // 64)
         geo = ffi.new("cs_geometry *")
         lib.cs_geometry_get(self._ptr, geo)
         self.memory = memory_b
@@ -152,28 +161,47 @@ class Machine:
         return self.process(int(pid[0]))
 
     def process(self, pid: int) -> "Process":
-        """The ``Process`` object for a pid (live or exited).
+        """The ``Process`` object for a pid: live, or exited while an object of it exists.
+
+        Every ``Process`` object holds its process's record in the core; an exited
+        process's record (its final :attr:`Process.stats`) is freed when its last
+        object goes, as the kernel frees a task_struct at its last put: the pid is
+        then *reaped* and names nothing any more.  Keep the object of a process whose
+        final counters you want (``m.process(pid)`` may hand back the same object).
 
         Raises:
             InvalidArgument: no process ever had this pid.
+            ProcessExited: the process exited and its record was released (reaped).
+
+        >>> m = Machine(memory="1MiB")
+        >>> p = m.spawn(); pid = p.pid; p.exit(); del p
+        >>> m.process(pid)
+        Traceback (most recent call last):
+        ...
+        cowsim.errors.ProcessExited: process(1): the process has exited and its record was released (no Process object referred to it)
         """
         if isinstance(pid, bool) or not isinstance(pid, (int, np.integer)):
             raise TypeError(f"process: pid must be an int, not {type(pid).__name__}")
         pid = int(pid)
-        self.ptr  # raises CowsimError once closed
+        ptr = self.ptr  # raises CowsimError once closed
         proc = self._procs.get(pid)
-        if proc is None:
+        if proc is None or not proc._held:  # (not held: being finalized in another thread)
             if not 0 < pid < 2**31:
                 raise InvalidArgument(f"process({pid}): no such process")
             ppid = ffi.new("int32_t *")
-            check(lib.cs_proc_parent(self.ptr, pid, ppid), f"process({pid})")
+            rc = lib.cs_proc_get(ptr, pid, ppid)  # a hold, owned by the new object
+            if rc == lib.CS_EEXITED:
+                raise ProcessExited(f"process({pid}): the process has exited and its record was released "
+                                    f"(no Process object referred to it)")
+            check(rc, f"process({pid})")
             proc = Process(self, pid, int(ppid[0]))
             self._procs[pid] = proc
         return proc
 
     @property
     def processes(self) -> List["Process"]:
-        """Live processes, by pid."""
+        """Live processes, by pid (one that another thread makes exit meanwhile may be
+        listed, exited, or left out once its record is released)."""
         count = ffi.new("size_t *")
         lib.cs_pids(self.ptr, ffi.NULL, 0, count)
         while True:  # another thread may fork between the two calls: retry until it fits
@@ -181,7 +209,14 @@ class Machine:
             buf = ffi.new("int32_t[]", cap)
             lib.cs_pids(self.ptr, buf, cap, count)
             if int(count[0]) <= cap:
-                return [self.process(int(buf[i])) for i in range(int(count[0]))]
+                break
+        procs = []
+        for i in range(int(count[0])):
+            try:
+                procs.append(self.process(int(buf[i])))
+            except ProcessExited:  # exited and reaped since the listing (another thread)
+                pass
+        return procs
 
     def replay(
         self,

@@ -18,7 +18,7 @@ from ._types import (
     Translation,
     _from_struct,
 )
-from .errors import HostMemoryError, InvalidArgument, SegmentationFault
+from .errors import HostMemoryError, InvalidArgument, ProcessExited, SegmentationFault
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -66,14 +66,32 @@ def _choice(op: str, name: str, value: Any, choices: Dict[str, int]) -> int:
 class Process:
     """A process of a :class:`Machine` (create with ``Machine.spawn`` or ``fork``).
 
-    The object keeps its machine alive.  Every method raises ``ProcessExited``
-    after :meth:`exit`, except :attr:`stats` (the final counters).
+    The object keeps its machine alive, and its process's record in the core: every
+    method raises ``ProcessExited`` after :meth:`exit`, except :attr:`stats` (the final
+    counters), which stay readable as long as this object (or another of the same
+    pid) exists.  The record of an exited process goes with its last object.
     """
 
+    _put = lib.cs_proc_put  # a class attribute: still there while the interpreter shuts down
+
     def __init__(self, machine: "Machine", pid: int, ppid: int) -> None:
+        # Only Machine.process creates these, after taking the hold this object owns.
         self.machine = machine
         self.pid = pid
         self._ppid = ppid
+        self._held = True
+
+    def __del__(self) -> None:
+        # put_task_struct.  Runs in whatever thread drops the last reference, or in the
+        # cycle collector; reads the machine's pointer now, so a closed machine (whose
+        # records went with it) is left alone and nothing keeps the core alive.
+        if not self.__dict__.get("_held"):
+            return
+        self._held = False  # first: Machine.process no longer hands this object out
+        machine = self.__dict__.get("machine")
+        ptr = getattr(machine, "_ptr", None)
+        if ptr is not None and machine._alive[0]:  # (freed already when a cycle went at once)
+            self._put(ptr, self.pid)
 
     @property
     def _m(self) -> Any:
@@ -81,8 +99,16 @@ class Process:
 
     @property
     def parent(self) -> Optional["Process"]:
-        """The process this one was forked from (None for spawned processes)."""
-        return self.machine.process(self._ppid) if self._ppid else None
+        """The process this one was forked from; None for a spawned process, and once
+        the parent has exited and its record was released (no ``Process`` object of it
+        was left), as an orphan is reparented.  A child's object does not keep its
+        parent's alive, so a fork chain costs nothing once its ancestors are gone."""
+        if not self._ppid:
+            return None
+        try:
+            return self.machine.process(self._ppid)
+        except ProcessExited:
+            return None
 
     def _state(self) -> int:
         state = ffi.new("int32_t *")

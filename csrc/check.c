@@ -252,6 +252,38 @@ static bool check_regions(checker *c, cs_proc *p)
     return true;
 }
 
+/* The pid map: every record reachable from its pid's home slot, none twice,
+ * the count and the load bounds right, no record of a reaped or unborn pid. */
+static void check_pidmap(checker *c)
+{
+    const cs_machine *m = c->m;
+    const pid_map *pm = &m->pids;
+    if (pm->cap && (pm->cap < PIDMAP_MIN || (pm->cap & (pm->cap - 1)) || pm->shift + __builtin_ctzll(pm->cap) != 32)) {
+        fail(c, "pid map: %zu slots", pm->cap);
+        return;
+    }
+    if (pm->count * 2 > pm->cap && pm->count) {
+        fail(c, "pid map: %zu records in %zu slots", pm->count, pm->cap);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < pm->cap; i++) {
+        const pid_slot *s = &pm->slots[i];
+        if (!s->pid) {
+            if (s->p)
+                fail(c, "pid map: free slot %zu holds a record", i);
+            continue;
+        }
+        n++;
+        if (!s->p || s->p->pid != s->pid || s->pid < 0 || s->pid >= m->next_pid)
+            fail(c, "pid map: slot %zu maps pid %d to a wrong record", i, s->pid);
+        else if (pidmap_find(pm, s->pid) != s->p)
+            fail(c, "pid map: pid %d in slot %zu is not found from its home slot", s->pid, i);
+    }
+    if (n != pm->count)
+        fail(c, "pid map: %zu records counted, %zu listed", pm->count, n);
+}
+
 cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
 {
     LOCK(m);
@@ -269,42 +301,54 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     }
     for (cs_shobj *o = m->objs; o; o = o->next)
         o->seen = 0;
-    uint64_t live = 0, minflt = 0, segv = 0, copied = 0, thp_faults = 0, thp_splits = 0;
-    for (size_t pid = 1; pid < m->cappids; pid++) {
-        cs_proc *p = m->procs[pid];
-        if (m->pidstate[pid] == PID_NEVER)
-            continue;
+    uint64_t live = 0, minflt = m->reaped.minflt, segv = m->reaped.segfaults, copied = m->reaped.pages_copied,
+             thp_faults = m->reaped.thp_faults, thp_splits = m->reaped.thp_splits;
+    check_pidmap(&c);
+    cs_proc *p;
+    pidmap_for_each(&m->pids, p) {
+        if (c.failed)
+            break;   /* the map itself may be broken */
+        int32_t pid = p->pid;
         const cs_proc_stats *s = &p->st;
         if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
                              s->faults_cow_reuse + s->faults_shared)
-            fail(&c, "pid %zu: minflt is not the sum of the fault kinds", pid);
+            fail(&c, "pid %d: minflt is not the sum of the fault kinds", pid);
         if (s->accesses < s->minflt + s->segfaults ||
             (m->cfg.tlb_entries && s->tlb_hits + s->tlb_misses + s->segfaults < s->accesses))
-            fail(&c, "pid %zu: access counters disagree with faults and TLB counts", pid);
+            fail(&c, "pid %d: access counters disagree with faults and TLB counts", pid);
         minflt += s->minflt;
         segv += s->segfaults;
         copied += s->pages_copied;
         thp_faults += s->thp_faults;
         thp_splits += s->thp_splits;
-        if (m->pidstate[pid] != PID_LIVE) {
+        if (p->exited) {
             if (p->ntables || p->root || p->nvmas)
-                fail(&c, "exited pid %zu still holds tables or regions", pid);
+                fail(&c, "exited pid %d still holds tables or regions", pid);
+            if (!p->holds)   /* put_task_struct: the last handle frees it */
+                fail(&c, "exited pid %d kept with no handle", pid);
+            if (p->lender || p->borrower)
+                fail(&c, "exited pid %d still in a vfork pair", pid);
             continue;
         }
         live++;
+        if (p->lender) {
+            cs_proc *l = pidmap_find(&m->pids, p->lender);
+            if (!l || l->exited || l->borrower != pid)
+                fail(&c, "pid %d: vfork child of %d, which does not lend to it", pid, p->lender);
+        }
         if (p->borrower) {   /* suspended: its space is with the vfork child */
-            if (p->root || p->nvmas || p->ntables || m->pidstate[p->borrower] != PID_LIVE ||
-                m->procs[p->borrower]->lender != p->pid)
-                fail(&c, "pid %zu: suspended but holds a space or has no live borrower", pid);
+            cs_proc *b = pidmap_find(&m->pids, p->borrower);
+            if (p->root || p->nvmas || p->ntables || !b || b->exited || b->lender != pid)
+                fail(&c, "pid %d: suspended but holds a space or has no live borrower", pid);
             continue;
         }
         if (!p->root)
-            fail(&c, "pid %zu: live without a root table", pid);
+            fail(&c, "pid %d: live without a root table", pid);
         c.held = 0;
         if (check_regions(&c, p))
             check_table(&c, p, p->root, m->levels - 1, 0, 0);
         if (c.held != p->ntables && !c.failed)
-            fail(&c, "pid %zu: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
+            fail(&c, "pid %d: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
                  (unsigned long long)c.held);
     }
     if (live != m->nlive)

@@ -132,6 +132,8 @@ typedef struct {
     uint64_t page_tables_shared; /* odf: last-level tables held by more than one process now */
     uint64_t thp_faults;         /* huge pages allocated by faults */
     uint64_t thp_splits;         /* huge mappings split into 512 entries */
+    uint64_t process_records;    /* records kept: live processes + exited ones still held */
+    uint64_t pid_map_slots;      /* slots of the pid -> record map (0, or 16.. 8 x records) */
 } cs_machine_stats;
 
 typedef struct {
@@ -214,6 +216,14 @@ cs_status cs_exit(cs_machine *m, int32_t pid);
  * the borrowed one back to its parent first).  Needs one free frame. */
 cs_status cs_exec(cs_machine *m, int32_t pid);
 cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out);
+/* Handles on a process record (get_task_struct / put_task_struct): an exited
+ * process's record, and its final counters, stay while a handle holds it;
+ * without one it is freed at exit (or at the last put) and its pid is reaped:
+ * every call naming it then returns CS_EEXITED, a pid never created CS_ENOPROC.
+ * cs_proc_get takes a handle and gives the parent's pid (0 if spawned);
+ * cs_proc_put of a record nobody holds returns CS_EINVAL. */
+cs_status cs_proc_get(cs_machine *m, int32_t pid, int32_t *ppid_out);
+cs_status cs_proc_put(cs_machine *m, int32_t pid);
 cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out);   /* 0 exited, 1 live, 2 suspended */
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
 

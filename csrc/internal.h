@@ -99,9 +99,22 @@ typedef struct cs_proc {
     int32_t borrower;         /* vfork parent: the child holding its address space */
     tlb_entry *tlb;           /* NULL when the machine has no TLB */
     cs_proc_stats st;
+    uint32_t holds;           /* handles on the record (cs_proc_get), as task_struct's usage */
+    bool exited;              /* its space is gone; the record stays while held */
 } cs_proc;
 
-enum { PID_NEVER = 0, PID_LIVE = 1, PID_EXITED = 2 };
+/* pidmap.c: pid -> record, for live processes and held exited ones.  A slot
+ * with pid 0 is free; cap is 0 or a power of two >= PIDMAP_MIN. */
+typedef struct {
+    int32_t pid;
+    cs_proc *p;
+} pid_slot;
+typedef struct {
+    pid_slot *slots;
+    size_t cap, count;
+    unsigned shift;           /* 32 - log2(cap), for the hash */
+} pid_map;
+#define PIDMAP_MIN 16
 
 struct cs_machine {
     cs_config cfg;
@@ -137,12 +150,12 @@ struct cs_machine {
     size_t tpoollen, tframelen;
     uint64_t tfree_head, tbump;
 
-    /* Processes, indexed by pid. */
-    cs_proc **procs;
-    uint8_t *pidstate;
-    size_t cappids;
+    /* Processes: the records of live ones and of exited ones still held.
+     * A pid below next_pid without a record was reaped. */
+    pid_map pids;
     int32_t next_pid;
     uint64_t nlive;
+    cs_proc_stats reaped;     /* counters of the freed records, summed (cs_check) */
 
     cs_shobj *objs;
     uint64_t nobjs;
@@ -317,8 +330,19 @@ static inline int access_one(cs_machine *m, cs_proc *p, uint64_t addr, bool writ
     return access_one_hinted(m, p, addr, write, info, NULL);
 }
 
+/* pidmap.c */
+cs_proc *pidmap_find(const pid_map *pm, int32_t pid);   /* NULL: no record */
+bool pidmap_reserve(pid_map *pm);                        /* room for one more; false: host refused */
+void pidmap_insert(pid_map *pm, cs_proc *p);             /* after pidmap_reserve */
+void pidmap_remove(pid_map *pm, int32_t pid);            /* pid must be in the map */
+void pidmap_free(pid_map *pm);
+#define pidmap_for_each(pm, p)                                                                          \
+    for (size_t pm_i_ = 0; pm_i_ < (pm)->cap; pm_i_++)                                                  \
+        if (((p) = (pm)->slots[pm_i_].p) != NULL)
+
 /* machine.c */
-cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);
+cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out);   /* a live, running process */
+cs_status proc_missing(const cs_machine *m, int32_t pid);        /* status for a pid without record */
 cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root);  /* root needs 1 free frame */
 void proc_destroy(cs_machine *m, cs_proc *p);
 void mm_move(cs_proc *dst, cs_proc *src);      /* the address space changes hands */

@@ -167,21 +167,18 @@ void cs_machine_free(cs_machine *m)
     if (!m)
         return;
     machine_list_del(m);
-    for (size_t i = 0; i < m->cappids; i++) {
-        cs_proc *p = m->procs[i];
-        if (p) {
-            vma_release(p);
-            tlb_release(p);
-            free(p);
-        }
+    cs_proc *p;
+    pidmap_for_each(&m->pids, p) {
+        vma_release(p);
+        tlb_release(p);
+        free(p);
     }
     for (cs_shobj *o = m->objs, *n; o; o = n) {
         n = o->next;
         free(o->pages);
         free(o);
     }
-    free(m->procs);
-    free(m->pidstate);
+    pidmap_free(&m->pids);
     release(m->fm, m->fmlen);
     release(m->tpool, m->tpoollen);
     release(m->tframe, m->tframelen);
@@ -202,34 +199,29 @@ cs_status cs_geometry_get(cs_machine *m, cs_geometry *out)
     return CS_OK;
 }
 
+/* A pid without a record: reaped (it existed) or never created. */
+cs_status proc_missing(const cs_machine *m, int32_t pid)
+{
+    return pid > 0 && pid < m->next_pid ? CS_EEXITED : CS_ENOPROC;
+}
+
 cs_status proc_get(cs_machine *m, int32_t pid, cs_proc **out)
 {
-    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
-        return CS_ENOPROC;
-    if (m->pidstate[pid] == PID_EXITED)
+    cs_proc *p = pidmap_find(&m->pids, pid);
+    if (!p)
+        return proc_missing(m, pid);
+    if (p->exited)
         return CS_EEXITED;
-    *out = m->procs[pid];
-    return (*out)->borrower ? CS_ESUSPENDED : CS_OK;
+    *out = p;
+    return p->borrower ? CS_ESUSPENDED : CS_OK;
 }
 
 cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
 {
     if (m->next_pid == INT32_MAX || m->nlive >= MAPC_MAX)   /* a mapcount must fit 24 bits */
         return NULL;
-    if ((size_t)m->next_pid >= m->cappids) {
-        size_t cap = m->cappids ? m->cappids * 2 : 64;
-        cs_proc **procs = realloc(m->procs, cap * sizeof *procs);
-        if (!procs)
-            return NULL;
-        m->procs = procs;
-        uint8_t *state = realloc(m->pidstate, cap);
-        if (!state)
-            return NULL;
-        m->pidstate = state;
-        memset(procs + m->cappids, 0, (cap - m->cappids) * sizeof *procs);
-        memset(state + m->cappids, 0, cap - m->cappids);
-        m->cappids = cap;
-    }
+    if (!pidmap_reserve(&m->pids))
+        return NULL;
     cs_proc *p = calloc(1, sizeof *p);
     if (!p || (with_root && !vma_reserve(p, vma_cap)) || !tlb_init(m, p)) {
         if (p)
@@ -246,8 +238,7 @@ cs_proc *proc_new(cs_machine *m, int32_t ppid, size_t vma_cap, bool with_root)
     }
     p->pid = m->next_pid++;
     p->ppid = ppid;
-    m->procs[p->pid] = p;
-    m->pidstate[p->pid] = PID_LIVE;
+    pidmap_insert(&m->pids, p);
     m->nlive++;
     return p;
 }
@@ -273,7 +264,7 @@ void mm_move(cs_proc *dst, cs_proc *src)
 
 void mm_give_back(cs_machine *m, cs_proc *p)
 {
-    cs_proc *l = m->procs[p->lender];
+    cs_proc *l = pidmap_find(&m->pids, p->lender);   /* suspended, hence live */
     mm_move(l, p);
     l->borrower = 0;
     p->lender = 0;
@@ -282,7 +273,21 @@ void mm_give_back(cs_machine *m, cs_proc *p)
             l->tlb[i].vpn = TLB_INVALID;
 }
 
-/* Exit: zap everything, free every table; the record stays for its stats.
+/* release_task + put_task_struct: the record of an exited process goes
+ * once nothing holds it; its pid stays used (reaped, never handed out again). */
+static void proc_release(cs_machine *m, cs_proc *p)
+{
+    m->reaped.minflt += p->st.minflt;
+    m->reaped.segfaults += p->st.segfaults;
+    m->reaped.pages_copied += p->st.pages_copied;
+    m->reaped.thp_faults += p->st.thp_faults;
+    m->reaped.thp_splits += p->st.thp_splits;
+    pidmap_remove(&m->pids, p->pid);
+    free(p);
+}
+
+/* Exit: zap everything, free every table; the record stays for its stats
+ * while a handle holds it (cs_proc_get), else it goes at once.
  * A vfork child gives the address space back instead. */
 void proc_destroy(cs_machine *m, cs_proc *p)
 {
@@ -299,8 +304,10 @@ void proc_destroy(cs_machine *m, cs_proc *p)
     vma_free_all(m, p);
     tlb_release(p);
     vma_release(p);   /* the spares */
-    m->pidstate[p->pid] = PID_EXITED;
+    p->exited = true;
     m->nlive--;
+    if (!p->holds)
+        proc_release(m, p);
 }
 
 cs_status cs_spawn(cs_machine *m, int32_t *pid_out)
@@ -324,10 +331,46 @@ cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out)
 {
     LOCK(m);
     cs_status st = CS_OK;
-    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
-        st = CS_ENOPROC;
+    cs_proc *p = pidmap_find(&m->pids, pid);
+    if (!p)
+        st = proc_missing(m, pid);
     else
-        *ppid_out = m->procs[pid]->ppid;
+        *ppid_out = p->ppid;
+    UNLOCK(m);
+    return st;
+}
+
+/* get_task_struct: a handle keeps the record, hence the final counters, of
+ * an exited process. */
+cs_status cs_proc_get(cs_machine *m, int32_t pid, int32_t *ppid_out)
+{
+    LOCK(m);
+    cs_status st = CS_OK;
+    cs_proc *p = pidmap_find(&m->pids, pid);
+    if (!p)
+        st = proc_missing(m, pid);
+    else if (p->holds == UINT32_MAX)
+        st = CS_EINVAL;
+    else {
+        p->holds++;
+        *ppid_out = p->ppid;
+    }
+    UNLOCK(m);
+    return st;
+}
+
+/* put_task_struct: the last handle on an exited process frees its record. */
+cs_status cs_proc_put(cs_machine *m, int32_t pid)
+{
+    LOCK(m);
+    cs_status st = CS_OK;
+    cs_proc *p = pidmap_find(&m->pids, pid);
+    if (!p)
+        st = proc_missing(m, pid);
+    else if (!p->holds)
+        st = CS_EINVAL;
+    else if (!--p->holds && p->exited)
+        proc_release(m, p);
     UNLOCK(m);
     return st;
 }
@@ -336,26 +379,35 @@ cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out)
 {
     LOCK(m);
     cs_status st = CS_OK;
-    if (pid <= 0 || (size_t)pid >= m->cappids || m->pidstate[pid] == PID_NEVER)
-        st = CS_ENOPROC;
-    else if (m->pidstate[pid] != PID_LIVE)
-        *state_out = 0;
-    else
-        *state_out = m->procs[pid]->borrower ? 2 : 1;
+    cs_proc *p = pidmap_find(&m->pids, pid);
+    if (!p && (st = proc_missing(m, pid)) == CS_EEXITED)
+        st = CS_OK;   /* reaped */
+    if (!st)
+        *state_out = !p || p->exited ? 0 : p->borrower ? 2 : 1;
     UNLOCK(m);
     return st;
+}
+
+static int pid_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
 }
 
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count)
 {
     LOCK(m);
     size_t n = 0;
-    for (size_t i = 1; i < m->cappids; i++)
-        if (m->pidstate[i] == PID_LIVE) {
+    cs_proc *p;
+    pidmap_for_each(&m->pids, p) {
+        if (!p->exited) {
             if (n < cap)
-                out[n] = (int32_t)i;
+                out[n] = p->pid;
             n++;
         }
+    }
+    if (n <= cap && n > 1)
+        qsort(out, n, sizeof *out, pid_cmp);
     *count = n;
     UNLOCK(m);
     return CS_OK;

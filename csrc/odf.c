@@ -217,9 +217,11 @@ cs_status odf_logical_mapcounts(cs_machine *m, uint32_t **out)
     }
     for (uint64_t f = 1; f < m->bump; f++)
         c.lmap[f] = m->fm[f].ref ? m->fm[f].mapc : 0;
-    for (size_t pid = 1; pid < m->cappids; pid++)
-        if (m->pidstate[pid] == PID_LIVE)
-            pmd_walk(m, m->procs[pid], 0, m->user_end, add_sharers, &c);
+    cs_proc *p;
+    pidmap_for_each(&m->pids, p) {
+        if (!p->exited)
+            pmd_walk(m, p, 0, m->user_end, add_sharers, &c);
+    }
     free(c.seen);
     *out = c.lmap;
     return CS_OK;

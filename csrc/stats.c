@@ -14,6 +14,8 @@ cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out)
     out->data_frames = m->nused - m->npt;
     out->shared_objects = m->nobjs;
     out->processes = m->nlive;
+    out->process_records = m->pids.count;
+    out->pid_map_slots = m->pids.cap;
     out->page_tables_shared = m->nshared_tables;
     UNLOCK(m);
     return CS_OK;
@@ -30,10 +32,8 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
-    if (st == CS_EEXITED || st == CS_ESUSPENDED) {   /* final or frozen counters stay readable */
-        p = m->procs[pid];
-        st = CS_OK;
-    }
+    if ((st == CS_EEXITED || st == CS_ESUSPENDED) && (p = pidmap_find(&m->pids, pid)))
+        st = CS_OK;   /* final (while held) or frozen counters stay readable */
     if (!st) {
         *out = p->st;
         out->page_table_frames = p->ntables;

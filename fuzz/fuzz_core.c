@@ -4,7 +4,7 @@
  * The input bytes are decoded into a machine configuration and then a sequence
  * of operations (spawn, mmap, munmap, mprotect, madvise, touch, read, write,
  * fork cow/odf/eager/vfork, exec, exit, batched accesses, multi-process
- * replays with pids of every kind, inspection) on a small machine, so that frames run out,
+ * replays with pids of every kind, inspection, record holds) on a small machine, so that frames run out,
  * regions collide and processes share pages.  After every operation:
  *   - cs_check() must pass;
  *   - the status must be exactly the one an independent oracle predicts from
@@ -29,7 +29,7 @@
 #define MAX_PIDS 48
 #define MAX_OPS 256
 #define MSGLEN 512
-#define NOPS 26      /* operation codes: op % NOPS */
+#define NOPS 27      /* operation codes: op % NOPS */
 
 /* ------------------------------------------------------------------------- */
 /* input decoding                                                             */
@@ -87,7 +87,9 @@ static void *xmalloc(size_t n)
 /* ------------------------------------------------------------------------- */
 /* harness state                                                              */
 
-enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2, P_SUSPENDED = 3 };   /* suspended: a vfork parent */
+/* P_SUSPENDED: a vfork parent; P_EXITED: its record is held (cs_proc_get);
+ * P_REAPED: exited and freed. */
+enum { P_NEVER = 0, P_LIVE = 1, P_EXITED = 2, P_SUSPENDED = 3, P_REAPED = 4 };
 
 typedef struct {
     cs_machine *m;
@@ -97,6 +99,7 @@ typedef struct {
     int32_t next_pid;         /* the pid the next spawn/fork must return */
     uint8_t state[MAX_PIDS + 2];
     int32_t lender[MAX_PIDS + 2];   /* of a vfork child until it execs or exits, else 0 */
+    uint32_t holds[MAX_PIDS + 2];   /* handles the harness took (cs_proc_get) */
     char msg[MSGLEN];
     int op;                   /* index of the current operation, for messages */
 } harness;
@@ -712,6 +715,7 @@ static cs_status op_fork(harness *h, input *in, cs_fork_mode mode)
     REQUIRE(child == h->next_pid, "op %d: fork returned pid %d, expected %d", h->op, child, h->next_pid);
     h->state[h->next_pid++] = P_LIVE;
     cs_machine_stats a = mstats(h);
+    REQUIRE(a.process_records == b.process_records + 1, "op %d: fork did not add a record", h->op);
     cs_proc_stats cst;
     REQUIRE(cs_proc_stats_get(h->m, child, &cst) == CS_OK, "op %d: child stats", h->op);
     REQUIRE(cst.minflt == 0 && cst.segfaults == 0, "op %d: child starts with faults", h->op);
@@ -792,16 +796,21 @@ static cs_status op_exit(harness *h, input *in)
     REQUIRE(st == want, "op %d: exit(pid %d) returned %d, expected %d", h->op, pid, (int)st, (int)want);
     if (st != CS_OK)
         return st;
-    h->state[pid] = P_EXITED;
+    h->state[pid] = h->holds[pid] ? P_EXITED : P_REAPED;
     if (h->lender[pid]) {   /* a vfork child gives the space back: its parent resumes */
         h->state[h->lender[pid]] = P_LIVE;
         h->lender[pid] = 0;
     }
     cs_machine_stats a = mstats(h);
     REQUIRE(a.processes == b.processes - 1, "op %d: exit did not drop the process count", h->op);
+    REQUIRE(a.process_records == b.process_records - !h->holds[pid], "op %d: exit kept %llu records of %llu",
+            h->op, (unsigned long long)a.process_records, (unsigned long long)b.process_records);
     cs_proc_stats s;
-    REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_OK && s.page_table_frames == 0,
-            "op %d: exited process still holds tables", h->op);
+    if (h->holds[pid])
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_OK && s.page_table_frames == 0,
+                "op %d: exited process still holds tables", h->op);
+    else
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_EEXITED, "op %d: stats of a reaped pid", h->op);
     size_t n;
     REQUIRE(cs_regions(h->m, pid, NULL, 0, &n) == CS_EEXITED, "op %d: regions of an exited process", h->op);
     return st;
@@ -1095,6 +1104,61 @@ static cs_status op_replay(harness *h, input *in)
     return st;
 }
 
+/* cs_proc_get / cs_proc_put of any pid: live, exited and held, reaped, never
+ * created, 0, negative.  The last put of an exited process frees its record. */
+static cs_status op_hold(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    int put = u8(in) & 1;
+    cs_status want = pid_status(h, pid);
+    if ((want == CS_EEXITED && h->state[pid] == P_EXITED) || want == CS_ESUSPENDED)
+        want = CS_OK;   /* a held exited record, or a suspended vfork parent: the record is there */
+    if (want == CS_OK && put && !h->holds[pid])
+        want = CS_EINVAL;
+    cs_machine_stats b = mstats(h);
+    int32_t ppid = -7, ppid2 = -8;
+    cs_status st = put ? cs_proc_put(h->m, pid) : cs_proc_get(h->m, pid, &ppid);
+    REQUIRE(st == want, "op %d: %s(pid %d) returned %d, expected %d", h->op, put ? "put" : "get", pid, (int)st,
+            (int)want);
+    if (st != CS_OK)
+        return st;
+    if (!put) {
+        h->holds[pid]++;
+        REQUIRE(cs_proc_parent(h->m, pid, &ppid2) == CS_OK && ppid == ppid2 && ppid >= 0 && ppid < pid,
+                "op %d: get(pid %d) gave parent %d", h->op, pid, ppid);
+        return st;
+    }
+    int freed = !--h->holds[pid] && h->state[pid] == P_EXITED;
+    cs_machine_stats a = mstats(h);
+    REQUIRE(a.process_records == b.process_records - freed, "op %d: put(pid %d) left %llu records of %llu", h->op,
+            pid, (unsigned long long)a.process_records, (unsigned long long)b.process_records);
+    if (freed) {
+        h->state[pid] = P_REAPED;
+        cs_proc_stats s;
+        REQUIRE(cs_proc_stats_get(h->m, pid, &s) == CS_EEXITED && cs_proc_parent(h->m, pid, &ppid2) == CS_EEXITED &&
+                    cs_proc_get(h->m, pid, &ppid2) == CS_EEXITED,
+                "op %d: a reaped pid still has a record", h->op);
+    }
+    return st;
+}
+
+/* The records the core must keep: live processes and held exited ones; the
+ * pid map between 1/8 and 1/2 full (16 slots at least). */
+static void check_records(harness *h, const char *after)
+{
+    cs_machine_stats s = mstats(h);
+    uint64_t n = 0;
+    for (int32_t pid = 1; pid < h->next_pid; pid++)
+        n += h->state[pid] == P_LIVE || h->state[pid] == P_SUSPENDED || h->state[pid] == P_EXITED;
+    REQUIRE(s.process_records == n, "op %d (%s): %llu records, expected %llu", h->op, after,
+            (unsigned long long)s.process_records, (unsigned long long)n);
+    REQUIRE(s.pid_map_slots == 0 ? h->next_pid == 1
+                                 : s.pid_map_slots >= 16 && n * 2 <= s.pid_map_slots &&
+                                       (s.pid_map_slots == 16 || n * 8 >= s.pid_map_slots),
+            "op %d (%s): %llu records in %llu slots", h->op, after, (unsigned long long)n,
+            (unsigned long long)s.pid_map_slots);
+}
+
 /* Inspection calls with arbitrary (often too small) capacities: the buffers
  * are exactly that large, so ASan catches any write past cap. */
 static cs_status op_inspect(harness *h, input *in)
@@ -1159,8 +1223,9 @@ static cs_status op_inspect(harness *h, input *in)
     case 5: {
         cs_proc_stats s;
         cs_status st = cs_proc_stats_get(h->m, pid, &s);
-        REQUIRE(st == (want == CS_EEXITED || want == CS_ESUSPENDED ? CS_OK : want), "op %d: proc stats status %d",
-                h->op, (int)st);
+        /* held exited: final stats; reaped: CS_EEXITED; a suspended vfork parent: its stats */
+        cs_status w = (want == CS_EEXITED && h->state[pid] == P_EXITED) || want == CS_ESUSPENDED ? CS_OK : want;
+        REQUIRE(st == w, "op %d: proc stats status %d, expected %d", h->op, (int)st, (int)w);
         if (st == CS_OK)
             REQUIRE(s.minflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy + s.faults_cow_reuse +
                                     s.faults_shared,
@@ -1262,7 +1327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * (a failed call may only change its own process; cs_check covers
          * the reference counts of all the others). */
         input peek = in;
-        int32_t actor = (op % NOPS > 1 && op % NOPS < 24) ? pick_pid(&h, &peek) : 0;
+        int32_t actor = (op % NOPS > 1 && op % NOPS < 24) || op % NOPS == 26 ? pick_pid(&h, &peek) : 0;
         proc_snap snap;
         snap_take(&h, actor, &snap);
         int partial_ok = 0, inspect = 0, batch = 0;
@@ -1286,11 +1351,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 21: name = "exec"; st = op_exec(&h, &in); break;
         case 22: case 23: name = "access batch"; batch = 1; st = op_batch(&h, &in); break;
         case 24: case 25: name = "replay"; batch = 1; st = op_replay(&h, &in); break;
+        case 26: name = "hold"; st = op_hold(&h, &in); break;
         default: name = "inspect"; inspect = 1; st = op_inspect(&h, &in); break;
         }
         if (trace)
             fprintf(stderr, "op %d: %s -> %d\n", h.op, name, (int)st);
         run_check(&h, name);
+        check_records(&h, name);
         cs_machine_stats after = mstats(&h);
         /* A failed call changes nothing but segfault counters.  Exception: a
          * multi-page read/write that ran out of frames keeps the pages it
@@ -1314,6 +1381,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         snap_free(&snap);
     }
+    /* Every handle let go: only the live processes keep records. */
+    for (int32_t pid = 1; pid < h.next_pid; pid++)
+        while (h.holds[pid]) {
+            REQUIRE(cs_proc_put(h.m, pid) == CS_OK, "final put(pid %d)", pid);
+            if (!--h.holds[pid] && h.state[pid] == P_EXITED)
+                h.state[pid] = P_REAPED;
+        }
+    check_records(&h, "final puts");
+    run_check(&h, "final puts");
     cs_machine_free(h.m);
     return 0;
 }

@@ -10,7 +10,7 @@ in data and metadata mode, encoded in the harness's input format:
         try an invalid config first (bit 7, then one byte)
     c1: frames (2 + c1 % 96, or 2 + 2*c1 when c1 >= 224)
     c2: fault-around window (c2 & 7)
-    then operations: one byte (op % 26) followed by the op's argument bytes.
+    then operations: one byte (op % 27) followed by the op's argument bytes.
 
 Besides the small scenarios, ``long_*`` seeds are long multi-process sequences (200+
 operations, up to the harness's 256, each under the 2048-byte limit of .ci/fuzz): spawns,
@@ -29,10 +29,11 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "corpus"
 
-# op codes (op % 26 in the harness)
+# op codes (op % 27 in the harness)
 SPAWN, MMAP, MMAP_FIXED, MUNMAP, MPROTECT, MADVISE = 0, 2, 5, 6, 7, 8
 TOUCH_R, TOUCH_W, READ, WRITE, FORK_COW, FORK_EAGER, EXIT, INSPECT = 9, 11, 13, 14, 15, 16, 17, 18
 VFORK, EXEC, BATCH, REPLAY = 20, 21, 22, 24
+HOLD = 26   # then the pid byte and one byte: even = cs_proc_get, odd = cs_proc_put
 MAX_OPS, MAX_LEN, MAX_PIDS = 256, 2048, 48     # the harness's and .ci/fuzz's limits
 PROT = {"none": 0, "r": 1, "rw": 3}
 ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
@@ -166,6 +167,10 @@ class Seq:
             k += 1
         return self.op(REPLAY, fl, *parts)
 
+    def hold(self, pid: int, put: bool = False) -> "Seq":
+        """cs_proc_get (or cs_proc_put) of pid k; k <= 0 as in pid()."""
+        return self.op(HOLD, self.pid(pid), bytes([int(put)]))
+
     def inspect(self, pid: int, what: int, cap: int = 15) -> "Seq":
         extra = self.addr(0, 1) if what in (4, 7) else b""
         return self.op(INSPECT, self.pid(pid), bytes([(what << 4) | cap]), extra)
@@ -244,6 +249,12 @@ def scenarios():
     s.op(MMAP, b"\x00", s.length(1), b"\x03").op(FORK_COW, b"\x01", b"\x00").op(EXIT, b"\x05")
     s.inspect(1, 5).inspect(1, 1).inspect(1, 6)
     yield "exited", s.bytes()
+    # Records: held across exit (final stats), reaped at the last put, bad holds.
+    s = Seq(page=0)
+    s.spawn().mmap(1, 2).touch(1, 0, 0, True).hold(1).hold(1).fork(1).hold(2).exit(1).inspect(1, 5)
+    s.hold(1, put=True).inspect(1, 5).hold(1, put=True).inspect(1, 5).hold(1).hold(1, put=True)
+    s.hold(2, put=True).hold(2, put=True).hold(0).hold(-1, put=True).exit(2).inspect(2, 6)
+    yield "records", s.bytes()
     # Deep process tree, each generation writes one page (chains of CoW).
     s = Seq(page=0, frames=97)
     s.spawn().mmap(1, 8).write(1, 0, 0, 7)

@@ -85,7 +85,7 @@ def test_stats_are_frozen_dataclasses():
             "frames_total", "frames_used", "frames_free", "page_table_frames", "data_frames",
             "frames_peak", "frames_allocated", "frames_freed", "pages_copied", "shared_objects",
             "processes", "forks", "minflt", "segfaults", "table_copies", "table_reuses",
-            "page_tables_shared", "thp_faults", "thp_splits"]
+            "page_tables_shared", "thp_faults", "thp_splits", "process_records", "pid_map_slots"]
         assert [f.name for f in dataclasses.fields(ProcessStats)] == [
             "minflt", "faults_zero_page", "faults_zero_fill", "faults_cow_copy",
             "faults_cow_reuse", "faults_shared", "segfaults", "pages_copied", "page_table_frames",
@@ -100,7 +100,7 @@ def test_stats_are_frozen_dataclasses():
                                   frames_allocated=1, frames_freed=0, pages_copied=0,
                                   shared_objects=0, processes=1, forks=0, minflt=0, segfaults=0,
                                   table_copies=0, table_reuses=0, page_tables_shared=0,
-                                  thp_faults=0, thp_splits=0)
+                                  thp_faults=0, thp_splits=0, process_records=1, pid_map_slots=16)
         assert ps == pstats(tables=1)
 
 

@@ -49,6 +49,7 @@ Two parts run in every profile:
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -143,7 +144,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         super().__init__()
         self.real = None
         self.ref = None
-        self.pairs = []        # (core Process, model Process) of every pid ever created
+        self.pairs = []        # (core Process, model Process) of every pid created, but released ones
         self.log = []          # the operations run, for failure reports
         self.recent = []       # page addresses accessed lately (by any process)
         self.settled = set()   # pids of exited processes whose final stats were compared
@@ -321,6 +322,22 @@ class DifferentialMachine(RuleBasedStateMachine):
         r, f = self.both(f"pid {fp.pid}: fork({mode!r})", lambda: rp.fork(mode), lambda: fp.fork(mode))
         if r[0] == "ok":
             assert r[1].pid == f[1].pid and r[1].parent.pid == fp.pid
+            self.pairs.append((r[1], f[1]))
+
+    @rule(x=ARG)
+    def release(self, x):
+        """Drop both sides' objects of one process (cs_proc_put), then ask for it again
+        (cs_proc_get): a live one comes back; an exited one was reaped with its last object."""
+        if not self.pairs:
+            return
+        rp, fp = self.pairs.pop(Choices(x).int(0, len(self.pairs) - 1))
+        pid, exited = fp.pid, not fp.alive
+        del rp, fp   # usually the last references: the records go right here
+        if exited and (pid in self.real._procs or pid in self.ref._exited):
+            gc.collect()   # still held, by a reference cycle on one side (rare): collect it now
+        r, f = self.both(f"release, process({pid})", lambda: self.real.process(pid), lambda: self.ref.process(pid))
+        if r[0] == "ok":
+            assert r[1].pid == f[1].pid == pid and r[1].alive and f[1].alive
             self.pairs.append((r[1], f[1]))
 
     def _mmap(self, x):

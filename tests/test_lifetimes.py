@@ -227,18 +227,30 @@ def test_process_objects_are_cached_weakly() -> None:
 
 
 def test_exited_process_keeps_its_final_stats_after_gc() -> None:
+    # Was: exit, drop every object, gc, then m.process(pid).stats.  Since the record of an
+    # exited process goes with its last object (issue #11), the final stats stay readable
+    # through any object kept, across gc; the cache hands that same object back.
     m = cowsim.Machine(memory="1MiB")
     p = m.spawn()
     a = p.mmap(PAGE)
     p.touch(a, write=True)
     pid = p.pid
+    kept = weakref.ref(p)
+    q = p
     p.exit()
     del p
     gc.collect()
-    q = m.process(pid)
+    assert kept() is q and m.process(pid) is q
     assert not q.alive and q.stats.minflt == 1 and q.stats.page_table_frames == 0
     with pytest.raises(cowsim.ProcessExited):
         q.regions
+    assert m.stats.process_records == 1
+    del q
+    gc.collect()
+    assert m.stats.process_records == 0
+    with pytest.raises(cowsim.ProcessExited, match="record was released"):
+        m.process(pid)
+    m.check()
     m.close()
 
 
