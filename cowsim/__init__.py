@@ -9,7 +9,16 @@
 >>> c.touch(a, write=True)
 <Outcome.COW_COPY: 3>
 """
-from ._types import BatchResult, FrameFlags, MachineStats, Outcome, ProcessStats, Region, Translation
+from ._types import (
+    BatchResult,
+    FrameFlags,
+    MachineStats,
+    Outcome,
+    ProcessState,
+    ProcessStats,
+    Region,
+    Translation,
+)
 from .errors import (
     CowsimError,
     HostMemoryError,
@@ -34,6 +43,7 @@ __all__ = [
     "BatchResult",
     "FrameFlags",
     "MachineStats",
+    "ProcessState",
     "ProcessStats",
     "Region",
     "Translation",

@@ -14,6 +14,15 @@ import numpy as np
 from ._ffi import ffi, lib
 
 
+class ProcessState(enum.IntEnum):
+    """What a process is doing (``Process.state``); the core's ``cs_proc_state_t``."""
+
+    EXITED = lib.CS_PROC_EXITED
+    RUNNING = lib.CS_PROC_RUNNING
+    SUSPENDED = lib.CS_PROC_SUSPENDED  # a vfork parent: its space is lent to the child
+    BORROWING = lib.CS_PROC_BORROWING  # a vfork child, on its parent's space until exec or exit
+
+
 class Outcome(enum.IntEnum):
     """What one access did (also the codes of batched accesses)."""
 

@@ -23,8 +23,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from ._types import FrameFlags, Outcome, Translation
-from .errors import ProcessExited
+from ._types import FrameFlags, Translation
 from .machine import Machine
 from .process import Process
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, List, Optional
+from typing import Any, List
 
 import numpy as np
 

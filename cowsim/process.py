@@ -13,6 +13,7 @@ from ._types import (
     SMAPS_FIELDS,
     BatchResult,
     Outcome,
+    ProcessState,
     ProcessStats,
     Region,
     Translation,
@@ -110,20 +111,29 @@ class Process:
         except ProcessExited:
             return None
 
-    def _state(self) -> int:
+    @property
+    def state(self) -> ProcessState:
+        """What the process is doing: ``RUNNING``, ``SUSPENDED`` (a vfork parent),
+        ``BORROWING`` (a vfork child on its parent's space) or ``EXITED``."""
         state = ffi.new("int32_t *")
         check(lib.cs_proc_state(self.machine.ptr, self.pid, state), f"pid {self.pid}: state")
-        return int(state[0])
+        return ProcessState(int(state[0]))
 
     @property
     def alive(self) -> bool:
         """True until :meth:`exit` (a suspended vfork parent is alive)."""
-        return self._state() != 0
+        return self.state is not ProcessState.EXITED
 
     @property
     def suspended(self) -> bool:
         """True while a vfork child holds this process's address space."""
-        return self._state() == 2
+        return self.state is ProcessState.SUSPENDED
+
+    @property
+    def borrowing(self) -> bool:
+        """True while this vfork child runs on its parent's address space (until it execs
+        or exits: its exit then gives the space back and unmaps nothing)."""
+        return self.state is ProcessState.BORROWING
 
     # -- regions --------------------------------------------------------------------
     def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None,
@@ -408,7 +418,8 @@ class Process:
     def __repr__(self) -> str:
         if self.machine.closed:
             return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} machine closed>"
-        state = ("exited", "alive", "suspended")[self._state()]
+        state = {ProcessState.EXITED: "exited", ProcessState.SUSPENDED: "suspended",
+                 ProcessState.BORROWING: "borrowing"}.get(self.state, "alive")
         return f"<cowsim.Process pid={self.pid} parent={self._ppid or None} {state}>"
 
     def __eq__(self, other: object) -> bool:

@@ -50,7 +50,7 @@ from . import kernel as _kernel
 from .errors import CowsimError, InvalidArgument, SegmentationFault
 from .machine import Machine
 from .process import Process
-from .scenario import HUGE_PAGES, REGION_METRICS, Measurements, Scenario, Step, load_scenarios
+from .scenario import REGION_METRICS, Measurements, Scenario, Step, load_scenarios
 from .suite import SUITE_NAMES, builtin_suite
 
 __all__ = [

@@ -224,7 +224,14 @@ cs_status cs_proc_parent(cs_machine *m, int32_t pid, int32_t *ppid_out);
  * cs_proc_put of a record nobody holds returns CS_EINVAL. */
 cs_status cs_proc_get(cs_machine *m, int32_t pid, int32_t *ppid_out);
 cs_status cs_proc_put(cs_machine *m, int32_t pid);
-cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out);   /* 0 exited, 1 live, 2 suspended */
+/* What a process is doing (cs_proc_state). */
+typedef enum {
+    CS_PROC_EXITED = 0,     /* exited (its record held, or reaped): only final stats remain */
+    CS_PROC_RUNNING = 1,    /* live, on its own address space */
+    CS_PROC_SUSPENDED = 2,  /* a vfork parent: its space is lent to the child */
+    CS_PROC_BORROWING = 3   /* a vfork child, on its parent's space until it execs or exits */
+} cs_proc_state_t;
+cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out);   /* a cs_proc_state_t */
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
 
 /* Regions */

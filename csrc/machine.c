@@ -383,7 +383,10 @@ cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out)
     if (!p && (st = proc_missing(m, pid)) == CS_EEXITED)
         st = CS_OK;   /* reaped */
     if (!st)
-        *state_out = !p || p->exited ? 0 : p->borrower ? 2 : 1;
+        *state_out = !p || p->exited ? CS_PROC_EXITED
+                     : p->borrower  ? CS_PROC_SUSPENDED
+                     : p->lender    ? CS_PROC_BORROWING
+                                    : CS_PROC_RUNNING;
     UNLOCK(m);
     return st;
 }

@@ -11,7 +11,7 @@ import pytest
 import cowsim
 from cowsim import kernel
 from cowsim.calibrate import SAMPLE_RAW, add_calibrate_parser, calibrate, fit_model, parse_raw
-from cowsim.costmodel import PROFILE_FORMAT, CostModel
+from cowsim.cost import PROFILE_FORMAT, CostModel
 
 REASON = kernel.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unavailable: {REASON}")

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
-import importlib
 import json
 import sys
 
@@ -64,13 +62,6 @@ def with_steps(*steps, **top):
 
 MAP_A = {"op": "map", "region": "a", "pages": 8}
 MAP_S = {"op": "map", "region": "s", "pages": 8, "shared": True}
-
-
-@pytest.mark.parametrize("module", ["cowsim.scenario", "cowsim.suite", "cowsim.validate", "cowsim.costmodel",
-                                    "cowsim.calibrate"])
-def test_doctests(module):
-    failed, _ = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert failed == 0
 
 
 def test_json_and_toml_load_the_same(tmp_path):
