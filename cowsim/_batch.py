@@ -9,9 +9,9 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
-from ._ffi import check, ffi, lib
+from ._ffi import check, ffi, lib, segfault
 from ._types import BatchResult
-from .errors import CowsimError, InvalidArgument, OutOfMemory, SegmentationFault
+from .errors import CowsimError, InvalidArgument, OutOfMemory
 
 WriteSpec = Union[bool, np.ndarray]
 _ON_SEGFAULT = ("continue", "raise")
@@ -105,12 +105,8 @@ def finish(
     index = int(res.stop_index)
     err: CowsimError
     if rc == lib.CS_ESEGV:
-        addr = int(res.info.addr)
-        reason = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}[int(res.info.segv_reason)]
-        access = "write" if (write if isinstance(write, (bool, np.bool_)) else bool(write[index])) else "read"
-        err = SegmentationFault(
-            f"{op}: segmentation fault at index {index}: {access} at {addr:#x} ({reason})", addr, access, reason
-        )
+        written = write if isinstance(write, (bool, np.bool_)) else bool(write[index])
+        err = segfault(op, int(res.info.addr), bool(written), int(res.info.segv_reason), index)
     elif rc == lib.CS_ENOMEM:
         err = OutOfMemory(f"{op}: out of simulated physical memory at index {index}")
     else:

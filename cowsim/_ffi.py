@@ -17,9 +17,8 @@ from .errors import (
     SegmentationFault,
 )
 
-__all__ = ["ffi", "lib", "check"]
+__all__ = ["ffi", "lib", "check", "segfault"]
 
-_ACCESS = {0: "read", 1: "write"}
 _SEGV_REASON = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}
 
 _MESSAGES = {
@@ -51,13 +50,25 @@ def check(rc: int, context: str, info: Optional[object] = None, write: bool = Fa
     _raise(rc, context, info, write)
 
 
+def segfault(context: str, address: int, write: bool, reason: int, index: Optional[int] = None) -> SegmentationFault:
+    """The one place a ``SegmentationFault`` is built (a single access, a batch, ``touch``).
+
+    Args:
+        context: the operation and its arguments.
+        address: the faulting address.
+        write: whether the access was a write.
+        reason: the core's ``CS_SEGV_*`` code.
+        index: for a batch, the index of the access.
+    """
+    access = "write" if write else "read"
+    why = _SEGV_REASON.get(reason, "unmapped")
+    where = "" if index is None else f" at index {index}"
+    return SegmentationFault(f"{context}: segmentation fault{where}: {access} at {address:#x} ({why})",
+                             address, access, why)
+
+
 def _raise(rc: int, context: str, info: Optional[object], write: bool) -> NoReturn:
     if rc == lib.CS_ESEGV and info is not None:
-        address = int(info.addr)  # type: ignore[attr-defined]
-        reason = _SEGV_REASON.get(int(info.segv_reason), "unmapped")  # type: ignore[attr-defined]
-        access = _ACCESS[int(write)]
-        raise SegmentationFault(
-            f"{context}: segmentation fault: {access} at {address:#x} ({reason})", address, access, reason
-        )
+        raise segfault(context, int(info.addr), write, int(info.segv_reason))  # type: ignore[attr-defined]
     cls, text = _MESSAGES.get(rc, (CowsimError, f"core error {rc}"))
     raise cls(f"{context}: {text}")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from . import _batch
-from ._ffi import check, ffi, lib
+from ._ffi import check, ffi, lib, segfault
 from ._types import (
     PAGE_TABLE_DTYPE,
     PROT_VALUES,
@@ -19,14 +19,14 @@ from ._types import (
     Translation,
     _from_struct,
 )
-from .errors import HostMemoryError, InvalidArgument, ProcessExited, SegmentationFault
+from .errors import HostMemoryError, InvalidArgument, ProcessExited
 
 if TYPE_CHECKING:
     from .machine import Machine
 
 _U64 = 2**64
 _OUTCOMES: Tuple[Outcome, ...] = tuple(Outcome(i) for i in range(len(Outcome)))
-_SEGV_UNMAPPED = int(lib.CS_SEGFAULT)
+_TOUCH_SEGV_UNMAPPED = int(lib.CS_TOUCH_SEGV_UNMAPPED)
 _touch_fast = lib.cs_touch_fast
 _FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER, "odf": lib.CS_FORK_ODF,
                "vfork": lib.CS_FORK_VFORK}
@@ -227,13 +227,12 @@ class Process:
         if ptr is None:
             self.machine.ptr  # raises CowsimError("machine is closed")
         r: int = _touch_fast(ptr, self.pid, addr, 1 if write else 0)
-        if 0 <= r < _SEGV_UNMAPPED:
+        if 0 <= r < _TOUCH_SEGV_UNMAPPED:
             return _OUTCOMES[r]
         op = f"pid {self.pid}: touch({addr:#x}, write={bool(write)!r})"
-        if r >= _SEGV_UNMAPPED:
-            access = "write" if write else "read"
-            reason = "unmapped" if r == _SEGV_UNMAPPED else "protection"
-            raise SegmentationFault(f"{op}: segmentation fault: {access} at {addr:#x} ({reason})", addr, access, reason)
+        if r >= _TOUCH_SEGV_UNMAPPED:
+            reason = lib.CS_SEGV_PROTECTION if r == lib.CS_TOUCH_SEGV_PROTECTION else lib.CS_SEGV_UNMAPPED
+            raise segfault(op, addr, bool(write), reason)
         check(-r, op)
         raise AssertionError("unreachable")
 

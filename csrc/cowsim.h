@@ -247,8 +247,9 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
 cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write,
                    cs_access_info *info);
 /* The same for callers that want one integer back (no out-parameter):
- * returns the cs_outcome (0..5), CS_SEGFAULT (6) for an unmapped address,
- * CS_SEGFAULT + 1 (7) for a protection fault, or -status on other errors. */
+ * returns the cs_outcome (0..5), CS_TOUCH_SEGV_UNMAPPED or
+ * CS_TOUCH_SEGV_PROTECTION for a segfault, or -status on other errors. */
+enum { CS_TOUCH_SEGV_UNMAPPED = 6, CS_TOUCH_SEGV_PROTECTION = 7 };   /* 6: CS_SEGFAULT */
 int32_t cs_touch_fast(cs_machine *m, int32_t pid, uint64_t addr, int32_t write);
 cs_status cs_read(cs_machine *m, int32_t pid, uint64_t addr, void *buf,
                   uint64_t len, cs_access_info *info);

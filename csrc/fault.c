@@ -281,8 +281,8 @@ int32_t cs_touch_fast(cs_machine *m, int32_t pid, uint64_t addr, int32_t write)
         r = access_one(m, p, addr, write != 0, &info);
         if (r < 0)
             r = -(int32_t)CS_ENOMEM;
-        else if (r == CS_SEGFAULT && info.segv_reason == CS_SEGV_PROTECTION)
-            r = CS_SEGFAULT + 1;
+        else if (r == CS_SEGFAULT)
+            r = info.segv_reason == CS_SEGV_PROTECTION ? CS_TOUCH_SEGV_PROTECTION : CS_TOUCH_SEGV_UNMAPPED;
     }
     UNLOCK(m);
     return r;
