@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import numpy as np
 
@@ -50,63 +50,37 @@ def _from_struct(cls: Any, cdata: Any) -> Any:
     return cls(**{f.name: int(getattr(cdata, f.name)) for f in dataclasses.fields(cls)})
 
 
-@dataclass(frozen=True)
-class MachineStats:
-    """Machine-wide counters (frames are counted in pages of ``page_size``)."""
-
-    frames_total: int
-    frames_used: int
-    frames_free: int
-    page_table_frames: int
-    data_frames: int
-    frames_peak: int
-    frames_allocated: int
-    frames_freed: int
-    pages_copied: int
-    shared_objects: int
-    processes: int
-    forks: int
-    minflt: int
-    segfaults: int
-    table_copies: int        # odf: shared last-level tables copied before a change
-    table_reuses: int        # odf: write-protected tables taken over by their sole holder
-    page_tables_shared: int  # odf: last-level tables held by several processes now
-    thp_faults: int = 0      # huge pages allocated by faults
-    thp_splits: int = 0      # huge mappings split into 512 entries
-    process_records: int = 0  # records kept: live processes + exited ones a Process object holds
-    pid_map_slots: int = 0   # slots of the core's pid -> record map (16 to 8 x process_records)
-
-    def as_dict(self) -> Dict[str, int]:
-        return dataclasses.asdict(self)
+def _counters(name: str, ctype: str, doc: str) -> Any:
+    """A frozen dataclass with one ``int`` field per field of the C struct ``ctype``, in its
+    order: a new counter is one line in ``csrc/cowsim.h`` (where each field is documented)."""
+    fields = [(field, int) for field, _ in ffi.typeof(ctype).fields]
+    return dataclasses.make_dataclass(
+        name, fields, frozen=True, namespace={"as_dict": dataclasses.asdict, "__doc__": doc, "__module__": __name__}
+    )
 
 
-@dataclass(frozen=True)
-class ProcessStats:
-    """Per-process counters; ``minflt`` is the sum of the five fault kinds."""
+if TYPE_CHECKING:  # the fields are the C struct's: every counter is an int
 
-    minflt: int
-    faults_zero_page: int
-    faults_zero_fill: int
-    faults_cow_copy: int
-    faults_cow_reuse: int
-    faults_shared: int
-    segfaults: int
-    pages_copied: int
-    page_table_frames: int
-    accesses: int
-    tlb_hits: int
-    tlb_misses: int
-    tlb_flushes: int
-    table_copies: int        # odf: shared last-level tables this process copied
-    table_reuses: int        # odf: write-protected tables it took over as sole holder
-    page_tables_shared: int  # odf: of page_table_frames, tables other processes hold too
-    fork_ptes: int           # entries copied into this process's tables by its fork
-    fork_tables: int         # last-level tables its fork allocated for it
-    thp_faults: int = 0      # huge pages its faults allocated
-    thp_splits: int = 0      # huge mappings of its own it split
+    class _Counters:
+        def __init__(self, **counters: int) -> None: ...
+        def __getattr__(self, name: str) -> int: ...
+        def as_dict(self) -> Dict[str, int]: ...
 
-    def as_dict(self) -> Dict[str, int]:
-        return dataclasses.asdict(self)
+    class MachineStats(_Counters):
+        """Machine-wide counters (``cs_machine_stats``)."""
+
+    class ProcessStats(_Counters):
+        """Per-process counters (``cs_proc_stats``)."""
+
+else:
+    MachineStats = _counters(
+        "MachineStats", "cs_machine_stats",
+        "Machine-wide counters, the fields of ``cs_machine_stats`` (csrc/cowsim.h documents each);\n"
+        "frames are counted in pages of ``page_size``.")
+    ProcessStats = _counters(
+        "ProcessStats", "cs_proc_stats",
+        "Per-process counters, the fields of ``cs_proc_stats`` (csrc/cowsim.h documents each);\n"
+        "``minflt`` is the sum of the five fault kinds.")
 
 
 @dataclass(frozen=True)
