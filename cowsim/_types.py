@@ -7,11 +7,19 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Literal, Optional
 
 import numpy as np
 
 from ._ffi import ffi, lib
+
+
+#: The string choices of the API, for type checkers (the values are checked at run time too).
+ForkMode = Literal["cow", "eager", "odf", "vfork"]
+Prot = Literal["none", "r", "rw"]
+Advice = Literal["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed"]
+ThpCow = Literal["split", "copy-huge"]
+OnSegfault = Literal["continue", "raise"]
 
 
 class ProcessState(enum.IntEnum):
@@ -62,6 +70,8 @@ def _counters(name: str, ctype: str, doc: str) -> Any:
 if TYPE_CHECKING:  # the fields are the C struct's: every counter is an int
 
     class _Counters:
+        __dataclass_fields__: ClassVar[Dict[str, "dataclasses.Field[int]"]]
+
         def __init__(self, **counters: int) -> None: ...
         def __getattr__(self, name: str) -> int: ...
         def as_dict(self) -> Dict[str, int]: ...
@@ -123,6 +133,16 @@ class BatchResult:
             done=int(res.done),
             outcomes=outcomes,
         )
+
+
+if TYPE_CHECKING:
+
+    class BatchResultWithOutcomes(BatchResult):
+        """A :class:`BatchResult` of a batch run with ``outcomes=True``."""
+
+        outcomes: np.ndarray
+else:
+    BatchResultWithOutcomes = BatchResult
 
 
 PROT_NAMES = {lib.CS_PROT_NONE: "none", lib.CS_PROT_READ: "r", lib.CS_PROT_READ | lib.CS_PROT_WRITE: "rw"}

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, List
+from typing import Any, List, Literal, overload
 
 import numpy as np
 
 from . import _batch
 from ._ffi import check, ffi, lib
-from ._types import FRAMES_DTYPE, BatchResult, MachineStats, _from_struct
+from ._types import (
+    FRAMES_DTYPE,
+    BatchResult,
+    BatchResultWithOutcomes,
+    MachineStats,
+    OnSegfault,
+    ThpCow,
+    _from_struct,
+)
 from .errors import CowsimError, InvalidArgument, InvariantViolation, ProcessExited
 from .units import Size, format_size, parse_size
 
@@ -51,7 +59,7 @@ class Machine:
         va_bits: int = 48,
         fault_around: Size = "64KiB",
         tlb_entries: int = 64,
-        thp_cow: str = "split",
+        thp_cow: ThpCow = "split",
     ) -> None:
         memory_b = parse_size(memory, "Machine: memory")
         if isinstance(page_size, bool) or not isinstance(page_size, int):
@@ -218,13 +226,25 @@ class Machine:
                 pass
         return procs
 
+    @overload
+    def replay(self, pids: np.ndarray, addrs: np.ndarray, write: Any = ..., outcomes: Literal[False] = ...,
+               on_segfault: OnSegfault = ...) -> BatchResult: ...
+
+    @overload
+    def replay(self, pids: np.ndarray, addrs: np.ndarray, write: Any = ..., *, outcomes: Literal[True],
+               on_segfault: OnSegfault = ...) -> BatchResultWithOutcomes: ...
+
+    @overload
+    def replay(self, pids: np.ndarray, addrs: np.ndarray, write: Any, outcomes: Literal[True],
+               on_segfault: OnSegfault = ...) -> BatchResultWithOutcomes: ...
+
     def replay(
         self,
         pids: np.ndarray,
         addrs: np.ndarray,
         write: Any = False,
         outcomes: bool = False,
-        on_segfault: str = "continue",
+        on_segfault: OnSegfault = "continue",
     ) -> BatchResult:
         """Replays a multi-process trace in order: access i is done by ``pids[i]``.
 

@@ -1,13 +1,18 @@
 """``Process``: a simulated process — its regions, accesses, fork and exit."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union, Literal, overload
 
 import numpy as np
 
 from . import _batch
 from ._ffi import check, ffi, lib, segfault
 from ._types import (
+    Advice,
+    BatchResultWithOutcomes,
+    ForkMode,
+    OnSegfault,
+    Prot,
     PAGE_TABLE_DTYPE,
     PROT_VALUES,
     SMAPS_FIELDS,
@@ -89,9 +94,9 @@ class Process:
         if not self.__dict__.get("_held"):
             return
         self._held = False  # first: Machine.process no longer hands this object out
-        machine = self.__dict__.get("machine")
+        machine: Optional["Machine"] = self.__dict__.get("machine")
         ptr = getattr(machine, "_ptr", None)
-        if ptr is not None and machine._alive[0]:  # (freed already when a cycle went at once)
+        if ptr is not None and machine is not None and machine._alive[0]:  # (freed already when a cycle went)
             self._put(ptr, self.pid)
 
     @property
@@ -136,7 +141,7 @@ class Process:
         return self.state is ProcessState.BORROWING
 
     # -- regions --------------------------------------------------------------------
-    def mmap(self, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None,
+    def mmap(self, length: int, prot: Prot = "rw", shared: bool = False, addr: Optional[int] = None,
              huge: bool = False) -> int:
         """Maps an anonymous region and returns its start address.
 
@@ -195,14 +200,14 @@ class Process:
         addr, length = self._range(op, addr, length)
         check(lib.cs_munmap(self._m, self.pid, addr, length), op)
 
-    def mprotect(self, addr: int, length: int, prot: str) -> None:
+    def mprotect(self, addr: int, length: int, prot: Prot) -> None:
         """Changes the protection of a fully mapped range (M1)."""
         op = f"pid {self.pid}: mprotect({addr!r}, {length!r}, {prot!r})"
         prot_v = _choice(op, "prot", prot, PROT_VALUES)
         addr, length = self._range(op, addr, length)
         check(lib.cs_mprotect(self._m, self.pid, addr, length, prot_v), op)
 
-    def madvise(self, addr: int, length: int, advice: str) -> None:
+    def madvise(self, addr: int, length: int, advice: Advice) -> None:
         """Applies "dontfork", "dofork", "wipeonfork", "keeponfork" or "dontneed"."""
         op = f"pid {self.pid}: madvise({addr!r}, {length!r}, {advice!r})"
         adv = _choice(op, "advice", advice, _ADVICE)
@@ -236,12 +241,24 @@ class Process:
         check(-r, op)
         raise AssertionError("unreachable")
 
+    @overload
+    def access(self, addrs: np.ndarray, write: "_batch.WriteSpec" = ..., outcomes: Literal[False] = ...,
+               on_segfault: OnSegfault = ...) -> BatchResult: ...
+
+    @overload
+    def access(self, addrs: np.ndarray, write: "_batch.WriteSpec" = ..., *, outcomes: Literal[True],
+               on_segfault: OnSegfault = ...) -> BatchResultWithOutcomes: ...
+
+    @overload
+    def access(self, addrs: np.ndarray, write: "_batch.WriteSpec", outcomes: Literal[True],
+               on_segfault: OnSegfault = ...) -> BatchResultWithOutcomes: ...
+
     def access(
         self,
         addrs: np.ndarray,
         write: "_batch.WriteSpec" = False,
         outcomes: bool = False,
-        on_segfault: str = "continue",
+        on_segfault: OnSegfault = "continue",
     ) -> BatchResult:
         """Runs a batch of accesses in one C call (faults included).
 
@@ -312,7 +329,7 @@ class Process:
         check(lib.cs_write(self._m, self.pid, addr, raw, len(raw), info), op, info, True)
 
     # -- fork and exit ----------------------------------------------------------------
-    def fork(self, mode: str = "cow") -> "Process":
+    def fork(self, mode: ForkMode = "cow") -> "Process":
         """Forks: "cow" (Linux: share and write-protect), "eager" (copy every page),
         "odf" (on-demand fork: share the last-level tables, write-protected, until one
         side changes one) or "vfork" (the child borrows this address space; this process
