@@ -284,6 +284,168 @@ static void check_pidmap(checker *c)
         fail(c, "pid map: %zu records counted, %zu listed", pm->count, n);
 }
 
+/* Every process: its counters, its vfork pair, its regions and tables (the
+ * references and mappings they hold are counted into c->ref / c->map); the
+ * machine's counters are the sums over processes, the reaped ones included. */
+static void check_processes(checker *c)
+{
+    cs_machine *m = c->m;
+    uint64_t live = 0, minflt = m->reaped.minflt, segv = m->reaped.segfaults, copied = m->reaped.pages_copied,
+             thp_faults = m->reaped.thp_faults, thp_splits = m->reaped.thp_splits;
+    cs_proc *p;
+    pidmap_for_each(&m->pids, p) {
+        if (c->failed)
+            break;   /* the map itself may be broken */
+        int32_t pid = p->pid;
+        const cs_proc_stats *s = &p->st;
+        if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
+                             s->faults_cow_reuse + s->faults_shared)
+            fail(c, "pid %d: minflt is not the sum of the fault kinds", pid);
+        if (s->accesses < s->minflt + s->segfaults ||
+            (m->cfg.tlb_entries && s->tlb_hits + s->tlb_misses + s->segfaults < s->accesses))
+            fail(c, "pid %d: access counters disagree with faults and TLB counts", pid);
+        minflt += s->minflt;
+        segv += s->segfaults;
+        copied += s->pages_copied;
+        thp_faults += s->thp_faults;
+        thp_splits += s->thp_splits;
+        if (p->exited) {
+            if (p->ntables || p->root || p->nvmas)
+                fail(c, "exited pid %d still holds tables or regions", pid);
+            if (!p->holds)   /* put_task_struct: the last handle frees it */
+                fail(c, "exited pid %d kept with no handle", pid);
+            if (p->lender || p->borrower)
+                fail(c, "exited pid %d still in a vfork pair", pid);
+            continue;
+        }
+        live++;
+        if (p->lender) {
+            cs_proc *l = pidmap_find(&m->pids, p->lender);
+            if (!l || l->exited || l->borrower != pid)
+                fail(c, "pid %d: vfork child of %d, which does not lend to it", pid, p->lender);
+        }
+        if (p->borrower) {   /* suspended: its space is with the vfork child */
+            cs_proc *b = pidmap_find(&m->pids, p->borrower);
+            if (p->root || p->nvmas || p->ntables || !b || b->exited || b->lender != pid)
+                fail(c, "pid %d: suspended but holds a space or has no live borrower", pid);
+            continue;
+        }
+        if (!p->root)
+            fail(c, "pid %d: live without a root table", pid);
+        c->held = 0;
+        if (check_regions(c, p))
+            check_table(c, p, p->root, m->levels - 1, 0, 0);
+        if (c->held != p->ntables && !c->failed)
+            fail(c, "pid %d: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
+                 (unsigned long long)c->held);
+    }
+    if (live != m->nlive)
+        fail(c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
+    if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied ||
+        thp_faults != m->st.thp_faults || thp_splits != m->st.thp_splits)
+        fail(c, "machine fault/segfault/copy/thp counters differ from the sum over processes");
+    if (c->tables != m->npt && !c->failed)
+        fail(c, "page_table_frames %llu, counted %llu", (unsigned long long)m->npt, (unsigned long long)c->tables);
+}
+
+/* Shmem objects: referenced by as many regions as they count; their pages
+ * are shmem frames, each a reference. */
+static void check_shmem(checker *c)
+{
+    cs_machine *m = c->m;
+    uint64_t nobjs = 0;
+    for (cs_shobj *o = m->objs; o; o = o->next) {
+        nobjs++;
+        if (o->seen != o->nvmas)
+            fail(c, "shmem object referenced by %u regions, counts %u", o->seen, o->nvmas);
+        for (uint64_t i = 0; i < o->npages; i++) {
+            uint64_t f = o->pages[i];
+            if (!f)
+                continue;
+            if (f >= m->bump || !(m->fm[f].flags & CS_FRAME_SHMEM))
+                fail(c, "shmem object holds bad frame %llu", (unsigned long long)f);
+            else
+                c->ref[f]++;
+        }
+    }
+    if (nobjs != m->nobjs)
+        fail(c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
+}
+
+/* Every frame: refcount and mapcount are what the processes and objects hold
+ * (counted above); exclusivity and write permission agree with sharing;
+ * shared tables only after an odf fork, write-protected by every holder.
+ * Returns the frames in use. */
+static uint64_t check_frames(checker *c)
+{
+    cs_machine *m = c->m;
+    uint64_t used = 0, shared_tables = 0;
+    for (uint64_t f = 1; f < m->bump && !c->failed; f++) {
+        if (m->fm[f].ref)
+            used++;
+        if ((m->fm[f].flags & CS_FRAME_PAGETABLE) && c->ref[f] > 1) {
+            shared_tables++;
+            if (c->wpriv[f])
+                fail(c, "table frame %llu has %u holders, not all write-protected", (unsigned long long)f,
+                     c->ref[f]);
+            if (!m->odf_used)
+                fail(c, "table frame %llu is shared without an odf fork", (unsigned long long)f);
+        }
+        if (m->fm[f].ref != c->ref[f] || m->fm[f].mapc != c->map[f]) {
+            if (m->fm[f].ref || c->ref[f])
+                fail(c, "frame %llu: refcount %u mapcount %u, expected %u and %u", (unsigned long long)f,
+                     m->fm[f].ref, m->fm[f].ref ? m->fm[f].mapc : 0, c->ref[f], c->map[f]);
+            continue;
+        }
+        if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) && c->map[f] > 1)
+            fail(c, "frame %llu is exclusive but mapped %u times", (unsigned long long)f, c->map[f]);
+        if (c->wpriv[f] && c->ref[f] != 1 && !(m->fm[f].flags & CS_FRAME_PAGETABLE))
+            fail(c, "frame %llu is mapped writable while shared (refcount %u)", (unsigned long long)f, c->ref[f]);
+    }
+    if (!c->failed && shared_tables != m->nshared_tables)
+        fail(c, "%llu shared tables counted, %llu recorded", (unsigned long long)shared_tables,
+             (unsigned long long)m->nshared_tables);
+    return used;
+}
+
+/* The allocators: the frame free list holds only unused frames, each once,
+ * and with the untouched ones accounts for every frame not in use (THP: the
+ * per-block counts are the free list's); the table pool's free slots and the
+ * tables in use add up; the cumulative counters agree. */
+static void check_free_lists(checker *c, uint64_t used)
+{
+    cs_machine *m = c->m;
+    uint64_t nfree = 0, prev = 0;
+    for (uint64_t f = m->free_head; f && !c->failed; prev = f, f = m->fm[f].next_free) {
+        if (f >= m->bump || m->fm[f].ref || c->map[f] == UINT32_MAX)
+            fail(c, "free list holds bad frame %llu", (unsigned long long)f);
+        c->map[f] = UINT32_MAX;   /* visited */
+        if (++nfree > m->nframes)
+            fail(c, "free list has a cycle");
+        if (m->thp_used && m->prev_free[f] != prev)
+            fail(c, "free list back link of frame %llu is wrong", (unsigned long long)f);
+        if (m->thp_used)
+            c->blk[f >> HPAGE_ORDER]++;
+    }
+    for (uint64_t b = 0; m->thp_used && b <= (m->nframes >> HPAGE_ORDER) && !c->failed; b++)
+        if (m->blk_free[b] != c->blk[b])
+            fail(c, "block %llu: %u free frames recorded, %u listed", (unsigned long long)b, m->blk_free[b],
+                 c->blk[b]);
+    if (!c->failed && (used != m->nused || nfree + (m->nframes - m->bump) != frames_free(m)))
+        fail(c, "frames used %llu (counted %llu), free %llu (listed %llu + untouched %llu)",
+             (unsigned long long)m->nused, (unsigned long long)used, (unsigned long long)frames_free(m),
+             (unsigned long long)nfree, (unsigned long long)(m->nframes - m->bump));
+    uint64_t tfree = 0;
+    for (uint64_t s = m->tfree_head; s && !c->failed; s = m->tframe[s])
+        if (s >= m->tbump || ++tfree > m->tbump)
+            fail(c, "table pool free list is broken at slot %llu", (unsigned long long)s);
+    if (!c->failed && m->tbump - 1 - tfree != m->npt)
+        fail(c, "table pool holds %llu slots in use, %llu tables counted", (unsigned long long)(m->tbump - 1 - tfree),
+             (unsigned long long)m->npt);
+    if (!c->failed && (m->st.frames_allocated - m->st.frames_freed != m->nused || m->st.frames_peak < m->nused))
+        fail(c, "cumulative frame counters disagree with frames in use");
+}
+
 cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
 {
     LOCK(m);
@@ -301,138 +463,10 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     }
     for (cs_shobj *o = m->objs; o; o = o->next)
         o->seen = 0;
-    uint64_t live = 0, minflt = m->reaped.minflt, segv = m->reaped.segfaults, copied = m->reaped.pages_copied,
-             thp_faults = m->reaped.thp_faults, thp_splits = m->reaped.thp_splits;
     check_pidmap(&c);
-    cs_proc *p;
-    pidmap_for_each(&m->pids, p) {
-        if (c.failed)
-            break;   /* the map itself may be broken */
-        int32_t pid = p->pid;
-        const cs_proc_stats *s = &p->st;
-        if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
-                             s->faults_cow_reuse + s->faults_shared)
-            fail(&c, "pid %d: minflt is not the sum of the fault kinds", pid);
-        if (s->accesses < s->minflt + s->segfaults ||
-            (m->cfg.tlb_entries && s->tlb_hits + s->tlb_misses + s->segfaults < s->accesses))
-            fail(&c, "pid %d: access counters disagree with faults and TLB counts", pid);
-        minflt += s->minflt;
-        segv += s->segfaults;
-        copied += s->pages_copied;
-        thp_faults += s->thp_faults;
-        thp_splits += s->thp_splits;
-        if (p->exited) {
-            if (p->ntables || p->root || p->nvmas)
-                fail(&c, "exited pid %d still holds tables or regions", pid);
-            if (!p->holds)   /* put_task_struct: the last handle frees it */
-                fail(&c, "exited pid %d kept with no handle", pid);
-            if (p->lender || p->borrower)
-                fail(&c, "exited pid %d still in a vfork pair", pid);
-            continue;
-        }
-        live++;
-        if (p->lender) {
-            cs_proc *l = pidmap_find(&m->pids, p->lender);
-            if (!l || l->exited || l->borrower != pid)
-                fail(&c, "pid %d: vfork child of %d, which does not lend to it", pid, p->lender);
-        }
-        if (p->borrower) {   /* suspended: its space is with the vfork child */
-            cs_proc *b = pidmap_find(&m->pids, p->borrower);
-            if (p->root || p->nvmas || p->ntables || !b || b->exited || b->lender != pid)
-                fail(&c, "pid %d: suspended but holds a space or has no live borrower", pid);
-            continue;
-        }
-        if (!p->root)
-            fail(&c, "pid %d: live without a root table", pid);
-        c.held = 0;
-        if (check_regions(&c, p))
-            check_table(&c, p, p->root, m->levels - 1, 0, 0);
-        if (c.held != p->ntables && !c.failed)
-            fail(&c, "pid %d: holds %llu tables, counted %llu", pid, (unsigned long long)p->ntables,
-                 (unsigned long long)c.held);
-    }
-    if (live != m->nlive)
-        fail(&c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
-    if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied ||
-        thp_faults != m->st.thp_faults || thp_splits != m->st.thp_splits)
-        fail(&c, "machine fault/segfault/copy/thp counters differ from the sum over processes");
-    if (c.tables != m->npt && !c.failed)
-        fail(&c, "page_table_frames %llu, counted %llu", (unsigned long long)m->npt, (unsigned long long)c.tables);
-    uint64_t nobjs = 0;
-    for (cs_shobj *o = m->objs; o; o = o->next) {
-        nobjs++;
-        if (o->seen != o->nvmas)
-            fail(&c, "shmem object referenced by %u regions, counts %u", o->seen, o->nvmas);
-        for (uint64_t i = 0; i < o->npages; i++) {
-            uint64_t f = o->pages[i];
-            if (!f)
-                continue;
-            if (f >= m->bump || !(m->fm[f].flags & CS_FRAME_SHMEM))
-                fail(&c, "shmem object holds bad frame %llu", (unsigned long long)f);
-            else
-                c.ref[f]++;
-        }
-    }
-    if (nobjs != m->nobjs)
-        fail(&c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
-    uint64_t used = 0, shared_tables = 0;
-    for (uint64_t f = 1; f < m->bump && !c.failed; f++) {
-        if (m->fm[f].ref)
-            used++;
-        if ((m->fm[f].flags & CS_FRAME_PAGETABLE) && c.ref[f] > 1) {
-            shared_tables++;
-            if (c.wpriv[f])
-                fail(&c, "table frame %llu has %u holders, not all write-protected", (unsigned long long)f,
-                     c.ref[f]);
-            if (!m->odf_used)
-                fail(&c, "table frame %llu is shared without an odf fork", (unsigned long long)f);
-        }
-        if (m->fm[f].ref != c.ref[f] || m->fm[f].mapc != c.map[f]) {
-            if (m->fm[f].ref || c.ref[f])
-                fail(&c, "frame %llu: refcount %u mapcount %u, expected %u and %u", (unsigned long long)f,
-                     m->fm[f].ref, m->fm[f].ref ? m->fm[f].mapc : 0, c.ref[f], c.map[f]);
-            continue;
-        }
-        if ((m->fm[f].flags & CS_FRAME_EXCLUSIVE) && c.map[f] > 1)
-            fail(&c, "frame %llu is exclusive but mapped %u times", (unsigned long long)f, c.map[f]);
-        if (c.wpriv[f] && c.ref[f] != 1 && !(m->fm[f].flags & CS_FRAME_PAGETABLE))
-            fail(&c, "frame %llu is mapped writable while shared (refcount %u)", (unsigned long long)f, c.ref[f]);
-    }
-    if (!c.failed && shared_tables != m->nshared_tables)
-        fail(&c, "%llu shared tables counted, %llu recorded", (unsigned long long)shared_tables,
-             (unsigned long long)m->nshared_tables);
-    /* Free list: only unused frames, each once; with the untouched ones it
-     * accounts for every frame not in use. */
-    uint64_t nfree = 0, prev = 0;
-    for (uint64_t f = m->free_head; f && !c.failed; prev = f, f = m->fm[f].next_free) {
-        if (f >= m->bump || m->fm[f].ref || c.map[f] == UINT32_MAX)
-            fail(&c, "free list holds bad frame %llu", (unsigned long long)f);
-        c.map[f] = UINT32_MAX;   /* visited */
-        if (++nfree > m->nframes)
-            fail(&c, "free list has a cycle");
-        if (m->thp_used && m->prev_free[f] != prev)
-            fail(&c, "free list back link of frame %llu is wrong", (unsigned long long)f);
-        if (m->thp_used)
-            c.blk[f >> HPAGE_ORDER]++;
-    }
-    /* THP: the per-block counts are those of the free list. */
-    for (uint64_t b = 0; m->thp_used && b <= (m->nframes >> HPAGE_ORDER) && !c.failed; b++)
-        if (m->blk_free[b] != c.blk[b])
-            fail(&c, "block %llu: %u free frames recorded, %u listed", (unsigned long long)b, m->blk_free[b],
-                 c.blk[b]);
-    if (!c.failed && (used != m->nused || nfree + (m->nframes - m->bump) != frames_free(m)))
-        fail(&c, "frames used %llu (counted %llu), free %llu (listed %llu + untouched %llu)",
-             (unsigned long long)m->nused, (unsigned long long)used, (unsigned long long)frames_free(m),
-             (unsigned long long)nfree, (unsigned long long)(m->nframes - m->bump));
-    uint64_t tfree = 0;
-    for (uint64_t s = m->tfree_head; s && !c.failed; s = m->tframe[s])
-        if (s >= m->tbump || ++tfree > m->tbump)
-            fail(&c, "table pool free list is broken at slot %llu", (unsigned long long)s);
-    if (!c.failed && m->tbump - 1 - tfree != m->npt)
-        fail(&c, "table pool holds %llu slots in use, %llu tables counted", (unsigned long long)(m->tbump - 1 - tfree),
-             (unsigned long long)m->npt);
-    if (!c.failed && (m->st.frames_allocated - m->st.frames_freed != m->nused || m->st.frames_peak < m->nused))
-        fail(&c, "cumulative frame counters disagree with frames in use");
+    check_processes(&c);
+    check_shmem(&c);
+    check_free_lists(&c, check_frames(&c));
     if (c.failed)
         st = CS_EINVARIANT;
 out:
