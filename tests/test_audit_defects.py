@@ -44,9 +44,11 @@ m.check()
     (4096, 64, False, False), (4096, 0, False, True), (16384, 64, "np.array([True])", False),
     (4096, 64, True, True),
 ])
-def test_replay_with_pid_0_first_raises_cleanly(ps, tlb, write, outcomes):
+def test_replay_with_pid_0_first_raises_cleanly(ps, tlb, write, outcomes, tmp_path):
     code = _PID0.format(ps=ps, tlb=tlb, write=write, outcomes=outcomes)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # (run from an empty directory: "python -c" puts the cwd first on sys.path, and the
+    # repository root's cowsim/ has no compiled core after a regular install)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.startswith("ok replay(<1 accesses>): at index 0 (pid 0): no such process")
 
