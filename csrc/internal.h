@@ -23,6 +23,7 @@
  * DIRTY are the mapping's own bits, read and set live through the TLB. */
 #define PMD_HUGE    16ULL
 #define HPAGE_ORDER 9
+#define PAGE_SHIFT_4K 12   /* 4 KiB pages: THP's only size; batch.c's specialised copies */
 #define HPAGE_NR    (1u << HPAGE_ORDER)   /* frames per huge page (4 KiB pages only) */
 #define PTE_FRAME_SHIFT 12
 #define PTE_FRAME(e) ((e) >> PTE_FRAME_SHIFT)

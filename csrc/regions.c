@@ -445,7 +445,7 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
     if (prot != CS_PROT_NONE && prot != CS_PROT_READ && prot != (CS_PROT_READ | CS_PROT_WRITE))
         return CS_EINVAL;
     if ((flags & ~(CS_MAP_SHARED | CS_VMA_HUGE)) ||
-        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != 12)))
+        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != PAGE_SHIFT_4K)))
         return CS_EINVAL;   /* THP: private anonymous memory with 4 KiB pages only */
     LOCK(m);
     cs_proc *p;
