@@ -15,20 +15,13 @@ typedef struct {
     cs_proc *odf;     /* odf fork: the parent, whose shareable spans cost no table */
 } fork_need;
 
-static inline uint64_t next_span(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
-{
-    uint64_t span = 1ULL << entry_shift(m, level);
-    uint64_t next = (a & ~(span - 1)) + span;
-    return next > e ? e : next;
-}
-
 static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, uint64_t e,
                       fork_need *c)
 {
     uint64_t *t = table_of(m, tf);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = next_span(m, a, level, e);
+        uint64_t next = span_next(m, a, level, e);
         uint64_t ent = t[entry_index(m, a, level)];
         if (ent & PTE_PRESENT) {
             uint64_t child = PTE_FRAME(ent);
@@ -99,7 +92,7 @@ static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsig
     uint64_t *src = table_of(m, sf), *dst = table_of(m, df);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = next_span(m, a, level, e);
+        uint64_t next = span_next(m, a, level, e);
         uint64_t i = entry_index(m, a, level);
         if (src[i] & PTE_PRESENT) {
             if (level == 1 && pmd_is_huge(src[i])) {   /* never shared by odf */

@@ -187,6 +187,14 @@ static inline uint64_t entry_index(const cs_machine *m, uint64_t addr, unsigned 
 {
     return (addr >> entry_shift(m, level)) & (m->epl - 1);
 }
+/* End of the span of the entry covering `a` at `level`, clipped to `e` (also
+ * when the span ends at the top of the address space: the sum wraps to 0). */
+static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
+{
+    uint64_t span = 1ULL << entry_shift(m, level);
+    uint64_t next = (a & ~(span - 1)) + span;
+    return (next > e || next < a) ? e : next;
+}
 uint64_t table_alloc(cs_machine *m, cs_proc *p);   /* a pool slot, 0 when no frame is free */
 void table_free(cs_machine *m, cs_proc *p, uint64_t slot);
 uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);   /* NULL under a huge entry too */

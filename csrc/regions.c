@@ -325,9 +325,7 @@ static void zap_rec(cs_machine *m, cs_proc *p, uint64_t slot, unsigned level, ui
     uint64_t *t = table_of(m, slot);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = (a & ~(span - 1)) + span;
-        if (next > e)
-            next = e;
+        uint64_t next = span_next(m, a, level, e);
         uint64_t *ent_p = &t[entry_index(m, a, level)], ent = *ent_p;
         if (level == 1 && pmd_is_huge(ent)) {
             if (!(a & (span - 1)) && next - a == span) {   /* the whole huge page */
