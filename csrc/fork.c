@@ -137,6 +137,19 @@ static cs_status vfork(cs_machine *m, cs_proc *p, int32_t *child_out)
     return CS_OK;
 }
 
+/* exit_mmap, for exit and exec: the address space goes, in the kernel's
+ * order -- unmap_vmas, free_pgtables, then remove_vma -> fput releases the
+ * shmem objects (the order decides which frames the LIFO free list hands out
+ * next).  Tables shared with other processes (odf) are only let go. */
+void mm_teardown(cs_machine *m, cs_proc *p)
+{
+    odf_detach_all(m, p);
+    for (cs_vma *v = p->vma_first; v; v = v->next)
+        zap_range(m, p, v->start, v->end);
+    tables_free_all(m, p);
+    vma_free_all(m, p);
+}
+
 cs_status cs_exec(cs_machine *m, int32_t pid)
 {
     LOCK(m);
@@ -153,11 +166,7 @@ cs_status cs_exec(cs_machine *m, int32_t pid)
         }
         mm_give_back(m, p);
     } else {
-        odf_detach_all(m, p);
-        for (cs_vma *v = p->vma_first; v; v = v->next)
-            zap_range(m, p, v->start, v->end);
-        tables_free_all(m, p);
-        vma_free_all(m, p);
+        mm_teardown(m, p);
     }
     p->root = table_alloc(m, p);
     if (p->tlb)

@@ -288,6 +288,9 @@ void tlb_flush_all(cs_machine *m, cs_proc *p);
 void tlb_flush_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 void tlb_flush_page(cs_machine *m, cs_proc *p, uint64_t addr);
 
+/* fork.c */
+void mm_teardown(cs_machine *m, cs_proc *p);   /* exit_mmap: every region, entry and table */
+
 /* fault.c */
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
 int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
