@@ -299,6 +299,7 @@ static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fil
     }
 }
 
+/* flush_counts for the process of lane l. */
 static inline void lane_flush(const run_lane *l, cs_batch_result *res, const int tlbmode)
 {
     flush_counts(l->p, tlbmode != TLB_OFF && l->p->tlb, l->ran, l->fills, l->slow, res);
