@@ -18,9 +18,10 @@
  *    its level-0 entries; read the entries of block b + 1 and prefetch the
  *    frame metadata a CoW fault will need; run block b.
  *
- * Copies specialised at compile time (reads only / writes only, TLB on /
- * off, 4 KiB pages) keep the hot loops short; the general one serves
- * per-access writes, outcome arrays and replay.
+ * Copies specialised at compile time keep the hot loops short: one per
+ * reads only / writes only / per-access writes (replay included), TLB on /
+ * off, 4 KiB pages or any (the table `variants`); the general one, which
+ * asks at run time, serves outcome arrays.
  *
  * Everything else -- faults, segfaults, out of frames -- goes through
  * access_slow(), which owns the fault semantics.  Valid because regions never
@@ -139,23 +140,6 @@ static inline cs_status batch_step(cs_batch_result *res, uint8_t *outcomes, uint
     return CS_OK;
 }
 
-/* Adds a process's fast-path counters to its stats and to the batch result.
- * Of its `ran` accesses, `slow` went through access_slow (which counted
- * them), the others were hits: `fills` after a TLB miss, the rest TLB hits
- * (not counted one by one: no store in the hit loop).  TLB off, a hit is
- * just an access. */
-static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fills, uint64_t slow,
-                                cs_batch_result *res)
-{
-    uint64_t fast = ran - slow;
-    p->st.accesses += fast;
-    res->counts[CS_HIT] += fast;
-    if (tlb) {
-        p->st.tlb_hits += fast - fills;
-        p->st.tlb_misses += fills;
-    }
-}
-
 /* A replay keeps the state of the last processes it saw, by pid. */
 #define NLANES 8      /* a power of two */
 
@@ -177,6 +161,25 @@ typedef struct {
     uint64_t *hint[RING];
     walk_lane lanes[NLANES];
 } pipeline;
+
+/* Stage 1 before the first block: the first process (NULL in a replay, whose
+ * lanes start empty: pid 0 is never a live pid). */
+static inline void pipeline_init(pipeline *P, cs_machine *m, cs_proc *p, int32_t pid)
+{
+    P->ap = p;
+    P->apid = pid;
+    P->alast = TLB_INVALID;
+    P->apte = NULL;
+    P->aw = &P->lanes[0].w;
+    if (p) {
+        walker_init(P->aw, m, p);
+    } else {
+        for (unsigned k = 0; k < NLANES; k++) {
+            P->lanes[k].pid = 0;
+            P->lanes[k].p = NULL;
+        }
+    }
+}
 
 /* Stage 1, accesses [from, to): walk and prefetch the level-0 entries.  (No
  * TLB look: with the tables of the last walk remembered, a walk to a page
@@ -220,16 +223,6 @@ stage_walk(pipeline *P, cs_machine *m, const int32_t *pids, const uint64_t *addr
     P->apte = apte;
 }
 
-/* The running side of a replay: per process, its region last found and its
- * counters (see flush_counts). */
-typedef struct {
-    int32_t pid;
-    cs_proc *p;               /* NULL: slot unused */
-    cs_vma *vma;
-    uint64_t vs, vlen, rlen, wlen;
-    uint64_t ran, fills, slow;
-} run_lane;
-
 /* Stage 2 (batches with writes), accesses [from, to): a CoW fault reads the
  * metadata of the entry's frame; prefetch it. */
 static inline void stage_frames(const pipeline *P, const cs_machine *m, uint64_t from, uint64_t to)
@@ -244,28 +237,231 @@ static inline void stage_frames(const pipeline *P, const cs_machine *m, uint64_t
     }
 }
 
-/* The batch loop, a pipeline of blocks: walk block b + 2, prefetch the frames
- * of block b + 1, run block b.  mode, tlbmode and kshift (the page shift, 0:
- * ask the machine) are constants in the specialised copies; pids is NULL for
- * a one-process batch (then p is its process). */
-static inline __attribute__((always_inline)) cs_status
-run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const uint8_t *writes,
-    bool write_all, uint64_t n, uint8_t *outcomes, int32_t stop_on_segv, cs_batch_result *res,
-    uint64_t *done, const int mode, const int tlbmode, const unsigned kshift)
-{
-    const unsigned shift = kshift ? kshift : m->page_shift;
-    const uint64_t tmask = m->tlb_mask;
-    cs_status st = CS_OK;
+/* One batch (pids NULL, the process given) or replay, as the caller asked. */
+typedef struct {
+    const int32_t *pids;      /* a replay: the pid of each access */
+    const uint64_t *addrs;
+    const uint8_t *writes;    /* per access; NULL: write_all for each */
+    bool write_all;
+    uint64_t n;
+    uint8_t *outcomes;        /* NULL: not wanted */
+    int32_t stop_on_segv;
+    cs_batch_result *res;
+} batch_req;
 
-    /* The running process (it changes in a replay; NULL until a replay's
-     * first access picks one, whatever its pid -- 0 included), its TLB, its
-     * region last found [vs, vs + vlen) and its counters since access `since`. */
-    int32_t cur = pids ? 0 : p->pid;
-    tlb_entry *tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL;
-    cs_vma *vma = NULL;
-    uint64_t vs = 0, vlen = 0;
-    uint64_t rlen = 0, wlen = 0;   /* vlen if the region allows reads (writes), else 0 */
-    uint64_t since = 0, fills = 0, slow = 0;
+/* What a specialised copy of the loop fixes at compile time. */
+typedef struct {
+    int mode;                 /* MODE_*; a replay runs MODE_MIXED copies only (the
+                               * same-page shortcut does not follow a switch) */
+    int tlb;                  /* TLB_* */
+    unsigned kshift;          /* the page shift; 0: ask the machine */
+    bool outcomes;            /* false: the request has no outcome array */
+} variant;
+
+/* The running side of a replay: the state of a process not running now. */
+typedef struct {
+    int32_t pid;
+    cs_proc *p;               /* NULL: slot unused */
+    cs_vma *vma;
+    uint64_t vs, vlen, rlen, wlen;
+    uint64_t ran, fills, slow;   /* see lane_flush */
+} run_lane;
+
+/* The loop's state: the running process (it changes in a replay; NULL until
+ * a replay's first access picks one, whatever its pid -- 0 included), its
+ * TLB, its region last found [vs, vs + vlen) and its counters since access
+ * `since`. */
+typedef struct {
+    cs_proc *p;
+    int32_t pid;
+    run_lane *lane;           /* a replay: p's lane */
+    tlb_entry *tlb;           /* NULL: TLB off */
+    cs_vma *vma;
+    uint64_t vs, vlen;
+    uint64_t rlen, wlen;      /* vlen if the region allows reads (writes), else 0 */
+    uint64_t since, fills, slow;
+} run_state;
+
+/* Adds a process's fast-path counters to its stats and to the batch result.
+ * Of its `ran` accesses, `slow` went through access_slow (which counted
+ * them), the others were hits: `fills` after a TLB miss, the rest TLB hits
+ * (not counted one by one: no store in the hit loop).  TLB off, a hit is
+ * just an access. */
+static inline void flush_counts(cs_proc *p, bool tlb, uint64_t ran, uint64_t fills, uint64_t slow,
+                                cs_batch_result *res)
+{
+    uint64_t fast = ran - slow;
+    p->st.accesses += fast;
+    res->counts[CS_HIT] += fast;
+    if (tlb) {
+        p->st.tlb_hits += fast - fills;
+        p->st.tlb_misses += fills;
+    }
+}
+
+/* flush_counts for the process of lane l. */
+static inline void lane_flush(const run_lane *l, cs_batch_result *res, const int tlbmode)
+{
+    flush_counts(l->p, tlbmode != TLB_OFF && l->p->tlb, l->ran, l->fills, l->slow, res);
+}
+
+/* The running process's state into its lane, at access i. */
+static inline void lane_save(run_lane *l, const run_state *s, uint64_t i)
+{
+    l->vma = s->vma;
+    l->vs = s->vs;
+    l->vlen = s->vlen;
+    l->rlen = s->rlen;
+    l->wlen = s->wlen;
+    l->ran += i - s->since;
+    l->fills = s->fills;
+    l->slow = s->slow;
+}
+
+/* Lane l's process runs from access i on. */
+static inline void lane_load(run_state *s, run_lane *l, uint64_t i, const int tlbmode)
+{
+    s->p = l->p;
+    s->pid = l->pid;
+    s->lane = l;
+    s->tlb = tlbmode != TLB_OFF ? l->p->tlb : NULL;
+    s->vma = l->vma;
+    s->vs = l->vs;
+    s->vlen = l->vlen;
+    s->rlen = l->rlen;
+    s->wlen = l->wlen;
+    s->since = i;
+    s->fills = l->fills;
+    s->slow = l->slow;
+}
+
+/* A replay switches to process `pid` at access i (or picks its first one).
+ * A lane another process held flushes that one's counters first.  A pid with
+ * no live process stops the replay (s->p NULL). */
+static inline __attribute__((always_inline)) cs_status
+replay_switch(cs_machine *m, run_state *s, run_lane *R, int32_t pid, uint64_t i, cs_batch_result *res,
+              const int tlbmode)
+{
+    if (s->p)
+        lane_save(s->lane, s, i);
+    run_lane *l = &R[(uint32_t)pid & (NLANES - 1)];
+    if (!l->p || l->pid != pid) {
+        if (l->p)
+            lane_flush(l, res, tlbmode);
+        l->p = NULL;
+        cs_proc *p;
+        cs_status st = proc_get(m, pid, &p);
+        if (st) {
+            s->p = NULL;
+            return st;
+        }
+        *l = (run_lane){.pid = pid, .p = p};
+    }
+    lane_load(s, l, i, tlbmode);
+    return CS_OK;
+}
+
+/* The batch's counters into the processes' stats and the result, at its end
+ * (access i). */
+static inline void run_flush(run_state *s, run_lane *R, bool replay, uint64_t i, cs_batch_result *res,
+                             const int tlbmode)
+{
+    if (!replay) {
+        flush_counts(s->p, s->tlb, i - s->since, s->fills, s->slow, res);
+        return;
+    }
+    if (s->p)
+        lane_save(s->lane, s, i);
+    for (unsigned k = 0; k < NLANES; k++)
+        if (R[k].p)
+            lane_flush(&R[k], res, tlbmode);
+}
+
+/* The region of a, if a lies outside the region last found (else, or when no
+ * region holds a, that one stays). */
+static inline void region_at(run_state *s, uint64_t a)
+{
+    if (a - s->vs >= s->vlen) {
+        cs_vma *v = vma_find(s->p, a);
+        if (v) {
+            s->vma = v;
+            s->vs = v->start;
+            s->vlen = v->end - v->start;
+            s->rlen = v->prot != CS_PROT_NONE ? s->vlen : 0;   /* check_access's rule */
+            s->wlen = v->prot & CS_PROT_WRITE ? s->vlen : 0;
+        }
+    }
+}
+
+/* A TLB miss (or no TLB) in a region that allows the access: a present
+ * entry with the permission is a hit, which fills the TLB (and sets the
+ * dirty bit of a write) as the handler would. */
+static inline __attribute__((always_inline)) bool
+miss_hit(run_state *s, uint64_t *pte, bool w, uint64_t vpn, uint64_t tmask, const int tlbmode)
+{
+    uint64_t e = *pte;
+    if (!(e & PTE_PRESENT) || (w && !(e & PTE_WRITE)))
+        return false;
+    if (w)
+        *pte = e | PTE_DIRTY;
+    if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && s->tlb)) {
+        s->tlb[vpn & tmask].vpn = vpn;
+        s->tlb[vpn & tmask].pte = pte;
+    }
+    s->fills++;
+    return true;
+}
+
+/* A fault or a segfault at access i: the handler, with the counters it
+ * expects (the permission check done, when the remembered region allows).
+ * Returns its outcome, or -1 when out of frames; a hit or a fault (which
+ * filled the TLB) is counted here, a segfault by batch_step. */
+static inline __attribute__((always_inline)) int
+run_handler(cs_machine *m, run_state *s, uint64_t a, bool w, bool allowed, uint64_t *pte, uint64_t i,
+            uint8_t *outcomes, cs_batch_result *res, const int mode)
+{
+    cs_proc *p = s->p;
+    p->st.accesses++;
+    if (s->tlb)
+        p->st.tlb_misses++;
+    int r = allowed ? access_fault(m, p, s->vma, a, w, pte) : access_slow(m, p, a, w, &res->info, pte);
+    if (r > CS_HIT && r < CS_SEGFAULT) {
+        s->slow++;
+        if (mode != MODE_READ)
+            prefetch_free_list(m);
+        res->counts[r]++;
+        if (outcomes)
+            outcomes[i] = (uint8_t)r;
+    } else if (r == CS_HIT) {
+        s->slow++;
+        res->counts[CS_HIT]++;
+        if (outcomes)
+            outcomes[i] = CS_HIT;
+    } else if (r >= 0) {
+        s->slow++;   /* a segfault */
+    }
+    return r;
+}
+
+/* The batch loop, a pipeline of blocks: walk block b + 2, prefetch the frames
+ * of block b + 1, run block b.  v is a constant in each copy (see VARIANT);
+ * p is the process of a one-process batch, NULL in a replay. */
+static inline __attribute__((always_inline)) cs_status
+run(cs_machine *m, cs_proc *p, const batch_req *rq, const variant v)
+{
+    const int mode = v.mode, tlbmode = v.tlb;
+    const unsigned kshift = v.kshift, shift = kshift ? kshift : m->page_shift;
+    const int32_t *pids = mode == MODE_MIXED ? rq->pids : NULL;
+    const uint8_t *writes = mode == MODE_MIXED ? rq->writes : NULL;
+    uint8_t *outcomes = v.outcomes ? rq->outcomes : NULL;
+    const uint64_t *addrs = rq->addrs, n = rq->n, tmask = m->tlb_mask;
+    const bool write_all = rq->write_all;
+    cs_batch_result *res = rq->res;
+    cs_status st = CS_OK;
+    run_state s = {.p = p, .pid = pids ? 0 : p->pid, .tlb = p && tlbmode != TLB_OFF ? p->tlb : NULL};
+    run_lane R[NLANES];
+    for (unsigned k = 0; pids && k < NLANES; k++)
+        R[k].p = NULL;
     /* In a read-only or a write-only batch, an access to the page of the
      * access before, if that one did not segfault, is a hit: the TLB entry
      * that access used or filled is still there (nothing in between can
@@ -279,22 +475,7 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     const bool fill = !m->odf_used;
 
     pipeline P;
-    P.ap = p;
-    P.apid = cur;
-    P.alast = TLB_INVALID;
-    P.apte = NULL;
-    P.aw = &P.lanes[0].w;
-    run_lane R[NLANES];
-    run_lane *rl = NULL;
-    if (p) {
-        walker_init(P.aw, m, p);
-    } else {
-        for (unsigned k = 0; k < NLANES; k++) {
-            P.lanes[k].pid = 0;   /* never a live pid */
-            P.lanes[k].p = NULL;
-            R[k].p = NULL;
-        }
-    }
+    pipeline_init(&P, m, p, s.pid);
     stage_walk(&P, m, pids, addrs, 0, n < 2 * BLK ? n : 2 * BLK, kshift);
     if (mode != MODE_READ)
         stage_frames(&P, m, 0, n < BLK ? n : BLK);
@@ -307,41 +488,11 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
         if (mode != MODE_READ && end < n)
             stage_frames(&P, m, end, end + BLK < n ? end + BLK : n);
         for (i = b; i < end; i++) {
-            if (pids && (!p || pids[i] != cur)) {   /* a replay switches (or picks its first) process */
-                if (p) {
-                    rl->vma = vma;
-                    rl->vs = vs;
-                    rl->vlen = vlen;
-                    rl->rlen = rlen;
-                    rl->wlen = wlen;
-                    rl->ran += i - since;
-                    rl->fills = fills;
-                    rl->slow = slow;
+            if (pids && (!s.p || pids[i] != s.pid)) {   /* a replay switches (or picks its first) process */
+                if ((st = replay_switch(m, &s, R, pids[i], i, res, tlbmode))) {
+                    res->stop_index = i;
+                    goto out;
                 }
-                since = i;
-                run_lane *nl = &R[(uint32_t)pids[i] & (NLANES - 1)];
-                if (!nl->p || nl->pid != pids[i]) {
-                    if (nl->p)
-                        flush_counts(nl->p, tlbmode != TLB_OFF && nl->p->tlb, nl->ran, nl->fills, nl->slow, res);
-                    nl->p = NULL;
-                    if ((st = proc_get(m, pids[i], &p))) {
-                        p = NULL;
-                        res->stop_index = i;
-                        goto out;
-                    }
-                    *nl = (run_lane){.pid = pids[i], .p = p};
-                }
-                rl = nl;
-                p = nl->p;
-                cur = pids[i];
-                tlb = tlbmode != TLB_OFF ? p->tlb : NULL;
-                vma = nl->vma;
-                vs = nl->vs;
-                vlen = nl->vlen;
-                rlen = nl->rlen;
-                wlen = nl->wlen;
-                fills = nl->fills;
-                slow = nl->slow;
             }
             if (mode != MODE_MIXED) {   /* the same-page run, in a loop of its own */
                 while ((addrs[i] >> shift) == prev)
@@ -351,8 +502,8 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
             uint64_t a = addrs[i], vpn = a >> shift;
             bool w = mode == MODE_READ ? false : mode == MODE_WRITE ? true
                      : writes ? writes[i] != 0 : write_all;
-            if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
-                tlb_entry *t = &tlb[vpn & tmask];
+            if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && s.tlb)) {
+                tlb_entry *t = &s.tlb[vpn & tmask];
                 if (t->vpn == vpn) {
                     if (!w) {
                         if (outcomes)
@@ -377,63 +528,23 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
             if (fill) {
                 pte = P.hint[i & (RING - 1)];
                 if (!pte)
-                    pte = pte_lookup(m, p, a);
+                    pte = pte_lookup(m, s.p, a);
             }
-            if (a - vs >= vlen) {
-                cs_vma *v = vma_find(p, a);
-                if (v) {
-                    vma = v;
-                    vs = v->start;
-                    vlen = v->end - v->start;
-                    rlen = v->prot != CS_PROT_NONE ? vlen : 0;   /* check_access's rule */
-                    wlen = v->prot & CS_PROT_WRITE ? vlen : 0;
-                }
-            }
-            bool allowed = a - vs < (w ? wlen : rlen);
-            if (pte && allowed) {
-                uint64_t e = *pte;
-                if ((e & PTE_PRESENT) && (!w || (e & PTE_WRITE))) {
-                    if (w)
-                        *pte = e | PTE_DIRTY;
-                    if (tlbmode == TLB_ON || (tlbmode == TLB_ASK && tlb)) {
-                        tlb[vpn & tmask].vpn = vpn;
-                        tlb[vpn & tmask].pte = pte;
-                    }
-                    fills++;
-                    if (outcomes)
-                        outcomes[i] = CS_HIT;
-                    prev = vpn;
-                    continue;
-                }
-            }
-            /* A fault or a segfault: the handler, with the counters it expects
-             * (the permission check done, when the remembered region allows). */
-            p->st.accesses++;
-            if (tlb)
-                p->st.tlb_misses++;
-            int r = allowed ? access_fault(m, p, vma, a, w, pte) : access_slow(m, p, a, w, &res->info, pte);
-            if (r > CS_HIT && r < CS_SEGFAULT) {   /* a fault, which filled the TLB */
-                slow++;
-                prev = vpn;
-                if (mode != MODE_READ)
-                    prefetch_free_list(m);
-                res->counts[r]++;
-                if (outcomes)
-                    outcomes[i] = (uint8_t)r;
-                continue;
-            }
-            if (r == CS_HIT) {
-                slow++;
-                prev = vpn;
-                res->counts[CS_HIT]++;
+            region_at(&s, a);
+            bool allowed = a - s.vs < (w ? s.wlen : s.rlen);
+            if (pte && allowed && miss_hit(&s, pte, w, vpn, tmask, tlbmode)) {
                 if (outcomes)
                     outcomes[i] = CS_HIT;
+                prev = vpn;
+                continue;
+            }
+            int r = run_handler(m, &s, a, w, allowed, pte, i, outcomes, res, mode);
+            if (r >= 0 && r < CS_SEGFAULT) {
+                prev = vpn;
                 continue;
             }
             prev = TLB_INVALID;
-            if (r >= 0)
-                slow++;   /* a segfault */
-            if ((st = batch_step(res, outcomes, i, r, stop_on_segv))) {
+            if ((st = batch_step(res, outcomes, i, r, rq->stop_on_segv))) {
                 if (st == CS_ESEGV)
                     i++;   /* the segfault itself was counted */
                 goto out;
@@ -442,54 +553,45 @@ run(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs, const
     block_done:;
     }
 out:
-    if (!pids) {
-        flush_counts(p, tlb, i - since, fills, slow, res);
-    } else {
-        if (p) {
-            rl->ran += i - since;
-            rl->fills = fills;
-            rl->slow = slow;
-        }
-        for (unsigned k = 0; k < NLANES; k++)
-            if (R[k].p)
-                flush_counts(R[k].p, tlbmode != TLB_OFF && R[k].p->tlb, R[k].ran, R[k].fills, R[k].slow, res);
-    }
-    *done = i;
+    run_flush(&s, R, pids != NULL, i, res, tlbmode);
+    res->done = i;
     return st;
 }
 
-/* The specialised copies: reads only or writes only, TLB on or off, 4 KiB
- * pages or any; the general one (per-access writes, outcomes, replay) asks
- * at run time. */
-#define SPECIALISE(name, write_all, mode, tlbmode, kshift)                                            \
-    static cs_status name(cs_machine *m, cs_proc *p, const uint64_t *addrs, uint64_t n, int32_t stop, \
-                          cs_batch_result *res, uint64_t *done)                                       \
-    {                                                                                                 \
-        return run(m, p, NULL, addrs, NULL, write_all, n, NULL, stop, res, done, mode, tlbmode,      \
-                   kshift);                                                                           \
+/* The specialised copies (the loop with a constant variant), one per read /
+ * write / per-access-write batch, TLB on or off, 4 KiB pages or any; and the
+ * general one, for outcome arrays, which asks the machine at run time. */
+typedef cs_status (*batch_fn)(cs_machine *m, cs_proc *p, const batch_req *rq);
+#define VARIANT(name, mode, tlb, kshift, outcomes)                        \
+    static cs_status name(cs_machine *m, cs_proc *p, const batch_req *rq) \
+    {                                                                     \
+        return run(m, p, rq, (variant){mode, tlb, kshift, outcomes});     \
     }
-SPECIALISE(run_read_tlb_4k, false, MODE_READ, TLB_ON, 12)
-SPECIALISE(run_read_tlb, false, MODE_READ, TLB_ON, 0)
-SPECIALISE(run_read_notlb_4k, false, MODE_READ, TLB_OFF, 12)
-SPECIALISE(run_read_notlb, false, MODE_READ, TLB_OFF, 0)
-SPECIALISE(run_write_tlb_4k, true, MODE_WRITE, TLB_ON, 12)
-SPECIALISE(run_write_tlb, true, MODE_WRITE, TLB_ON, 0)
-SPECIALISE(run_write_notlb, true, MODE_WRITE, TLB_OFF, 0)
-#undef SPECIALISE
+VARIANT(run_read_notlb, MODE_READ, TLB_OFF, 0, false)
+VARIANT(run_read_notlb_4k, MODE_READ, TLB_OFF, PAGE_SHIFT_4K, false)
+VARIANT(run_read_tlb, MODE_READ, TLB_ON, 0, false)
+VARIANT(run_read_tlb_4k, MODE_READ, TLB_ON, PAGE_SHIFT_4K, false)
+VARIANT(run_write_notlb, MODE_WRITE, TLB_OFF, 0, false)
+VARIANT(run_write_notlb_4k, MODE_WRITE, TLB_OFF, PAGE_SHIFT_4K, false)
+VARIANT(run_write_tlb, MODE_WRITE, TLB_ON, 0, false)
+VARIANT(run_write_tlb_4k, MODE_WRITE, TLB_ON, PAGE_SHIFT_4K, false)
+VARIANT(run_mixed_notlb, MODE_MIXED, TLB_OFF, 0, false)
+VARIANT(run_mixed_notlb_4k, MODE_MIXED, TLB_OFF, PAGE_SHIFT_4K, false)
+VARIANT(run_mixed_tlb, MODE_MIXED, TLB_ON, 0, false)
+VARIANT(run_mixed_tlb_4k, MODE_MIXED, TLB_ON, PAGE_SHIFT_4K, false)
+VARIANT(run_general, MODE_MIXED, TLB_ASK, 0, true)
+#undef VARIANT
 
-static cs_status run_general(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs,
-                             const uint8_t *writes, bool write_all, uint64_t n, uint8_t *outcomes,
-                             int32_t stop, cs_batch_result *res, uint64_t *done)
-{
-    return run(m, p, pids, addrs, writes, write_all, n, outcomes, stop, res, done, MODE_MIXED, TLB_ASK, 0);
-}
+static const batch_fn variants[3][2][2] = {   /* [mode][TLB on][4 KiB pages] */
+    [MODE_READ] = {{run_read_notlb, run_read_notlb_4k}, {run_read_tlb, run_read_tlb_4k}},
+    [MODE_WRITE] = {{run_write_notlb, run_write_notlb_4k}, {run_write_tlb, run_write_tlb_4k}},
+    [MODE_MIXED] = {{run_mixed_notlb, run_mixed_notlb_4k}, {run_mixed_tlb, run_mixed_tlb_4k}},
+};
 
-/* Per-access writes (or replay), no outcome array, TLB on, 4 KiB pages. */
-static cs_status run_mixed_tlb_4k(cs_machine *m, cs_proc *p, const int32_t *pids, const uint64_t *addrs,
-                                  const uint8_t *writes, bool write_all, uint64_t n, int32_t stop,
-                                  cs_batch_result *res, uint64_t *done)
+/* The copy for a request: the general one when it wants outcomes. */
+static batch_fn pick(const cs_machine *m, const batch_req *rq, int mode, bool tlb)
 {
-    return run(m, p, pids, addrs, writes, write_all, n, NULL, stop, res, done, MODE_MIXED, TLB_ON, 12);
+    return rq->outcomes ? run_general : variants[mode][tlb][m->page_shift == PAGE_SHIFT_4K];
 }
 
 cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, const uint8_t *writes,
@@ -500,22 +602,12 @@ cs_status cs_access_batch(cs_machine *m, int32_t pid, const uint64_t *addrs, con
     LOCK(m);
     cs_proc *p;
     cs_status st = proc_get(m, pid, &p);
-    uint64_t done = 0;
     if (!st) {
-        bool k4 = m->page_shift == 12;
-        if (writes && !outcomes && k4 && p->tlb)
-            st = run_mixed_tlb_4k(m, p, NULL, addrs, writes, write_all != 0, n, stop_on_segv, res, &done);
-        else if (writes || outcomes)
-            st = run_general(m, p, NULL, addrs, writes, write_all != 0, n, outcomes, stop_on_segv, res, &done);
-        else if (write_all)
-            st = (!p->tlb ? run_write_notlb : k4 ? run_write_tlb_4k : run_write_tlb)(m, p, addrs, n, stop_on_segv,
-                                                                                    res, &done);
-        else if (p->tlb)
-            st = (k4 ? run_read_tlb_4k : run_read_tlb)(m, p, addrs, n, stop_on_segv, res, &done);
-        else
-            st = (k4 ? run_read_notlb_4k : run_read_notlb)(m, p, addrs, n, stop_on_segv, res, &done);
+        batch_req rq = {.addrs = addrs, .writes = writes, .write_all = write_all != 0, .n = n,
+                        .outcomes = outcomes, .stop_on_segv = stop_on_segv, .res = res};
+        int mode = writes ? MODE_MIXED : write_all ? MODE_WRITE : MODE_READ;
+        st = pick(m, &rq, mode, p->tlb != NULL)(m, p, &rq);
     }
-    res->done = done;
     UNLOCK(m);
     return st;
 }
@@ -526,13 +618,10 @@ cs_status cs_replay(cs_machine *m, const int32_t *pids, const uint64_t *addrs, c
 {
     memset(res, 0, sizeof *res);
     LOCK(m);
-    uint64_t done = 0;
+    batch_req rq = {.pids = pids, .addrs = addrs, .writes = writes, .write_all = write_all != 0, .n = n,
+                    .outcomes = outcomes, .stop_on_segv = stop_on_segv, .res = res};
     /* Every live process has a TLB when the machine has one. */
-    cs_status st = !outcomes && m->page_shift == 12 && m->cfg.tlb_entries
-                       ? run_mixed_tlb_4k(m, NULL, pids, addrs, writes, write_all != 0, n, stop_on_segv, res, &done)
-                       : run_general(m, NULL, pids, addrs, writes, write_all != 0, n, outcomes, stop_on_segv,
-                                     res, &done);
-    res->done = done;
+    cs_status st = pick(m, &rq, MODE_MIXED, m->cfg.tlb_entries != 0)(m, NULL, &rq);
     UNLOCK(m);
     return st;
 }

@@ -94,7 +94,7 @@ static bool check_huge(checker *c, cs_proc *p, uint64_t a, uint64_t e)
     if (e & ((1ULL << PTE_FRAME_SHIFT) - 1) & ~(PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PMD_HUGE))
         return fail(c, "pid %d: huge entry at 0x%llx with stray bits", p->pid, (unsigned long long)a);
     cs_vma *v = vma_find(p, a);
-    if (!v || !(v->flags & CS_VMA_HUGE) || v->obj || v->end < a + span || m->page_shift != 12)
+    if (!v || !(v->flags & CS_VMA_HUGE) || v->obj || v->end < a + span || m->page_shift != PAGE_SHIFT_4K)
         return fail(c, "pid %d: huge entry at 0x%llx outside a huge region", p->pid, (unsigned long long)a);
     if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
         return fail(c, "pid %d: writable huge entry at 0x%llx in a read-only region", p->pid, (unsigned long long)a);

@@ -15,20 +15,13 @@ typedef struct {
     cs_proc *odf;     /* odf fork: the parent, whose shareable spans cost no table */
 } fork_need;
 
-static inline uint64_t next_span(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
-{
-    uint64_t span = 1ULL << entry_shift(m, level);
-    uint64_t next = (a & ~(span - 1)) + span;
-    return next > e ? e : next;
-}
-
 static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, uint64_t e,
                       fork_need *c)
 {
     uint64_t *t = table_of(m, tf);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = next_span(m, a, level, e);
+        uint64_t next = span_next(m, a, level, e);
         uint64_t ent = t[entry_index(m, a, level)];
         if (ent & PTE_PRESENT) {
             uint64_t child = PTE_FRAME(ent);
@@ -99,7 +92,7 @@ static void copy_rec(cs_machine *m, fork_ctx *x, uint64_t sf, uint64_t df, unsig
     uint64_t *src = table_of(m, sf), *dst = table_of(m, df);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = next_span(m, a, level, e);
+        uint64_t next = span_next(m, a, level, e);
         uint64_t i = entry_index(m, a, level);
         if (src[i] & PTE_PRESENT) {
             if (level == 1 && pmd_is_huge(src[i])) {   /* never shared by odf */
@@ -144,6 +137,19 @@ static cs_status vfork(cs_machine *m, cs_proc *p, int32_t *child_out)
     return CS_OK;
 }
 
+/* exit_mmap, for exit and exec: the address space goes, in the kernel's
+ * order -- unmap_vmas, free_pgtables, then remove_vma -> fput releases the
+ * shmem objects (the order decides which frames the LIFO free list hands out
+ * next).  Tables shared with other processes (odf) are only let go. */
+void mm_teardown(cs_machine *m, cs_proc *p)
+{
+    odf_detach_all(m, p);
+    for (cs_vma *v = p->vma_first; v; v = v->next)
+        zap_range(m, p, v->start, v->end);
+    tables_free_all(m, p);
+    vma_free_all(m, p);
+}
+
 cs_status cs_exec(cs_machine *m, int32_t pid)
 {
     LOCK(m);
@@ -160,11 +166,7 @@ cs_status cs_exec(cs_machine *m, int32_t pid)
         }
         mm_give_back(m, p);
     } else {
-        odf_detach_all(m, p);
-        for (cs_vma *v = p->vma_first; v; v = v->next)
-            zap_range(m, p, v->start, v->end);
-        tables_free_all(m, p);
-        vma_free_all(m, p);
+        mm_teardown(m, p);
     }
     p->root = table_alloc(m, p);
     if (p->tlb)

@@ -23,6 +23,7 @@
  * DIRTY are the mapping's own bits, read and set live through the TLB. */
 #define PMD_HUGE    16ULL
 #define HPAGE_ORDER 9
+#define PAGE_SHIFT_4K 12   /* 4 KiB pages: THP's only size; batch.c's specialised copies */
 #define HPAGE_NR    (1u << HPAGE_ORDER)   /* frames per huge page (4 KiB pages only) */
 #define PTE_FRAME_SHIFT 12
 #define PTE_FRAME(e) ((e) >> PTE_FRAME_SHIFT)
@@ -199,6 +200,14 @@ static inline uint64_t entry_index(const cs_machine *m, uint64_t addr, unsigned 
 {
     return (addr >> entry_shift(m, level)) & (m->epl - 1);
 }
+/* End of the span of the entry covering `a` at `level`, clipped to `e` (also
+ * when the span ends at the top of the address space: the sum wraps to 0). */
+static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
+{
+    uint64_t span = 1ULL << entry_shift(m, level);
+    uint64_t next = (a & ~(span - 1)) + span;
+    return (next > e || next < a) ? e : next;
+}
 uint64_t table_alloc(cs_machine *m, cs_proc *p);   /* a pool slot, 0 when no frame is free */
 void table_free(cs_machine *m, cs_proc *p, uint64_t slot);
 uint64_t *pte_lookup(cs_machine *m, cs_proc *p, uint64_t addr);   /* NULL under a huge entry too */
@@ -291,6 +300,9 @@ void tlb_release(cs_proc *p);
 void tlb_flush_all(cs_machine *m, cs_proc *p);
 void tlb_flush_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 void tlb_flush_page(cs_machine *m, cs_proc *p, uint64_t addr);
+
+/* fork.c */
+void mm_teardown(cs_machine *m, cs_proc *p);   /* exit_mmap: every region, entry and table */
 
 /* fault.c */
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);

@@ -293,15 +293,7 @@ void proc_destroy(cs_machine *m, cs_proc *p)
 {
     if (p->lender)
         mm_give_back(m, p);
-    /* exit_mmap order: unmap_vmas, free_pgtables, then remove_vma -> fput
-     * releases the shmem objects (the order decides which frames the LIFO
-     * free list hands out next).  Tables shared with other processes
-     * (odf) are only let go. */
-    odf_detach_all(m, p);
-    for (cs_vma *v = p->vma_first; v; v = v->next)
-        zap_range(m, p, v->start, v->end);
-    tables_free_all(m, p);
-    vma_free_all(m, p);
+    mm_teardown(m, p);
     tlb_release(p);
     vma_release(p);   /* the spares */
     p->exited = true;

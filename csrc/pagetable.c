@@ -97,14 +97,6 @@ uint64_t frame_at(cs_machine *m, cs_proc *p, uint64_t addr)
     return PTE_FRAME(*pte_lookup(m, p, addr));
 }
 
-/* End of the span of the entry covering `a` at `level`, clipped to `e`. */
-static inline uint64_t span_next(const cs_machine *m, uint64_t a, unsigned level, uint64_t e)
-{
-    uint64_t span = 1ULL << entry_shift(m, level);
-    uint64_t next = (a & ~(span - 1)) + span;
-    return (next > e || next < a) ? e : next;
-}
-
 /* A huge entry seen as its pages: a scratch level-0 entry per page. */
 static void walk_huge(cs_machine *m, cs_proc *p, uint64_t pmd, uint64_t s, uint64_t e, pte_visit_fn fn,
                       void *ctx)

@@ -325,9 +325,7 @@ static void zap_rec(cs_machine *m, cs_proc *p, uint64_t slot, unsigned level, ui
     uint64_t *t = table_of(m, slot);
     uint64_t span = 1ULL << entry_shift(m, level);
     for (uint64_t a = s; a < e;) {
-        uint64_t next = (a & ~(span - 1)) + span;
-        if (next > e)
-            next = e;
+        uint64_t next = span_next(m, a, level, e);
         uint64_t *ent_p = &t[entry_index(m, a, level)], ent = *ent_p;
         if (level == 1 && pmd_is_huge(ent)) {
             if (!(a & (span - 1)) && next - a == span) {   /* the whole huge page */
@@ -445,7 +443,7 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
     if (prot != CS_PROT_NONE && prot != CS_PROT_READ && prot != (CS_PROT_READ | CS_PROT_WRITE))
         return CS_EINVAL;
     if ((flags & ~(CS_MAP_SHARED | CS_VMA_HUGE)) ||
-        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != 12)))
+        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != PAGE_SHIFT_4K)))
         return CS_EINVAL;   /* THP: private anonymous memory with 4 KiB pages only */
     LOCK(m);
     cs_proc *p;

@@ -15,10 +15,11 @@ import cowsim
 PS = 4096
 
 
-def _machine(tlb_entries, store_data=False):
+def _machine(tlb_entries, store_data=False, page_size=PS):
     """Regions: private rw (resident, then forked), r-only, rw then made "none"
     with present entries, shared rw, and unmapped holes in between."""
-    m = cowsim.Machine(memory="4MiB", tlb_entries=tlb_entries, store_data=store_data)
+    PS = page_size
+    m = cowsim.Machine(memory="4MiB", tlb_entries=tlb_entries, store_data=store_data, page_size=page_size)
     p = m.spawn()
     base = p.mmap(64 * PS)
     p.munmap(base + 20 * PS, 4 * PS)                      # hole: pages 20-23
@@ -33,7 +34,8 @@ def _machine(tlb_entries, store_data=False):
     return m, p, c, base, shared
 
 
-def _trace(rng, base, shared, n, pattern):
+def _trace(rng, base, shared, n, pattern, page_size=PS):
+    PS = page_size
     if pattern == "sequential":
         offs = np.arange(n, dtype=np.uint64) * (PS // 8) % (64 * PS)
         a = base + offs
@@ -289,3 +291,36 @@ def test_huge_region_batches_equal_touches(thp_cow, tlb_entries, write, outcomes
         m.check()
     half = len(results) // 2
     assert results[:half] == results[half:]
+
+
+@pytest.mark.parametrize("page_size", [4096, 16384])
+@pytest.mark.parametrize("tlb_entries", [0, 64])
+@pytest.mark.parametrize("write", ["read", "write", "mixed"])
+@pytest.mark.parametrize("replay", [False, True])
+def test_every_copy_of_the_loop_equals_touches(page_size, tlb_entries, write, replay):
+    """Each entry of batch.c's table of copies (reads / writes / per-access writes, TLB on /
+    off, 4 KiB pages or not; no outcome array), and a replay's copy for each machine, against
+    single touches: the result's counts and everything observable."""
+    n = 3000
+    rng = np.random.default_rng(41)
+    writes = {"read": np.zeros(n, bool), "write": np.ones(n, bool), "mixed": rng.random(n) < 0.4}[write]
+    spec = writes if write == "mixed" else write == "write"
+    results = []
+    for batched in (True, False):
+        m, p, c, base, shared = _machine(tlb_entries, page_size=page_size)
+        procs = [p, c]
+        addrs = _trace(np.random.default_rng(42), base, shared, n, "random", page_size=page_size)
+        who = np.repeat(np.random.default_rng(43).integers(0, 2, n // 4), 4)[:n] if replay else np.ones(n, int)
+        if batched:
+            if replay:
+                pids = np.array([procs[k].pid for k in who], dtype=np.int32)
+                r = m.replay(pids, addrs, write=spec)
+            else:
+                r = c.access(addrs, write=spec)
+            counts = [r.hits, r.zero_page, r.zero_fill, r.cow_copy, r.cow_reuse, r.shared, r.segfaults]
+        else:
+            out = _touch_all(lambda i: procs[who[i]], addrs, writes)
+            counts = [out.count(k) for k in range(7)]
+        results.append((counts, _observe(m, procs)))
+        m.check()
+    assert results[0] == results[1]
