@@ -3,6 +3,10 @@
 #include <string.h>
 #include "internal.h"
 
+/* fs/proc/task_mmu.c: PSS is summed in bytes << PSS_SHIFT, so that a page
+ * shared by N processes adds size / N without losing the fraction. */
+#define PSS_SHIFT 12
+
 cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out)
 {
     LOCK(m);
@@ -63,7 +67,7 @@ static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, ui
         return;
     uint64_t size = (uint64_t)1 << m->page_shift;
     uint32_t mc = s->lmap ? s->lmap[f] : m->fm[f].mapc;
-    uint64_t pss = size << 12;   /* PSS_SHIFT fixed point */
+    uint64_t pss = size << PSS_SHIFT;   /* fixed point, as smaps_page_accumulate */
     if (mc >= 2)
         pss /= mc;
     bool dirty = (*pte & PTE_DIRTY) || (m->fm[f].flags & CS_FRAME_DIRTY);
@@ -116,12 +120,12 @@ cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
         pte_walk(m, p, v->start, v->end, smaps_pte, &s);
     }
     free(lmap);
-    /* Printed in kB; pss values carry 12 fraction bits until printed. */
+    /* Printed in kB; pss values carry PSS_SHIFT fraction bits until printed. */
     out->Rss = s.rss >> 10;
-    out->Pss = s.pss >> 22;
-    out->Pss_Dirty = s.pss_dirty >> 22;
-    out->Pss_Anon = s.pss_anon >> 22;
-    out->Pss_Shmem = s.pss_shmem >> 22;
+    out->Pss = s.pss >> (PSS_SHIFT + 10);
+    out->Pss_Dirty = s.pss_dirty >> (PSS_SHIFT + 10);
+    out->Pss_Anon = s.pss_anon >> (PSS_SHIFT + 10);
+    out->Pss_Shmem = s.pss_shmem >> (PSS_SHIFT + 10);
     out->Shared_Clean = s.shared_clean >> 10;
     out->Shared_Dirty = s.shared_dirty >> 10;
     out->Private_Clean = s.private_clean >> 10;
