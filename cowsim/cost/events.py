@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from .._types import MachineStats, ProcessStats
+from .. import MachineStats, ProcessStats
 
 if TYPE_CHECKING:
     from ..process import Process

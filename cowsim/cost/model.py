@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from .._types import BatchResult, Outcome, ProcessStats
+from .. import BatchResult, Outcome, ProcessStats
 from ..errors import InvalidArgument
 from .events import ExitEvents, ForkEvents
 
