@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["cowsim", "cowsim.units", "cowsim.machine", "cowsim.process", "cowsim._types"]
+MODULES = ["cowsim", "cowsim.units", "cowsim.machine", "cowsim.process", "cowsim._types", "cowsim.reference"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,7 +7,7 @@ fast paths change no outcome and no counter, so the model needs none of them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, NoReturn, Optional
+from typing import TYPE_CHECKING, List, NoReturn, Optional
 
 import numpy as np
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .machine import RefMachine, RefProcess
 
 
-def _batch_array(name: str, value, dtype: str, length: Optional[int] = None) -> np.ndarray:
+def _batch_array(name: str, value: object, dtype: str, length: Optional[int] = None) -> np.ndarray:
     """A batch's array as cowsim checks it: an ndarray (else TypeError) of ``dtype`` (else
     TypeError), 1-D, C-contiguous and aligned (else InvalidArgument), of ``length``."""
     if not isinstance(value, np.ndarray):
@@ -47,7 +47,7 @@ def _batch_array(name: str, value, dtype: str, length: Optional[int] = None) -> 
     return value
 
 
-def _batch_writes(write, n: int) -> List[bool]:
+def _batch_writes(write: object, n: int) -> List[bool]:
     """The write flag of each access: a bool for all, or a bool array of length n."""
     if isinstance(write, (bool, np.bool_)):
         return [bool(write)] * n
@@ -67,7 +67,7 @@ class _Batch:
     ``.index`` (i) and ``.result`` (the BatchResult of the accesses before it; a segfault
     that stops the batch is itself counted and done)."""
 
-    def __init__(self, addrs: np.ndarray, write, outcomes: bool, on_segfault) -> None:
+    def __init__(self, addrs: np.ndarray, write: object, outcomes: bool, on_segfault: str) -> None:
         self.addrs = [int(a) for a in addrs]
         self.writes = _batch_writes(write, len(self.addrs))
         if on_segfault not in ON_SEGFAULT:
@@ -81,8 +81,8 @@ class _Batch:
         return BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)
 
     def fail(self, err: CowsimError, i: int) -> NoReturn:
-        err.index = i                       # type: ignore[attr-defined]
-        err.result = self.result()          # type: ignore[attr-defined]
+        err.index = i
+        err.result = self.result()
         raise err
 
     def step(self, p: RefProcess, i: int) -> None:
@@ -108,8 +108,8 @@ class _Batch:
         self.done = i + 1
 
 
-
-def replay(m: RefMachine, pids, addrs, write=False, outcomes=False, on_segfault="continue") -> BatchResult:
+def replay(m: RefMachine, pids: np.ndarray, addrs: np.ndarray, write: object = False, outcomes: bool = False,
+           on_segfault: str = "continue") -> BatchResult:
     """Access i by ``pids[i]``, in order; a pid that is not a live, running process
     stops the replay there (InvalidArgument for a pid never created, ProcessExited,
     ProcessSuspended) with ``.index`` and ``.result`` as the other stops."""
@@ -131,7 +131,8 @@ def replay(m: RefMachine, pids, addrs, write=False, outcomes=False, on_segfault=
     return batch.result()
 
 
-def access_batch(p: RefProcess, addrs, write=False, outcomes=False, on_segfault="continue") -> BatchResult:
+def access_batch(p: RefProcess, addrs: np.ndarray, write: object = False, outcomes: bool = False,
+                 on_segfault: str = "continue") -> BatchResult:
     """A batch: each access as ``touch`` (docs/API.md); see ``_Batch`` for the stops."""
     p.machine._check_open()
     batch = _Batch(_batch_array("addrs", addrs, "uint64"), write, outcomes, on_segfault)

@@ -7,7 +7,7 @@ tables write-protected in every holder, ...).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, NoReturn, Set
+from typing import TYPE_CHECKING, List, NoReturn, Set
 
 from cowsim import InvariantViolation
 
@@ -19,18 +19,18 @@ if TYPE_CHECKING:
     from .machine import RefMachine, RefProcess
 
 
+def fail(msg: str) -> NoReturn:
+    raise InvariantViolation(msg)
+
+
 def check(m: RefMachine) -> None:
     """Recompute every reference count from scratch and compare (InvariantViolation)."""
     m._check_open()
-
-    def fail(msg: str) -> NoReturn:
-        raise InvariantViolation(msg)
-
     ref = [0] * m.nframes
     mapc = [0] * m.nframes
     kind = [0] * m.nframes
-    seen = set()                      # last-level tables already counted (odf shares them)
-    unprotected = set()               # table frames some holder reaches without wp
+    seen: Set[int] = set()            # last-level tables already counted (odf shares them)
+    unprotected: Set[int] = set()     # table frames some holder reaches without wp
     for p in m._procs.values():
         if not p.alive:
             continue
@@ -41,7 +41,7 @@ def check(m: RefMachine) -> None:
                 if idx not in t.wp:
                     unprotected.add(t.children[idx].frame)
             for idx, h in t.huge.items():
-                check_huge(m, p, t, idx, h, ref, mapc, kind, fail)
+                check_huge(m, p, t, idx, h, ref, mapc, kind)
             if t.level != m.levels - 1:
                 continue
             first = id(t) not in seen
@@ -89,7 +89,8 @@ def check(m: RefMachine) -> None:
         fail("used count")
 
 
-def check_huge(m: RefMachine, p: RefProcess, t: Table, idx: int, h: Huge, ref, mapc, kind, fail):
+def check_huge(m: RefMachine, p: RefProcess, t: Table, idx: int, h: Huge, ref: List[int], mapc: List[int],
+               kind: List[int]) -> None:
     """A huge entry: inside one huge private region, with a deposited table of its own
     and (unless the huge zero page) an aligned block of 512 live HUGE anonymous frames,
     one reference and one mapping of each."""

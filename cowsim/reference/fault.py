@@ -6,7 +6,7 @@ before it touches any, then is a loop over pages.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 from cowsim import InvalidArgument, Outcome, SegmentationFault
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from .machine import RefProcess
 
 
-# ------------------------------------------------------------------ accesses
 def check_access(p: RefProcess, addr: int, write: bool) -> Vma:
     """F1: the region of ``addr`` if the access is allowed, else a counted segfault."""
     v = vma_find(p, addr)
@@ -79,10 +78,10 @@ def access_page(p: RefProcess, addr: int, write: bool) -> Tuple[Outcome, int]:
             p._count("faults_zero_page")
             return Outcome.ZERO_PAGE, 0
         m._need(pte_missing_tables(p, vp) + 1)               # F3
-        leaf = pte_alloc(p, vp)
+        table = pte_alloc(p, vp)                            # the tables, then the page
         f = m._alloc(ANON | EXCLUSIVE)
         m._map[f] = 1
-        leaf.ptes[last] = Pte(f, True, True)
+        table.ptes[last] = Pte(f, True, True)
         v.anon_vma = True
         p._count("faults_zero_fill")
         return Outcome.ZERO_FILL, f
@@ -126,7 +125,7 @@ def access_page(p: RefProcess, addr: int, write: bool) -> Tuple[Outcome, int]:
     return Outcome.COW_COPY, f
 
 
-def fault_shared(p: RefProcess, v: Vma, vp: int, pte: Optional[Pte], write: bool):
+def fault_shared(p: RefProcess, v: Vma, vp: int, pte: Optional[Pte], write: bool) -> Tuple[Outcome, int]:
     """F6 (plus fault-around on read faults)."""
     m = p.machine
     writable = v.prot == "rw"
@@ -170,7 +169,7 @@ def fault_shared(p: RefProcess, v: Vma, vp: int, pte: Optional[Pte], write: bool
     return Outcome.SHARED, f
 
 
-def touch(p: RefProcess, addr, write=False) -> Outcome:
+def touch(p: RefProcess, addr: int, write: bool = False) -> Outcome:
     p.machine._check_open()
     addr = int_arg(addr, "addr")
     write = bool(write)
@@ -190,7 +189,7 @@ def page_pieces(p: RefProcess, addr: int, n: int) -> List[Tuple[int, int, int]]:
     return out
 
 
-def read_bytes(p: RefProcess, addr, n) -> bytes:
+def read_bytes(p: RefProcess, addr: int, n: int) -> bytes:
     m = p.machine
     m._check_open()
     addr = int_arg(addr, "addr")
@@ -210,7 +209,7 @@ def read_bytes(p: RefProcess, addr, n) -> bytes:
     return bytes(out)
 
 
-def write_bytes(p: RefProcess, addr, data) -> None:
+def write_bytes(p: RefProcess, addr: int, data: Union[bytes, bytearray, memoryview]) -> None:
     m = p.machine
     m._check_open()
     addr = int_arg(addr, "addr")

@@ -11,16 +11,21 @@ from __future__ import annotations
 import weakref
 from typing import Dict, List, Optional, Union
 
-from cowsim import CowsimError, InvalidArgument, MachineStats, ProcessExited, ProcessStats, ProcessSuspended, Region
+from cowsim import (
+    CowsimError,
+    InvalidArgument,
+    MachineStats,
+    ProcessExited,
+    ProcessStats,
+    ProcessSuspended,
+    Region,
+)
 
 from .batch import access_batch, replay
 from .check import check
 from .fault import read_bytes, touch, write_bytes
 from .fork import do_exec, do_exit, do_fork
 from .frames import Frames
-from .pagetable import pte_walk, pte_walk_small, tables_all
-from .regions import do_madvise, do_mmap, do_mprotect, do_munmap, vma_find
-from .stats import machine_frames, machine_stats, page_table, proc_regions, proc_stats, smaps, translate
 from .internal import (
     COUNTERS,
     MMAP_MIN_ADDR,
@@ -34,6 +39,9 @@ from .internal import (
     int_arg,
     parse_size,
 )
+from .pagetable import pte_walk, pte_walk_small, tables_all
+from .regions import do_madvise, do_mmap, do_mprotect, do_munmap, vma_find
+from .stats import machine_frames, machine_stats, page_table, proc_regions, proc_stats, smaps, translate
 
 
 class RefMachine(Frames):
@@ -130,7 +138,8 @@ class RefMachine(Frames):
         for k in self._exited_c:
             self._exited_c[k] += p._c[k]
 
-        def reap(_ref: object, pid: int = p.pid, machine: weakref.ref[RefMachine] = weakref.ref(self)) -> None:
+        def reap(_ref: object, pid: int = p.pid,
+                 machine: weakref.ref[RefMachine] = weakref.ref(self)) -> None:
             m = machine()
             if m is not None:
                 del m._exited[pid]

@@ -23,7 +23,8 @@ def pt_index(p: RefProcess, vpage: int, level: int) -> int:
 def table_span(p: RefProcess, level: int) -> int:
     """Pages covered by one table at ``level``."""
     m = p.machine
-    return m.entries_per_table ** (m.levels - level)
+    span: int = m.entries_per_table ** (m.levels - level)
+    return span
 
 
 def leaf_lookup(p: RefProcess, vpage: int) -> Optional[Table]:
@@ -65,7 +66,6 @@ def pte_alloc(p: RefProcess, vpage: int) -> Table:
         idx = pt_index(p, vpage, level)
         t = t.children.get(idx) or table_new(p, t, idx)
     return t
-
 
 
 def pmd_lookup(p: RefProcess, vpage: int) -> Optional[Table]:
@@ -149,7 +149,9 @@ def pte_walk_small(p: RefProcess, start_vp: int = 0, end_vp: Optional[int] = Non
     out: List[Tuple[int, Pte]] = []
     for up, idx, base in pmd_walk(p, start_vp, end_vp):
         leaf = up.children.get(idx)
-        for i in sorted(leaf.ptes) if leaf is not None else ():
+        if leaf is None:                  # a huge entry
+            continue
+        for i in sorted(leaf.ptes):
             if start_vp <= base + i < end_vp:
                 out.append((base + i, leaf.ptes[i]))
     return out

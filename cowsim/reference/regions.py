@@ -48,7 +48,7 @@ def vma_find(p: RefProcess, addr: int) -> Optional[Vma]:
     return None
 
 
-def range_check(p: RefProcess, addr, length) -> Tuple[int, int]:
+def range_check(p: RefProcess, addr: int, length: int) -> Tuple[int, int]:
     """Validated [start, end) from a page-aligned addr and a length (> 0) rounded up
     to pages; the range must end inside user space (it may begin below user_start)."""
     m = p.machine
@@ -121,8 +121,8 @@ def shobj_put(m: RefMachine, obj: ShmemObject) -> None:
         m._objects.remove(obj)
 
 
-
-def do_mmap(p: RefProcess, length, prot="rw", shared=False, addr=None, huge=False) -> int:
+def do_mmap(p: RefProcess, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None,
+            huge: bool = False) -> int:
     p.machine._check_open()
     length = int_arg(length, "length", 1)
     choice(prot, "prot", PROTS)
@@ -180,7 +180,7 @@ def find_free_range(p: RefProcess, length: int) -> Optional[int]:
     return top - length if top - m.user_start >= length else None
 
 
-def do_munmap(p: RefProcess, addr, length) -> None:
+def do_munmap(p: RefProcess, addr: int, length: int) -> None:
     start, end = range_check(p, addr, length)
     m = p.machine
     if not any(v.start < end and start < v.end for v in p._vmas):
@@ -197,7 +197,7 @@ def do_munmap(p: RefProcess, addr, length) -> None:
             shobj_put(m, v.shm)
 
 
-def do_mprotect(p: RefProcess, addr, length, prot) -> None:
+def do_mprotect(p: RefProcess, addr: int, length: int, prot: str) -> None:
     choice(prot, "prot", PROTS)
     start, end = range_check(p, addr, length)
     m = p.machine
@@ -229,7 +229,7 @@ def do_mprotect(p: RefProcess, addr, length, prot) -> None:
                 h.writable = True
 
 
-def vmas_changing(p: RefProcess, start: int, end: int, changes) -> List[Vma]:
+def vmas_changing(p: RefProcess, start: int, end: int, changes: Callable[[Vma], bool]) -> List[Vma]:
     """The regions overlapping [start, end) for which ``changes(v)`` holds, each split
     at the range boundaries (regions left unchanged are not split)."""
     for v in [v for v in p._vmas if v.start < end and start < v.end and changes(v)]:
@@ -237,7 +237,7 @@ def vmas_changing(p: RefProcess, start: int, end: int, changes) -> List[Vma]:
     return [v for v in p._vmas if start <= v.start and v.end <= end and changes(v)]
 
 
-def do_madvise(p: RefProcess, addr, length, advice) -> None:
+def do_madvise(p: RefProcess, addr: int, length: int, advice: str) -> None:
     choice(advice, "advice", ADVICES)
     start, end = range_check(p, addr, length)
     if not range_fully_mapped(p, start, end):

@@ -70,7 +70,6 @@ def proc_regions(p: RefProcess) -> List[Region]:
     return [v.public() for v in p._vmas]
 
 
-# ------------------------------------------------------------------ inspection
 def proc_stats(p: RefProcess) -> ProcessStats:
     """Counters; an exited process keeps its final counters (and holds no table)."""
     p.machine._check_open()
@@ -84,7 +83,7 @@ def proc_stats(p: RefProcess) -> ProcessStats:
                         tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
 
 
-def smaps(p: RefProcess, addr=None) -> Dict[str, int]:
+def smaps(p: RefProcess, addr: Optional[int] = None) -> Dict[str, int]:
     p.machine._check_open()
     if addr is not None:
         addr = int_arg(addr, "addr")
@@ -123,7 +122,7 @@ def smaps(p: RefProcess, addr=None) -> Dict[str, int]:
             for k, val in acc.items()}
 
 
-def translate(p: RefProcess, addr) -> Optional[Translation]:
+def translate(p: RefProcess, addr: int) -> Optional[Translation]:
     p.machine._check_open()
     addr = int_arg(addr, "addr")
     m = p._m

@@ -130,7 +130,8 @@ def huge_unshared(p: RefProcess, b: int) -> bool:
         m._ref[f] == 1 and m._map[f] == 1 for f in range(b, b + HPAGE_NR))
 
 
-def thp_fault_huge(p: RefProcess, v: Vma, up: Table, idx: int, vp: int, write: bool) -> Optional[Tuple[Outcome, int]]:
+def thp_fault_huge(p: RefProcess, v: Vma, up: Table, idx: int, vp: int,
+                   write: bool) -> Optional[Tuple[Outcome, int]]:
     """An access under a huge entry (do_huge_pmd_wp_page for writes): (outcome,
     frame), or None after a split, for the 4 KiB write fault to go on (F4 on the huge
     zero page, F5 -- a copy -- otherwise)."""
