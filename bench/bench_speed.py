@@ -158,7 +158,7 @@ def test_reference_model_speedup(benchmark):
     accesses over 1024 pages: long enough that the per-call fixed costs (machine,
     fork, NumPy set-up) do not decide the ratio.  speedup compares the traces
     alone; end_to_end_speedup includes building the machine and forking."""
-    ref_mod = pytest.importorskip("cowsim._reference")
+    ref_mod = pytest.importorskip("cowsim.reference")
     pages, n = 1024, 300_000
     offs, writes = _trace(pages, n)
 

@@ -1,7 +1,7 @@
 """Differential test: the C core against the pure-Python reference model.
 
 A Hypothesis ``RuleBasedStateMachine`` drives a :class:`cowsim.Machine` and a
-:class:`cowsim._reference.RefMachine` with the same random operation sequences (spawn,
+:class:`cowsim.reference.RefMachine` with the same random operation sequences (spawn,
 mmap, munmap, mprotect, madvise, read, write, touch, fork, exit) on a tiny address space
 and a small memory (24-200 frames), so that regions collide, frames are shared and
 ``OutOfMemory`` happens.  After every step everything observable must be equal: the result
@@ -61,7 +61,7 @@ from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, i
 
 import cowsim
 from cowsim import SegmentationFault
-from cowsim._reference import RefMachine
+from cowsim.reference import RefMachine
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
