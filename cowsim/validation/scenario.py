@@ -5,8 +5,8 @@ protection or advice, forks, and lets processes exit.  After every step the
 process that performed it is measured: its minor faults during the step (and,
 for accesses, how many pages were copied, whether a segmentation fault
 stopped it, and the sum of the bytes read), and the smaps fields of every
-named region.  ``cowsim.kernel`` runs a scenario in real processes;
-``cowsim.validate`` runs it in cowsim and compares the two.
+named region.  ``cowsim.host.probe`` runs a scenario in real processes;
+``cowsim.validation`` runs it in cowsim and compares the two.
 
 A scenario is written as JSON or TOML::
 
@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 __all__ = [
     "OPS",

@@ -1,4 +1,4 @@
-"""The host-kernel side: runs scenarios in real Linux processes with a small C probe.
+"""The host kernel's probe and its driver: runs scenarios in real Linux processes with a small C probe.
 
 The probe (``probe.c``, shipped next to this module) is compiled on first use
 with the system C compiler (``$CC`` or ``cc``) into a cache directory
@@ -30,10 +30,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ..errors import CowsimError
-from ..scenario import PROCESS_METRICS, REGION_METRICS, Measurements, Scenario
+
+if TYPE_CHECKING:  # the scenario model is validation's; read at call time only (no import cycle)
+    from ..validation.scenario import Measurements, Scenario
 
 __all__ = [
     "KernelUnavailable",
@@ -45,6 +47,8 @@ __all__ = [
     "run_scenario",
     "run_calibration",
     "host_info",
+    "host_page_size",
+    "fault_around_bytes",
 ]
 
 PROBE_SOURCE = Path(__file__).resolve().parent / "probe.c"
@@ -100,7 +104,8 @@ def _compiler() -> Optional[List[str]]:
     return [exe] + argv[1:]
 
 
-def _page_size() -> int:
+def host_page_size() -> int:
+    """The host's page size in bytes (``os.sysconf``)."""
     return int(os.sysconf("SC_PAGE_SIZE"))
 
 
@@ -110,8 +115,8 @@ def unavailable_reason() -> Optional[str]:
         return f"not Linux (this is {platform.system() or 'an unknown system'})"
     if not os.path.exists("/proc/self/smaps"):
         return "/proc/self/smaps is missing (procfs not mounted?)"
-    if _page_size() not in SUPPORTED_PAGE_SIZES:
-        return f"the host page size {_page_size()} is not one cowsim models {SUPPORTED_PAGE_SIZES}"
+    if host_page_size() not in SUPPORTED_PAGE_SIZES:
+        return f"the host page size {host_page_size()} is not one cowsim models {SUPPORTED_PAGE_SIZES}"
     if _compiler() is None:
         return "no C compiler found (set $CC or install cc)"
     if not PROBE_SOURCE.exists():
@@ -199,7 +204,7 @@ def host_info() -> Dict[str, str]:
         "system": platform.system(),
         "release": platform.release(),
         "machine": platform.machine(),
-        "page_size": str(_page_size()) if hasattr(os, "sysconf") else "?",
+        "page_size": str(host_page_size()) if hasattr(os, "sysconf") else "?",
     }
     cpuinfo = _read("/proc/cpuinfo") or ""
     ident = []
@@ -340,6 +345,8 @@ def _encode(scenario: Scenario, page_size: int) -> str:
 
 
 def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str], List[str]]:
+    from ..validation.scenario import PROCESS_METRICS, REGION_METRICS
+
     procs = list(scenario.procs)
     regions = list(scenario.regions)
     raw: Dict[Tuple[int, str, str, str], int] = {}
@@ -381,7 +388,7 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
         KernelUnavailable: the host cannot run the probe.
         KernelProbeError: the probe failed (e.g. a fixed address was taken).
     """
-    page_size = _page_size() if unavailable_reason() is None else 0
+    page_size = host_page_size() if unavailable_reason() is None else 0
     if not page_size:
         raise KernelUnavailable(unavailable_reason() or "unknown")
     out = _run_probe(["run"], _encode(scenario, page_size), timeout)

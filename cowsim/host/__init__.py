@@ -1,0 +1,31 @@
+"""The host wing: what runs on the real Linux kernel beside the simulator.
+
+- :mod:`.probe` (+ ``probe.c``) — the C probe, compiled on first use, and its
+  driver: runs a scenario in real processes, reads host facts;
+- :mod:`.calibrate` — times the host's faults and forks with the probe and fits
+  a :class:`~cowsim.cost.CostModel`.
+
+"host" is the machine cowsim runs on; the simulated kernel is the core
+(``csrc/``, :class:`cowsim.Machine`).  The command lines are ``cowsim validate``
+and ``cowsim calibrate`` (:mod:`cowsim.cli`).
+"""
+from .calibrate import SAMPLE_RAW, Calibration, calibrate, fit_model, parse_raw
+from .probe import (KernelProbeError, KernelRun, KernelUnavailable, fault_around_bytes, host_info, host_page_size,
+                    probe_binary, probe_source, unavailable_reason)
+
+__all__ = [
+    "KernelUnavailable",
+    "KernelProbeError",
+    "KernelRun",
+    "unavailable_reason",
+    "probe_binary",
+    "probe_source",
+    "host_info",
+    "host_page_size",
+    "fault_around_bytes",
+    "Calibration",
+    "calibrate",
+    "fit_model",
+    "parse_raw",
+    "SAMPLE_RAW",
+]
