@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import cowsim
-from cowsim.scenario import LAYOUT_BASE, Scenario, load_scenarios, loads, parse_scenarios
+from cowsim.validation.scenario import LAYOUT_BASE, Scenario, load_scenarios, loads, parse_scenarios
 
 BASE = {
     "name": "basic",

@@ -8,11 +8,12 @@ import json
 import pytest
 
 import cowsim
-from cowsim import kernel
-from cowsim.scenario import Scenario
-from cowsim.suite import SUITE_NAMES, builtin_suite
-from cowsim.validate import (Row, ValidationResult, add_validate_parser, kernel_run, run_scenario, run_suite,
-                             settle_kernel_runs, simulate, thp_skip_reason)
+from cowsim.host import probe as kernel
+from cowsim.validation.scenario import Scenario
+from cowsim.validation.suite import SUITE_NAMES, builtin_suite
+from cowsim.cli.validate import add_validate_parser
+from cowsim.validation import (Row, ValidationResult, kernel_run, run_scenario, run_suite, settle_kernel_runs,
+                               simulate, thp_skip_reason)
 
 REASON = kernel.unavailable_reason()
 needs_kernel = pytest.mark.skipif(REASON is not None, reason=f"kernel side unavailable: {REASON}")
@@ -25,7 +26,7 @@ needs_thp = pytest.mark.skipif(THP_REASON is not None, reason=f"kernel THP side 
 def _suite():
     if REASON is None:
         fa = kernel.fault_around_bytes()[0]
-        return builtin_suite(page_size=kernel._page_size(), fault_around=fa)
+        return builtin_suite(page_size=kernel.host_page_size(), fault_around=fa)
     return builtin_suite()
 
 
@@ -93,7 +94,7 @@ def test_bad_kernel_argument():
 
 
 def test_match_logic():
-    from cowsim.validate import _match
+    from cowsim.validation.compare import _match
 
     assert _match(1, 1, None, 0) is True
     assert _match(1, 2, None, 0) is False
@@ -114,7 +115,7 @@ def _fake_kernel(monkeypatch, sc, edits):
     """Makes the kernel side of ``sc`` give cowsim's own values, run i changed by
     ``edits[i]`` (key -> value; runs beyond the list are clean).  Returns the
     list of runs made so far."""
-    import cowsim.validate as validate
+    import cowsim.validation.run as validate
 
     clean = simulate(sc, page_size=4096, fault_around=65536)
     made = []
@@ -216,12 +217,12 @@ def test_kernel_runs_that_never_agree_are_kernel_noise(monkeypatch, tmp_path, ca
     table = res.to_table()
     assert "K~1/0/2/3|S0" in table and "1 kernel noise: KERNEL NOISE" in table
     assert "step 1 parent minflt gave 1, 0, 2, 3 (noise)" in table
-    # the CLI: exit status 4, distinct from a mismatch (1)
+    # the CLI: exit status 3 (the host side gave no settled answer), distinct from a mismatch (1)
     made.clear()
     path = tmp_path / "plain.json"
     path.write_text(json.dumps(sc.to_dict()))
     rc, out, _ = _cli(["validate", "--scenario", str(path), "--sim-fault-around", "65536"], capsys)
-    assert rc == 4 and "KERNEL NOISE" in out and len(made) == 4
+    assert rc == 3 and "KERNEL NOISE" in out and len(made) == 4
 
 
 def test_kernel_reruns_zero_lets_the_first_run_decide(monkeypatch, tmp_path, capsys):
@@ -338,7 +339,7 @@ def test_thp_skip_reasons(tmp_path):
 
 
 def test_thp_scenario_skipped_on_the_kernel_side_is_not_a_failure(monkeypatch):
-    import cowsim.validate as validate
+    import cowsim.validation.run as validate
 
     monkeypatch.setattr(kernel, "unavailable_reason", lambda: None)
     monkeypatch.setattr(validate, "thp_skip_reason", lambda sc: "THP is off here" if sc.uses_thp else None)
@@ -407,7 +408,7 @@ def test_probe_maps_its_own_pages_before_every_step():
     """The root of the audit's stray fault: before each step (in the parent and
     in each child after a fork) every page of the probe's own readable mappings
     is mapped, so nothing but the scenario can fault inside a measured step."""
-    (sc,) = builtin_suite(["fork_chain"], page_size=kernel._page_size(), fault_around=kernel.fault_around_bytes()[0])
+    (sc,) = builtin_suite(["fork_chain"], page_size=kernel.host_page_size(), fault_around=kernel.fault_around_bytes()[0])
     run = kernel.run_scenario(sc)
     assert run.info["unmapped_own_pages"] == "0"
     assert [w for w in run.warnings if "not mapped" in w] == []
@@ -474,7 +475,7 @@ def test_last_mapped_subpage_is_copied():
 @needs_kernel
 def test_wrong_fault_around_is_detected():
     """The deliberately mis-configured simulator: no shmem fault-around in cowsim."""
-    (sc,) = builtin_suite(["shmem_fault_around"], page_size=kernel._page_size(),
+    (sc,) = builtin_suite(["shmem_fault_around"], page_size=kernel.host_page_size(),
                           fault_around=kernel.fault_around_bytes()[0])
     run = kernel.run_scenario(sc)
     good = run_scenario(sc, kernel=run)
