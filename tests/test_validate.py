@@ -9,6 +9,7 @@ import pytest
 
 import cowsim
 from cowsim.host import probe as kernel
+from cowsim.validation import host_side
 from cowsim.validation.scenario import Scenario
 from cowsim.validation.suite import SUITE_NAMES, builtin_suite
 from cowsim.cli.validate import add_validate_parser
@@ -125,7 +126,7 @@ def _fake_kernel(monkeypatch, sc, edits):
         values = dict(clean)
         values.update(edits[len(made)] if len(made) < len(edits) else {})
         made.append(values)
-        return kernel.KernelRun(sc.name, values, {"page_size": "4096", "system": "Linux"}, [])
+        return host_side.KernelRun(sc.name, values, {"page_size": "4096", "system": "Linux"}, [])
 
     monkeypatch.setattr(kernel, "unavailable_reason", lambda: None)
     monkeypatch.setattr(validate, "thp_skip_reason", lambda scenario: None)
@@ -246,7 +247,7 @@ def test_a_given_kernel_run_is_never_rerun():
     sc = _plain()
     fake = simulate(sc)
     fake[STEP1] = 1
-    res = run_scenario(sc, kernel=kernel.KernelRun(sc.name, fake, {"page_size": "4096"}, []), fault_around=65536)
+    res = run_scenario(sc, kernel=host_side.KernelRun(sc.name, fake, {"page_size": "4096"}, []), fault_around=65536)
     assert res.kernel_runs == {"plain": 1}
     assert [(r.metric, r.kernel, r.cowsim) for r in res.mismatches] == [("minflt", 1, 0)]
 
@@ -361,7 +362,7 @@ def test_thp_scenario_without_a_huge_page_is_inconclusive():
     for key in list(fake):
         if key[2] == "a" and key[3] == "AnonHugePages":
             fake[key] = 0  # 4 KiB pages everywhere
-    run = kernel.KernelRun(sc.name, fake, {"page_size": "4096"}, [])
+    run = host_side.KernelRun(sc.name, fake, {"page_size": "4096"}, [])
     res = run_scenario(sc, kernel=run)
     assert "did not allocate a huge page" in res.skipped["thp_fork_split"]
     assert "step 2" in res.skipped["thp_fork_split"]
@@ -369,7 +370,7 @@ def test_thp_scenario_without_a_huge_page_is_inconclusive():
     # a real disagreement after the first write is still a mismatch
     fake2 = simulate(sc)
     fake2[(4, "child", "a", "AnonHugePages")] = 2048
-    res2 = run_scenario(sc, kernel=kernel.KernelRun(sc.name, fake2, {"page_size": "4096"}, []))
+    res2 = run_scenario(sc, kernel=host_side.KernelRun(sc.name, fake2, {"page_size": "4096"}, []))
     assert not res2.skipped and [(r.step, r.proc, r.metric) for r in res2.mismatches] == \
         [(4, "child", "AnonHugePages")]
 
@@ -379,7 +380,7 @@ def test_probe_input_marks_huge_maps():
         {"op": "map", "region": "a", "pages": 8},
         {"op": "map", "region": "h", "pages": 512, "huge": True},
         {"op": "write", "region": "h", "count": 1}]})
-    lines = kernel._encode(sc, 4096).splitlines()
+    lines = host_side._encode(sc, 4096).splitlines()
     maps = [line for line in lines if line.split()[:1] == ["step"] and line.split()[2] == "map"]
     assert maps == ["step 1 map 0 0 3 0 0", "step 2 map 0 1 3 0 1"]
     assert any(line.startswith("step 3 write 0 1 0 1 ") for line in lines)
@@ -409,7 +410,7 @@ def test_probe_maps_its_own_pages_before_every_step():
     in each child after a fork) every page of the probe's own readable mappings
     is mapped, so nothing but the scenario can fault inside a measured step."""
     (sc,) = builtin_suite(["fork_chain"], page_size=kernel.host_page_size(), fault_around=kernel.fault_around_bytes()[0])
-    run = kernel.run_scenario(sc)
+    run = host_side.run_scenario(sc)
     assert run.info["unmapped_own_pages"] == "0"
     assert [w for w in run.warnings if "not mapped" in w] == []
 
@@ -477,7 +478,7 @@ def test_wrong_fault_around_is_detected():
     """The deliberately mis-configured simulator: no shmem fault-around in cowsim."""
     (sc,) = builtin_suite(["shmem_fault_around"], page_size=kernel.host_page_size(),
                           fault_around=kernel.fault_around_bytes()[0])
-    run = kernel.run_scenario(sc)
+    run = host_side.run_scenario(sc)
     good = run_scenario(sc, kernel=run)
     assert good.all_match, good.to_table()
     bad = run_scenario(sc, kernel=run, fault_around=0)
@@ -493,7 +494,7 @@ def test_wrong_fault_around_is_detected():
 @needs_kernel
 def test_perturbed_simulator_values_are_detected():
     (sc,) = builtin_suite(["cow_child_copies"])
-    run = kernel.run_scenario(sc)
+    run = host_side.run_scenario(sc)
 
     def perturb(scenario, m):
         m[(4, "child", "a", "Pss")] += 4  # one page more Pss than the kernel
@@ -511,7 +512,7 @@ def test_perturbed_simulator_values_are_detected():
 @needs_kernel
 def test_fault_tolerance_applies_to_faults_only():
     (sc,) = builtin_suite(["cow_fork_pss"])
-    run = kernel.run_scenario(sc)
+    run = host_side.run_scenario(sc)
 
     def plus_one(scenario, m):
         m[(2, "parent", "", "minflt")] += 1
@@ -555,9 +556,9 @@ def test_vma_merging_is_a_known_disagreement():
 @needs_kernel
 def test_probe_reports_bad_input():
     with pytest.raises(kernel.KernelProbeError, match="unknown input line"):
-        kernel._run_probe(["run"], "cowsim-probe 1\nprocs 1\nbogus\nend\n", 10)
+        kernel.run_probe(["run"], "cowsim-probe 1\nprocs 1\nbogus\nend\n", 10)
     with pytest.raises(kernel.KernelProbeError, match="incomplete input"):
-        kernel._run_probe(["run"], "", 10)
+        kernel.run_probe(["run"], "", 10)
 
 
 @needs_kernel

@@ -3,7 +3,7 @@
 - :mod:`.experiments` — ``fork-cost``, ``snapshot``, ``prefork``, ``zygote``, ``cowtest``;
 - :mod:`.validate` — ``validate`` (the host kernel against cowsim);
 - :mod:`.calibrate` — ``calibrate`` (a cost profile of this host);
-- :mod:`.demo` — ``demo`` and ``version``;
+- :mod:`.demo` — ``demo`` (:mod:`cowsim.experiments.demo`) and ``version``;
 - :mod:`._common` — what they share: exit statuses, the log, argument types.
 
 Each command is a pair ``_add_NAME(commands)`` (its parser) and ``_cmd_NAME(args) -> int``;

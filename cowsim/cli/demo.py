@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..demo import run_demo as _DEMO  # its signature gives the defaults (the command calls it at run time)
+from ..experiments import demo as _demo
+from ..experiments.demo import run_demo as _DEMO  # its signature gives the defaults
 from ._common import EXIT_OK, PROG, add_command, default_of
 
 __all__ = ["COMMANDS"]
@@ -37,9 +38,7 @@ def _add_demo(commands: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
-
-    run_demo(sys.stdout, page_size=args.page_size, store_data=not args.metadata, ascii=args.ascii or None)
+    _demo.run_demo(sys.stdout, page_size=args.page_size, store_data=not args.metadata, ascii=args.ascii or None)
     return EXIT_OK
 
 

@@ -1,7 +1,8 @@
 """The host wing: what runs on the real Linux kernel beside the simulator.
 
 - :mod:`.probe` (+ ``probe.c``) — the C probe, compiled on first use, and its
-  driver: runs a scenario in real processes, reads host facts;
+  driver: runs it in real processes, reads host facts (the scenario protocol is
+  :mod:`cowsim.validation.host_side`: validation imports the host, never the reverse);
 - :mod:`.calibrate` — times the host's faults and forks with the probe and fits
   a :class:`~cowsim.cost.CostModel`.
 
@@ -10,13 +11,13 @@
 and ``cowsim calibrate`` (:mod:`cowsim.cli`).
 """
 from .calibrate import SAMPLE_RAW, Calibration, calibrate, fit_model, parse_raw
-from .probe import (KernelProbeError, KernelRun, KernelUnavailable, fault_around_bytes, host_info, host_page_size,
-                    probe_binary, probe_source, unavailable_reason)
+from .probe import (KernelProbeError, KernelUnavailable, fault_around_bytes, host_info, host_page_size, probe_binary,
+                    probe_source, run_probe, unavailable_reason)
 
 __all__ = [
     "KernelUnavailable",
     "KernelProbeError",
-    "KernelRun",
+    "run_probe",
     "unavailable_reason",
     "probe_binary",
     "probe_source",

@@ -42,9 +42,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..errors import InvalidArgument, SegmentationFault
 from ..host import probe as _probe
+from . import host_side
 from ..machine import Machine
 from ..process import Process
-from .compare import FAULT_METRICS, Row, ValidationResult, settle_kernel_runs, _compare, _kernel_disagrees
+from .compare import ValidationResult, _compare, _kernel_disagrees, settle_kernel_runs
 from .scenario import REGION_METRICS, Measurements, Scenario, Step
 from .suite import builtin_suite
 
@@ -246,15 +247,15 @@ def _read_text(path: str) -> Optional[str]:
         return None
 
 
-def kernel_run(scenario: Scenario, timeout: float = 60.0) -> "_probe.KernelRun":
-    """The scenario on the host kernel (``cowsim.kernel.run_scenario``; huge regions are
+def kernel_run(scenario: Scenario, timeout: float = 60.0) -> host_side.KernelRun:
+    """The scenario on the host kernel (``cowsim.validation.host_side.run_scenario``; huge regions are
     mapped there with ``MADV_HUGEPAGE``).
 
     Raises:
         KernelUnavailable: the host cannot run the probe.
         KernelProbeError: the probe failed.
     """
-    return _probe.run_scenario(scenario, timeout=timeout)
+    return host_side.run_scenario(scenario, timeout=timeout)
 
 
 def _thp_inconclusive(scenario: Scenario, kernel: Measurements, sim: Measurements) -> Optional[str]:
@@ -292,7 +293,7 @@ def run_scenario(
         scenario: the scenario.
         kernel: True to run the kernel side (``KernelUnavailable`` if it cannot);
             "auto" to run it when possible; False for cowsim against the
-            predictions only; or a ready ``cowsim.kernel.KernelRun``.
+            predictions only; or a ready ``cowsim.validation.host_side.KernelRun``.
         fault_around: cowsim's fault-around bytes; None = the kernel's (65536).
             A wrong value here is the supported way to see a mismatch.
         perturb: called as ``perturb(scenario, measurements)`` on cowsim's
@@ -313,9 +314,9 @@ def run_scenario(
         raise InvalidArgument(f"kernel_reruns must be an int >= 0, not {kernel_reruns!r}")
     reason = None
     skipped: Optional[str] = None
-    run: Optional[_probe.KernelRun] = None
+    run: Optional[host_side.KernelRun] = None
     can_rerun = False
-    if isinstance(kernel, _probe.KernelRun):
+    if isinstance(kernel, host_side.KernelRun):
         run = kernel
     elif kernel is True or kernel == "auto":
         can_rerun = True
