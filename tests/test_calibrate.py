@@ -9,8 +9,9 @@ import math
 import pytest
 
 import cowsim
-from cowsim import kernel
-from cowsim.calibrate import SAMPLE_RAW, add_calibrate_parser, calibrate, fit_model, parse_raw
+from cowsim.host import probe as kernel
+from cowsim.cli.calibrate import add_calibrate_parser
+from cowsim.host.calibrate import SAMPLE_RAW, calibrate, fit_model, parse_raw
 from cowsim.cost import PROFILE_FORMAT, CostModel
 
 REASON = kernel.unavailable_reason()

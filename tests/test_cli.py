@@ -1,4 +1,4 @@
-"""The command line (``cowsim.cli``) and the seed demo (``cowsim.demo``).
+"""The command line (``cowsim.cli``) and the seed demo (``cowsim.experiments.demo``).
 
 The demo's numbers are checked exactly against what docs/SEMANTICS.md says a
 fresh machine must do: frames are handed out 1, 2, 3, ... (root table at spawn,
@@ -25,9 +25,9 @@ from urllib.request import url2pathname
 import pytest
 
 import cowsim
-import cowsim.demo
+import cowsim.experiments.demo
 from cowsim.cli import main
-from cowsim.demo import STEP_TITLES, run_demo
+from cowsim.experiments.demo import STEP_TITLES, run_demo
 
 TITLES = [
     "Step 1: A maps two pages",
@@ -138,7 +138,7 @@ def test_demo_numbers_are_exact(capsys: pytest.CaptureFixture[str], page_size: i
     L = levels_for(page_size)  # table frames per process, root included
     kb = page_size // 1024
     total = 64 - 1  # DEMO_FRAMES frames, less the zero page
-    assert cowsim.demo.DEMO_FRAMES == 64
+    assert cowsim.experiments.demo.DEMO_FRAMES == 64
     a0, a1 = L + 1, L + 2  # A's data frames come after A's tables
     copy = 2 * L + 3  # after B's tables
     excl, anon, table = "ANON|EXCLUSIVE", "ANON", ("page table", 1, 0, "PAGETABLE")
@@ -257,7 +257,7 @@ def test_run_demo_writes_to_the_current_stdout(capsys: pytest.CaptureFixture[str
 
 
 def test_demo_doctest() -> None:
-    failed, attempted = doctest.testmod(cowsim.demo)
+    failed, attempted = doctest.testmod(cowsim.experiments.demo)
     assert attempted > 0 and failed == 0
 
 
@@ -290,7 +290,7 @@ def test_cowsim_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
     def broken(*args: object, **kwargs: object) -> None:
         raise cowsim.InvalidArgument("something\nwent wrong")
 
-    monkeypatch.setattr(cowsim.demo, "run_demo", broken)
+    monkeypatch.setattr(cowsim.experiments.demo, "run_demo", broken)
     status, out, err = run(capsys, "demo")
     assert status == 2
     assert out == ""

@@ -198,18 +198,18 @@ def test_fork_cost_reusing_the_parent_matches_a_fresh_parent():
 
 def test_fork_cost_custom_cost_model_dict_and_file(tmp_path):
     prices = {"fork_base_ns": 1000.0, "fork_per_pte_ns": 1.0, "fork_per_table_ns": 10.0, "copy_page_ns": 100.0}
-    r = fork_cost(sizes=["1MiB"], modes=["cow", "eager"], write_fractions=[0.0], cost_model=prices)
+    r = fork_cost(sizes=["1MiB"], fork_modes=["cow", "eager"], write_fractions=[0.0], cost_model=prices)
     cow, eager = r.records()
     assert cow["fork_model_ms"] == pytest.approx((1000 + 256 * 1 + 1 * 10) / 1e6)
     assert eager["fork_model_ms"] == pytest.approx((1000 + 256 + 10 + 256 * 100) / 1e6)
     assert r.cost_model.fork_base_ns == 1000.0
     path = tmp_path / "profile.json"
     CostModel(**prices).save(path)
-    from_file = fork_cost(sizes=["1MiB"], modes=["cow", "eager"], write_fractions=[0.0], cost_model=str(path))
+    from_file = fork_cost(sizes=["1MiB"], fork_modes=["cow", "eager"], write_fractions=[0.0], cost_model=str(path))
     assert from_file.records(wallclock=False) == r.records(wallclock=False)
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps(prices))
-    from_plain = fork_cost(sizes=["1MiB"], modes=["cow", "eager"], write_fractions=[0.0], cost_model=plain)
+    from_plain = fork_cost(sizes=["1MiB"], fork_modes=["cow", "eager"], write_fractions=[0.0], cost_model=plain)
     assert from_plain.records(wallclock=False) == r.records(wallclock=False)
 
 
@@ -248,7 +248,7 @@ def test_fork_cost_deterministic():
         ({"sizes": []}, "sizes"),
         ({"sizes": ["12XB"]}, "sizes[0]"),
         ({"sizes": ["1MiB", "1MiB"]}, "sizes"),
-        ({"modes": ["fast"]}, "modes[0]"),
+        ({"fork_modes": ["fast"]}, "fork_modes[0]"),
         ({"write_fractions": [1.5]}, "write_fractions[0]"),
         ({"write_fractions": [float("nan")]}, "write_fractions[0]"),
         ({"seed": -1}, "seed"),
@@ -324,7 +324,7 @@ def test_snapshot_zipf_skew_copies_fewer_pages_than_uniform():
 
 
 def test_snapshot_eager_fork_doubles_memory_at_once():
-    r = snapshot(dataset="1MiB", steps=2, writes_per_step=10, mode="eager")
+    r = snapshot(dataset="1MiB", steps=2, writes_per_step=10, fork_mode="eager")
     assert all(row["memory_ratio"] == 2.0 and row["cow_pages"] == 0 for row in r.records())
 
 
@@ -352,8 +352,8 @@ def test_snapshot_sweep():
 
 @needs_vfork
 def test_workloads_whose_parent_runs_on_reject_vfork():
-    with pytest.raises(cowsim.InvalidArgument, match="mode"):
-        snapshot(dataset="1MiB", mode="vfork")
+    with pytest.raises(cowsim.InvalidArgument, match="fork_mode"):
+        snapshot(dataset="1MiB", fork_mode="vfork")
     with pytest.raises(cowsim.InvalidArgument, match="fork_mode"):
         zygote(preload="1MiB", fork_mode="vfork")
     with pytest.raises(cowsim.InvalidArgument, match="fork_mode"):
@@ -366,7 +366,7 @@ def test_workloads_whose_parent_runs_on_reject_vfork():
         ({"steps": 0}, "steps"),
         ({"writes_per_step": -1}, "writes_per_step"),
         ({"skew": -0.5}, "skew"),
-        ({"mode": "lazy"}, "mode"),
+        ({"fork_mode": "lazy"}, "fork_mode"),
         ({"dataset": "lots"}, "dataset"),
     ],
 )
@@ -436,8 +436,8 @@ def test_prefork_mean_table_and_text(pf):
 def test_prefork_invalid_arguments():
     with pytest.raises(cowsim.InvalidArgument, match="object_size"):
         prefork(object_size=8)
-    with pytest.raises(cowsim.InvalidArgument, match="modes"):
-        prefork(modes=["gc", "sometimes"])
+    with pytest.raises(cowsim.InvalidArgument, match="gc_modes"):
+        prefork(gc_modes=["gc", "sometimes"])
     with pytest.raises(cowsim.InvalidArgument, match="samples"):
         prefork(objects=100, requests=5, samples=6)
     with pytest.raises(cowsim.InvalidArgument, match="workers"):
@@ -514,7 +514,7 @@ def test_cowtest_eager_fails_at_the_documented_steps(ct):
 
 @pytest.mark.parametrize("mode", ["cow", "eager"])
 def test_cowtest_three_copies_exactly(mode):
-    r = cowtest(memory="4MiB", modes=[mode], rounds=2)
+    r = cowtest(memory="4MiB", fork_modes=[mode], rounds=2)
     frames_total = r.params["frames_total"]
     assert frames_total == 1023
     sz = frames_total * PS // 4 // PS  # the region's pages
@@ -679,16 +679,18 @@ def test_snapshot_thp_off_is_the_4k_run_and_bad_thp_is_rejected():
 
 def test_fork_cost_thp_shares_one_entry_per_huge_page():
     n = (4 << 20) // PS                                 # 2 huge pages
-    r = fork_cost(sizes=["4MiB"], modes=["cow", "odf"], write_fractions=[0.0, 1.0], seed=3, thp=True)
-    assert r.params["thp"] is True
+    r = fork_cost(sizes=["4MiB"], fork_modes=["cow", "odf"], write_fractions=[0.0, 1.0], seed=3, thp="split")
+    assert r.params["thp"] == "split"
     for row in r.records():
         # root + 2 upper tables + 2 deposited tables; one entry per huge page, no copy at fork
         assert (row["frames_at_fork"], row["pt_child"], row["ptes_copied"], row["leaf_tables"]) == (5, 5, 2, 2)
         assert row["tables_shared"] == 0 and row["copied_at_fork"] == 0   # odf never shares huge entries
         k = n if row["write_fraction"] == 1.0 else 0
         assert row["copied_after"] == k and row["saved_pages"] == n - k
-    with pytest.raises(TypeError, match="thp"):
+    with pytest.raises(cowsim.InvalidArgument, match="thp"):   # thp is a str now ("off", "split", "copy-huge")
         fork_cost(sizes=["4MiB"], thp="yes")
+    with pytest.raises(TypeError, match="thp"):
+        fork_cost(sizes=["4MiB"], thp=2)
 
 
 def test_fork_cost_spawn_table_prices_fork_plus_exec(fc):

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import cowsim
-from cowsim.scenario import LAYOUT_BASE, Scenario, load_scenarios, loads, parse_scenarios
+from cowsim.validation.files import load_scenarios, loads, parse_scenarios
+from cowsim.validation.scenario import LAYOUT_BASE, Scenario
 
 BASE = {
     "name": "basic",

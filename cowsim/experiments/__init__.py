@@ -9,7 +9,7 @@
 Every result converts to NumPy (``to_numpy()``), records (``records()``), text
 (``to_table()``), CSV and JSON, and draws its figure with ``plot(path)``.
 """
-from ._common import FORK_MODES, Column, ExperimentResult, MissingDependency, Table, concurrent_fork_modes
+from ._common import FORK_MODES, THP_CHOICES, Column, ExperimentResult, MissingDependency, Table, concurrent_fork_modes, pyplot
 from ._cowtest import COWTESTS, CowtestResult, cowtest
 from ._fork_cost import ForkCostResult, fork_cost
 from ._prefork import PREFORK_MODES, PreforkResult, prefork
@@ -18,6 +18,8 @@ from ._zygote import ZygoteResult, zygote
 
 __all__ = [
     "FORK_MODES",
+    "THP_CHOICES",
+    "pyplot",
     "concurrent_fork_modes",
     "Column",
     "Table",

@@ -18,9 +18,10 @@ import logging
 import math
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -31,7 +32,11 @@ from ..units import Size, parse_size
 
 __all__ = [
     "FORK_MODES",
+    "THP_CHOICES",
     "concurrent_fork_modes",
+    "renamed_keywords",
+    "check_thp",
+    "pyplot",
     "Column",
     "Table",
     "ExperimentResult",
@@ -44,6 +49,11 @@ __all__ = [
 FORK_MODES: Tuple[str, ...] = _process.FORK_MODES
 
 log = logging.getLogger("cowsim.experiments")
+
+#: ``thp`` choices of every experiment: no huge pages ("off"), or the memory in 2 MiB
+#: transparent huge pages with a write to a shared one splitting its mapping and copying
+#: 4 KiB ("split", Linux >= 5.8) or copying the whole 2 MiB ("copy-huge", older kernels).
+THP_CHOICES: Tuple[str, ...] = ("off", "split", "copy-huge")
 
 #: The experiments' page size (the cost model's prices are for 4 KiB pages).
 PAGE_SIZE = 4096
@@ -74,6 +84,34 @@ def concurrent_fork_modes() -> Tuple[str, ...]:
     accept these.
     """
     return tuple(mode for mode in FORK_MODES if _parent_runs_after(mode))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def renamed_keywords(**old_to_new: str) -> Callable[[_F], _F]:
+    """Accepts the old spelling of renamed keyword arguments for one release, with a
+    ``DeprecationWarning`` (e.g. ``@renamed_keywords(modes="fork_modes")``).
+
+    The wrapped function keeps its signature (``inspect.signature`` follows ``__wrapped__``).
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{func.__name__}: got both {new}= and its old spelling {old}=")
+                    warnings.warn(f"{func.__name__}: {old}= is deprecated; use {new}=", DeprecationWarning,
+                                  stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        wrapper.renamed_keywords = dict(old_to_new)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class MissingDependency(CowsimError, ImportError):
@@ -122,6 +160,17 @@ def check_choice(op: str, name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InvalidArgument(f"{op}: unknown {name} {value!r}; expected one of {', '.join(choices)}")
     return value
+
+
+def check_thp(op: str, thp: Any) -> str:
+    """``thp`` as one of ``THP_CHOICES``; a bool (fork-cost's old spelling) is accepted with a
+    ``DeprecationWarning``: True is "split", False is "off"."""
+    if isinstance(thp, bool):
+        new = "split" if thp else "off"
+        warnings.warn(f"{op}: thp={thp} is deprecated; use thp={new!r} (one of {', '.join(THP_CHOICES)})",
+                      DeprecationWarning, stacklevel=4)  # check_thp < the experiment < its wrapper < caller
+        return new
+    return check_choice(op, "thp", thp, THP_CHOICES)
 
 
 def check_seq(op: str, name: str, values: Any, item: Callable[[str, str, Any], Any]) -> Tuple[Any, ...]:

@@ -52,6 +52,7 @@ from ._common import (
     Table,
     check_int,
     check_modes,
+    renamed_keywords,
     check_size,
     frozen_map,
     log,
@@ -329,9 +330,10 @@ def _forkloop(t: _Test, phys: int, rounds: int) -> None:
     t.step("parent exits", lambda: t.exit(p))
 
 
+@renamed_keywords(modes="fork_modes")
 def cowtest(
     memory: Size = "32MiB",
-    modes: Optional[Sequence[str]] = None,
+    fork_modes: Optional[Sequence[str]] = None,
     rounds: int = 10,
     cost_model: CostModelSpec = None,
     progress: bool = False,
@@ -340,7 +342,7 @@ def cowtest(
 
     Args:
         memory: the machine's physical memory (1 MiB to 1 GiB; data mode).
-        modes: fork strategies (default: every one in ``FORK_MODES``).
+        fork_modes: fork strategies (default: every one in ``FORK_MODES``; old name ``modes``).
         rounds: fork/fork/exit rounds of ``forkloop`` (1 to 10000).
         cost_model: prices (a ``CostModel``, a dict, a JSON profile path; None: defaults).
         progress: show a progress bar on stderr (when it is a terminal).
@@ -353,7 +355,7 @@ def cowtest(
     nbytes = check_size(_OP, "memory", memory, low_pages=256)
     if nbytes > 1 << 30:
         raise InvalidArgument(f"{_OP}: memory must be <= 1GiB (data mode), got {format_size(nbytes)}")
-    mode_list = check_modes(_OP, "modes", FORK_MODES if modes is None else modes)
+    mode_list = check_modes(_OP, "fork_modes", FORK_MODES if fork_modes is None else fork_modes)
     rounds = check_int(_OP, "rounds", rounds, 1, 10_000)
     model = resolve_cost_model(cost_model)
     tests: List[Tuple[Any, ...]] = []
@@ -394,7 +396,7 @@ def cowtest(
     finally:
         bar.close()
     log.info("cowtest: done in %.1f s", time.perf_counter() - started)
-    params = {"memory": nbytes, "modes": list(mode_list), "rounds": rounds, "page_size": PAGE_SIZE,
+    params = {"memory": nbytes, "fork_modes": list(mode_list), "rounds": rounds, "page_size": PAGE_SIZE,
               "frames_total": frames_total}
     result_tables = (
         Table.build("tests", TEST_COLUMNS, tests,

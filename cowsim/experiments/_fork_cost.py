@@ -28,12 +28,13 @@ parent does.  Before the measured forks of each strategy, one unmeasured fork
 (and exit) warms the simulator up: the first fork on a fresh machine also pays
 for the host's first touch of the simulator's own memory.
 
-With ``thp=True`` the parent's region is in 2 MiB transparent huge pages: a fork
-shares one write-protected entry per 2 MiB (plus the page table Linux deposits
-for the child), and the child's first write to a huge page splits its mapping
-and copies 4 KiB.
+With ``thp="split"`` (or ``"copy-huge"``) the parent's region is in 2 MiB
+transparent huge pages: a fork shares one write-protected entry per 2 MiB (plus
+the page table Linux deposits for the child), and the child's first write to a
+huge page splits its mapping and copies 4 KiB (``"copy-huge"``: copies the
+whole 2 MiB, as kernels before 5.8 did).
 
->>> r = fork_cost(sizes=["1MiB"], modes=["cow", "eager"], write_fractions=[0.0, 1.0])
+>>> r = fork_cost(sizes=["1MiB"], fork_modes=["cow", "eager"], write_fractions=[0.0, 1.0])
 >>> [(row["mode"], row["write_fraction"], row["copied_after"], row["saved_pages"]) for row in r.records()]
 [('cow', 0.0, 0, 256), ('cow', 1.0, 256, 0), ('eager', 0.0, 0, 0), ('eager', 1.0, 0, 0)]
 """
@@ -57,6 +58,8 @@ from ._common import (
     Table,
     check_float,
     check_modes,
+    check_thp,
+    renamed_keywords,
     check_seed,
     check_seq,
     check_size,
@@ -158,25 +161,28 @@ def _fraction(op: str, name: str, value: Any) -> float:
     return check_float(op, name, value, 0.0, 1.0)
 
 
+@renamed_keywords(modes="fork_modes")
 def fork_cost(
     sizes: Sequence[Size] = DEFAULT_SIZES,
-    modes: Optional[Sequence[str]] = None,
+    fork_modes: Optional[Sequence[str]] = None,
     write_fractions: Sequence[float] = DEFAULT_WRITE_FRACTIONS,
     seed: int = 0,
     cost_model: CostModelSpec = None,
     progress: bool = False,
-    thp: bool = False,
+    thp: str = "off",
 ) -> ForkCostResult:
     """Measures and models the cost of fork() by resident size, strategy and child writes.
 
     Args:
         sizes: resident sizes of the parent (bytes or "64MiB"; rounded up to pages).
-        modes: fork strategies (default: every one in ``FORK_MODES``).
+        fork_modes: fork strategies (default: every one in ``FORK_MODES``; old name ``modes``).
         write_fractions: fractions of the pages the child writes after the fork, in [0, 1].
         seed: chooses which pages the child writes.
         cost_model: prices (a ``CostModel``, a dict, a JSON profile path; None: defaults).
         progress: show a progress bar on stderr (when it is a terminal).
-        thp: put the parent's memory in 2 MiB transparent huge pages.
+        thp: "off", or the parent's memory in 2 MiB transparent huge pages with a child's write
+            to a shared one splitting it ("split") or copying 2 MiB ("copy-huge"); the old
+            bool spelling (True = "split") still works, with a ``DeprecationWarning``.
 
     Returns:
         A :class:`ForkCostResult`.
@@ -185,15 +191,14 @@ def fork_cost(
         InvalidArgument: a parameter out of range (the message names it).
     """
     size_list = check_seq(_OP, "sizes", sizes, lambda o, n, v: check_size(o, n, v))
-    mode_list = check_modes(_OP, "modes", FORK_MODES if modes is None else modes)
+    mode_list = check_modes(_OP, "fork_modes", FORK_MODES if fork_modes is None else fork_modes)
     fractions = check_seq(_OP, "write_fractions", write_fractions, _fraction)
     seed = check_seed(_OP, seed)
-    if not isinstance(thp, bool):
-        raise TypeError(f"{_OP}: thp must be a bool, not {type(thp).__name__}")
+    thp = check_thp(_OP, thp)
     model = resolve_cost_model(cost_model)
     params = {
         "sizes": list(size_list),
-        "modes": list(mode_list),
+        "fork_modes": list(mode_list),
         "write_fractions": list(fractions),
         "seed": seed,
         "page_size": PAGE_SIZE,
@@ -217,7 +222,7 @@ def fork_cost(
         "forks",
         COLUMNS,
         rows,
-        title=f"fork-cost: fork of a parent with every page resident{' in huge pages' if thp else ''}, "
+        title=f"fork-cost: fork of a parent with every page resident{_huge_title(thp)}, "
         f"then the child writes a fraction of the pages (seed {seed})",
     )
     spawn = Table.build(
@@ -244,11 +249,11 @@ def fork_cost(
             "odf: the child shares the parent's last-level tables (write-protected) and copies one on its"
             " first write in its 2 MiB span; model fork ms adds fork_per_shared_table per table shared.",
         )
-    if thp:
+    if thp != "off":
         notes += (
             "thp: the parent's memory is in 2 MiB huge pages; a fork shares each as one entry (eager copies"
             " its 512 pages), PT counts the deposited tables, and a child's first write to a huge page"
-            " splits its mapping and copies 4 KiB.",
+            + (" splits its mapping and copies 4 KiB." if thp == "split" else " copies the whole 2 MiB."),
         )
     if "vfork" in mode_list:
         notes += (
@@ -258,6 +263,10 @@ def fork_cost(
     return ForkCostResult(frozen_map(params), model, (table, spawn), frozen_map(summary), notes, wallclock_notes)
 
 
+def _huge_title(thp: str) -> str:
+    return "" if thp == "off" else " in huge pages" + ("" if thp == "split" else f" ({thp})")
+
+
 def _one_size(
     size: int,
     modes: Tuple[str, ...],
@@ -265,15 +274,16 @@ def _one_size(
     seed: int,
     model: CostModel,
     bar: Any,
-    thp: bool = False,
+    thp: str = "off",
     spawn_rows: Optional[List[Tuple[Any, ...]]] = None,
 ) -> List[Tuple[Any, ...]]:
     pages = size // PAGE_SIZE
     rows: List[Tuple[Any, ...]] = []
-    memory = machine_memory(2 * pages + (1024 if thp else 0))   # thp: room to align the blocks
-    with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False) as m:
+    huge = thp != "off"
+    memory = machine_memory(2 * pages + (1024 if huge else 0))   # thp: room to align the blocks
+    with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False, thp_cow="split" if not huge else thp) as m:
         parent = m.spawn()
-        base = parent.mmap(size, huge=thp)
+        base = parent.mmap(size, huge=huge)
         offsets = np.arange(pages, dtype=np.uint64) * np.uint64(PAGE_SIZE)
         every_page = offsets + np.uint64(base)
         parent.access(every_page, write=True)

@@ -50,6 +50,7 @@ from ._common import (
     check_modes,
     check_seed,
     concurrent_fork_modes,
+    renamed_keywords,
     frozen_map,
     log,
     machine_memory,
@@ -131,6 +132,7 @@ class PreforkResult(ExperimentResult):
         return fig
 
 
+@renamed_keywords(modes="gc_modes")
 def prefork(
     objects: int = 1_000_000,
     object_size: int = 64,
@@ -139,7 +141,7 @@ def prefork(
     objects_per_request: int = 20,
     gc_every: int = 1000,
     skew: float = 1.2,
-    modes: Sequence[str] = PREFORK_MODES,
+    gc_modes: Sequence[str] = PREFORK_MODES,
     samples: int = 10,
     fork_mode: str = "cow",
     seed: int = 0,
@@ -156,7 +158,8 @@ def prefork(
         objects_per_request: objects each request touches (>= 0).
         gc_every: requests between two full collections (>= 1).
         skew: object popularity: 0 uniform, else the Zipf exponent (<= 10).
-        modes: GC modes to compare, from ``PREFORK_MODES`` ("gc", "nogc", "freeze").
+        gc_modes: GC modes to compare, from ``PREFORK_MODES`` ("gc", "nogc", "freeze");
+            old name ``modes`` (deprecated).
         samples: sampling intervals (1 to ``requests``); rows at 0 and after each.
         fork_mode: how the master forks; one of
             ``concurrent_fork_modes()`` (the parent runs on beside its children).
@@ -174,7 +177,7 @@ def prefork(
     per_request = check_int(_OP, "objects_per_request", objects_per_request, 0, 10**6)
     gc_every = check_int(_OP, "gc_every", gc_every, 1)
     skew = check_float(_OP, "skew", skew, 0.0, 10.0)
-    mode_list = check_modes(_OP, "modes", modes, PREFORK_MODES)
+    mode_list = check_modes(_OP, "gc_modes", gc_modes, PREFORK_MODES)
     samples = check_int(_OP, "samples", samples, 1, requests)
     fork_mode = check_choice(_OP, "fork_mode", fork_mode, concurrent_fork_modes())
     seed = check_seed(_OP, seed)
@@ -188,7 +191,7 @@ def prefork(
         "objects_per_request": per_request,
         "gc_every": gc_every,
         "skew": skew,
-        "modes": list(mode_list),
+        "gc_modes": list(mode_list),
         "samples": samples,
         "fork_mode": fork_mode,
         "seed": seed,

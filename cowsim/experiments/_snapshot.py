@@ -48,7 +48,9 @@ from ._common import (
     check_seed,
     check_seq,
     check_size,
+    check_thp,
     concurrent_fork_modes,
+    renamed_keywords,
     frozen_map,
     log,
     machine_memory,
@@ -77,9 +79,6 @@ COLUMNS = (
     Column("parent_anon_huge_kb", "i8", text=False),
 )
 
-#: ``thp`` choices: no huge pages, or huge pages with a write to a shared one splitting
-#: (Linux >= 5.8) or copying the whole 2 MiB (older kernels).
-THP_CHOICES = ("off", "split", "copy-huge")
 
 SWEEP_COLUMNS = (
     Column("writes_per_step", "i8", "writes/step", ",d"),
@@ -178,25 +177,26 @@ class KeySampler:
 
 
 def _params(
-    dataset: Size, steps: Any, writes_per_step: Any, skew: Any, mode: Any, seed: Any, thp: Any = "off"
+    dataset: Size, steps: Any, writes_per_step: Any, skew: Any, fork_mode: Any, seed: Any, thp: Any = "off"
 ) -> Tuple[int, int, int, float, str, int, str]:
     nbytes = check_size(_OP, "dataset", dataset)
     pages = nbytes // PAGE_SIZE
     steps = check_int(_OP, "steps", steps, 1, pages)
     writes_per_step = check_int(_OP, "writes_per_step", writes_per_step, 0, 10**9)
     skew = check_float(_OP, "skew", skew, 0.0, 10.0)
-    mode = check_choice(_OP, "mode", mode, concurrent_fork_modes())
+    fork_mode = check_choice(_OP, "fork_mode", fork_mode, concurrent_fork_modes())
     seed = check_seed(_OP, seed)
-    thp = check_choice(_OP, "thp", thp, THP_CHOICES)
-    return nbytes, steps, writes_per_step, skew, mode, seed, thp
+    thp = check_thp(_OP, thp)
+    return nbytes, steps, writes_per_step, skew, fork_mode, seed, thp
 
 
+@renamed_keywords(mode="fork_mode")
 def snapshot(
     dataset: Size = "1GiB",
     steps: int = 32,
     writes_per_step: int = 8192,
     skew: float = 0.0,
-    mode: str = "cow",
+    fork_mode: str = "cow",
     seed: int = 0,
     cost_model: CostModelSpec = None,
     progress: bool = False,
@@ -209,8 +209,8 @@ def snapshot(
         steps: chunks the child reads the data set in (1 to the data set's pages).
         writes_per_step: parent writes between two chunks (>= 0).
         skew: 0 for uniform keys, else the Zipf exponent of key popularity (<= 10).
-        mode: the fork strategy; one of
-            ``concurrent_fork_modes()`` (the parent runs on beside its children).
+        fork_mode: the fork strategy; one of ``concurrent_fork_modes()`` (the parent runs
+            on beside its children).  Old name ``mode`` (deprecated).
         seed: chooses the written keys.
         cost_model: prices (a ``CostModel``, a dict, a JSON profile path; None: defaults).
         progress: show a progress bar on stderr (when it is a terminal).
@@ -221,7 +221,7 @@ def snapshot(
         InvalidArgument: a parameter out of range (the message names it).
     """
     nbytes, steps, writes_per_step, skew, mode, seed, thp = _params(
-        dataset, steps, writes_per_step, skew, mode, seed, thp)
+        dataset, steps, writes_per_step, skew, fork_mode, seed, thp)
     model = resolve_cost_model(cost_model)
     log.info("snapshot: %s data set, %d steps of %d writes", format_size(nbytes), steps, writes_per_step)
     started = time.perf_counter()
@@ -236,7 +236,7 @@ def snapshot(
         "steps": steps,
         "writes_per_step": writes_per_step,
         "skew": skew,
-        "mode": mode,
+        "fork_mode": mode,
         "seed": seed,
         "page_size": PAGE_SIZE,
         "thp": thp,
@@ -340,12 +340,13 @@ def _run(
     return rows, summary
 
 
+@renamed_keywords(mode="fork_mode")
 def snapshot_sweep(
     writes_per_step: Sequence[int] = (0, 256, 1024, 4096, 16384),
     skews: Sequence[float] = (0.0, 0.8, 1.2),
     dataset: Size = "256MiB",
     steps: int = 32,
-    mode: str = "cow",
+    fork_mode: str = "cow",
     seed: int = 0,
     cost_model: CostModelSpec = None,
     progress: bool = False,
@@ -356,7 +357,7 @@ def snapshot_sweep(
     Args:
         writes_per_step: the write rates to try (parent writes per step).
         skews: the key skews to try (0 = uniform, else a Zipf exponent).
-        dataset, steps, mode, seed, cost_model, thp: as in :func:`snapshot`.
+        dataset, steps, fork_mode, seed, cost_model, thp: as in :func:`snapshot`.
         progress: show a progress bar on stderr (when it is a terminal).
 
     Raises:
@@ -365,7 +366,7 @@ def snapshot_sweep(
     rates = check_seq("snapshot_sweep", "writes_per_step", writes_per_step,
                       lambda o, n, v: check_int(o, n, v, 0, 10**9))
     skew_list = check_seq("snapshot_sweep", "skews", skews, lambda o, n, v: check_float(o, n, v, 0.0, 10.0))
-    nbytes, steps, _, _, mode, seed, thp = _params(dataset, steps, 0, 0.0, mode, seed, thp)
+    nbytes, steps, _, _, mode, seed, thp = _params(dataset, steps, 0, 0.0, fork_mode, seed, thp)
     model = resolve_cost_model(cost_model)
     log.info("snapshot sweep: %d write rates x %d skews", len(rates), len(skew_list))
     started = time.perf_counter()
@@ -396,7 +397,7 @@ def snapshot_sweep(
         "skews": list(skew_list),
         "dataset": nbytes,
         "steps": steps,
-        "mode": mode,
+        "fork_mode": mode,
         "seed": seed,
         "page_size": PAGE_SIZE,
         "thp": thp,

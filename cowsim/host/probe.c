@@ -1,8 +1,8 @@
-/* cowsim kernel probe: runs a cowsim scenario in real Linux processes and
+/* cowsim host probe: runs a cowsim scenario in real Linux processes and
  * measures what the kernel did, or measures the costs the cost model needs.
  *
- * Shipped as package data of cowsim.kernel and compiled at run time with the
- * system C compiler (see cowsim/kernel/__init__.py).  Linux only.
+ * Shipped as package data of cowsim.host and compiled at run time with the
+ * system C compiler (see cowsim/host/probe.py).  Linux only.
  *
  *   probe run          reads a scenario (line format below) on stdin, runs it
  *   probe calibrate [quick]

@@ -1,6 +1,6 @@
 """Calibration: measure this host's kernel with the probe and fit a :class:`CostModel`.
 
-The probe (``cowsim/kernel/probe.c``) times, in C, over several repetitions
+The probe (``cowsim/host/probe.c``) times, in C, over several repetitions
 (9 full, 3 quick; the kinds interleaved repetition by repetition so that a
 slow phase of a busy host hits them alike), keeping the best of each:
 
@@ -26,20 +26,18 @@ per page.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import itertools
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import kernel as _kernel
-from .cost import PROFILE_FORMAT, CostModel
-from .errors import CowsimError, InvalidArgument
+from ..cost import PROFILE_FORMAT, CostModel
+from ..errors import InvalidArgument
+from . import probe as _probe
 
-__all__ = ["Calibration", "calibrate", "fit_model", "parse_raw", "add_calibrate_parser", "SAMPLE_RAW"]
+__all__ = ["Calibration", "calibrate", "fit_model", "parse_raw", "SAMPLE_RAW"]
 
 #: A small synthetic probe output (for doctests and tests of the fit).
 SAMPLE_RAW: List[List[str]] = [
@@ -222,70 +220,14 @@ def calibrate(quick: bool = False, progress: Optional[Callable[[str], None]] = N
     """
     if progress:
         progress("calibrate: compiling/locating the probe")
-    _kernel.probe_binary()
+    _probe.probe_binary()
     if progress:
         progress(f"calibrate: measuring ({'quick' if quick else 'full'} mode)")
-    raw = _kernel.run_calibration(quick=quick)
+    raw = _probe.run_calibration(quick=quick)
     measurements = parse_raw(raw)
     model = fit_model(measurements)
     forks = {x["label"]: x for x in measurements["forks"]}
     if "dense1" in forks and "dense2" in forks:
         d1, d2 = forks["dense1"], forks["dense2"]
         measurements["fork_ns_per_resident_page"] = (d2["best_ns"] - d1["best_ns"]) / max(1, d2["ptes"] - d1["ptes"])
-    return Calibration(model, measurements, _kernel.host_info(), quick)
-
-
-# ------------------------------------------------------------------------------ CLI
-def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Registers ``calibrate`` on an argparse subparsers object.
-
-    The parser's ``func`` default returns the exit status: 0 done, 3 the
-    kernel side is unavailable or failed, 2 the output file cannot be written.
-    """
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "calibrate",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="measure this host's kernel and write a cost-model profile",
-        description="Times faults, fork, munmap and page copies on the host kernel with the C probe and "
-        "fits cowsim's cost model.  The profile (JSON) goes to stdout, and to --output.",
-    )
-    p.add_argument("--output", "-o", metavar="FILE", help="also write the profile to FILE")
-    p.add_argument("--quick", action="store_true", help="small sizes, fewer repetitions (about 1 s, noisier)")
-    p.set_defaults(func=_cmd_calibrate)
-    return p
-
-
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    def progress(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    try:
-        cal = calibrate(quick=args.quick, progress=progress)
-    except (_kernel.KernelUnavailable, _kernel.KernelProbeError) as exc:
-        print(f"cowsim calibrate: {exc}", file=sys.stderr)
-        return 3
-    except CowsimError as exc:
-        print(f"cowsim calibrate: {exc}", file=sys.stderr)
-        return 3
-    if args.output:
-        try:
-            cal.save(args.output)
-        except OSError as exc:
-            print(f"cowsim calibrate: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        progress(f"calibrate: profile written to {args.output}")
-    print(json.dumps(cal.to_profile(), indent=2))
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m cowsim.calibrate`` (the same as ``cowsim calibrate``)."""
-    parser = argparse.ArgumentParser(prog="cowsim")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_calibrate_parser(sub)
-    args = parser.parse_args(["calibrate", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    return Calibration(model, measurements, _probe.host_info(), quick)

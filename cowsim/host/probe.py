@@ -1,4 +1,4 @@
-"""The host-kernel side: runs scenarios in real Linux processes with a small C probe.
+"""The host kernel's probe and its driver: a small C program run in real Linux processes.
 
 The probe (``probe.c``, shipped next to this module) is compiled on first use
 with the system C compiler (``$CC`` or ``cc``) into a cache directory
@@ -15,8 +15,9 @@ taken around each step in the process that performs it, the region's own
 (visible to root only; otherwise ``copied`` is not measured).
 
 Where this cannot work (not Linux, no C compiler, a page size cowsim does
-not model) :func:`unavailable_reason` says why and :func:`run_scenario`
-raises :class:`KernelUnavailable`.
+not model) :func:`unavailable_reason` says why and :func:`run_probe` raises
+:class:`KernelUnavailable`.  The scenario protocol (encoding a scenario, decoding
+its measurements) is validation's: :mod:`cowsim.validation.host_side`.
 """
 from __future__ import annotations
 
@@ -28,30 +29,28 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import CowsimError
-from ..scenario import PROCESS_METRICS, REGION_METRICS, Measurements, Scenario
 
 __all__ = [
     "KernelUnavailable",
     "KernelProbeError",
-    "KernelRun",
     "unavailable_reason",
     "probe_binary",
     "probe_source",
-    "run_scenario",
+    "run_probe",
+    "host_warnings",
     "run_calibration",
     "host_info",
+    "host_page_size",
+    "fault_around_bytes",
 ]
 
 PROBE_SOURCE = Path(__file__).resolve().parent / "probe.c"
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wl,-z,now")
 SUPPORTED_PAGE_SIZES = (4096, 16384, 65536)
-_OPS_ARGS = {"none": 0, "r": 1, "rw": 3}
-_ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
 # glibc registers an rseq area that the kernel writes on preemption: after a
 # fork that would be a copy-on-write fault inside a measured step.
 _PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "LC_ALL": "C"}
@@ -73,24 +72,6 @@ class KernelProbeError(CowsimError):
     """The probe ran but failed (a syscall refused, a timeout, bad output)."""
 
 
-@dataclass
-class KernelRun:
-    """What the kernel did for one scenario.
-
-    Attributes:
-        scenario: the scenario's name.
-        measurements: values by ``(step, proc, region, metric)``; None = not measured.
-        info: host facts (kernel release, page size, fault-around bytes, ...).
-        warnings: anything the probe noticed that may blur the comparison.
-    """
-
-    scenario: str
-    measurements: Measurements
-    info: Dict[str, str] = field(default_factory=dict)
-    warnings: List[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------- the host
 def _compiler() -> Optional[List[str]]:
     cc = os.environ.get("CC", "").strip()
     argv = shlex.split(cc) if cc else ["cc"]
@@ -100,7 +81,8 @@ def _compiler() -> Optional[List[str]]:
     return [exe] + argv[1:]
 
 
-def _page_size() -> int:
+def host_page_size() -> int:
+    """The host's page size in bytes (``os.sysconf``)."""
     return int(os.sysconf("SC_PAGE_SIZE"))
 
 
@@ -110,8 +92,8 @@ def unavailable_reason() -> Optional[str]:
         return f"not Linux (this is {platform.system() or 'an unknown system'})"
     if not os.path.exists("/proc/self/smaps"):
         return "/proc/self/smaps is missing (procfs not mounted?)"
-    if _page_size() not in SUPPORTED_PAGE_SIZES:
-        return f"the host page size {_page_size()} is not one cowsim models {SUPPORTED_PAGE_SIZES}"
+    if host_page_size() not in SUPPORTED_PAGE_SIZES:
+        return f"the host page size {host_page_size()} is not one cowsim models {SUPPORTED_PAGE_SIZES}"
     if _compiler() is None:
         return "no C compiler found (set $CC or install cc)"
     if not PROBE_SOURCE.exists():
@@ -199,7 +181,7 @@ def host_info() -> Dict[str, str]:
         "system": platform.system(),
         "release": platform.release(),
         "machine": platform.machine(),
-        "page_size": str(_page_size()) if hasattr(os, "sysconf") else "?",
+        "page_size": str(host_page_size()) if hasattr(os, "sysconf") else "?",
     }
     cpuinfo = _read("/proc/cpuinfo") or ""
     ident = []
@@ -259,7 +241,7 @@ def _damon_state(root: str = "/sys/kernel/mm/damon/admin/kdamonds") -> str:
     return "; ".join(out)
 
 
-def _host_warnings(info: Dict[str, str]) -> List[str]:
+def host_warnings(info: Dict[str, str]) -> List[str]:
     out = []
     shmem = info.get("thp_shmem_enabled", "")
     if "[force]" in shmem or "[always]" in shmem:
@@ -272,7 +254,13 @@ def _host_warnings(info: Dict[str, str]) -> List[str]:
 
 
 # ---------------------------------------------------------------------- running
-def _run_probe(args: List[str], stdin: str, timeout: float) -> str:
+def run_probe(args: List[str], stdin: str, timeout: float) -> str:
+    """Runs the probe with ``args``, ``stdin`` on its standard input, and returns its output.
+
+    Raises:
+        KernelUnavailable: the probe cannot be built here.
+        KernelProbeError: it reported an error, ended abnormally or timed out.
+    """
     exe = probe_binary()
     env = dict(os.environ)
     # A sanitizer runtime preloaded into Python (the ASan test run) must not reach the probe:
@@ -308,95 +296,6 @@ def _run_probe(args: List[str], stdin: str, timeout: float) -> str:
     return out
 
 
-def _encode(scenario: Scenario, page_size: int) -> str:
-    procs = {p: i for i, p in enumerate(scenario.procs)}
-    regions = {r: i for i, r in enumerate(scenario.regions)}
-    layout = scenario.layout(page_size)
-    lines = ["cowsim-probe 1", f"procs {len(procs)}"]
-    for name, spec in scenario.regions.items():
-        lines.append(f"region {regions[name]} {layout[name]:x} {spec.pages}")
-    for s in scenario.steps:
-        a = [0, 0, 0, 0]
-        proc = procs[s.proc]
-        if s.op == "map":
-            a = [regions[s.region or ""], _OPS_ARGS[s.prot or "rw"], int(s.shared), int(s.huge)]
-        elif s.op in ("read", "write", "mprotect", "munmap", "madvise"):
-            a = [regions[s.region or ""], s.first, s.count, 0]
-            if s.op == "write":
-                a[3] = s.value
-            elif s.op == "mprotect":
-                a[3] = _OPS_ARGS[s.prot or "rw"]
-            elif s.op == "madvise":
-                a[3] = _ADVICE[s.advice or ""]
-        elif s.op == "fork":
-            a = [procs[s.child or ""], 0, 0, 0]
-        elif s.op == "exit":
-            # the parent performs the step (reaps and measures); a0 is the exiting process
-            a = [procs[s.proc], 0, 0, 0]
-            proc = procs[scenario.parents[s.proc]]
-        lines.append(f"step {s.number} {s.op} {proc} {a[0]} {a[1]} {a[2]} {a[3]}")
-    lines.append("end")
-    return "\n".join(lines) + "\n"
-
-
-def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str], List[str]]:
-    procs = list(scenario.procs)
-    regions = list(scenario.regions)
-    raw: Dict[Tuple[int, str, str, str], int] = {}
-    info: Dict[str, str] = {}
-    warnings: List[str] = []
-    for line in out.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "info" and len(parts) >= 3:
-            info[parts[1]] = parts[2]
-        elif parts[0] == "warn":
-            warnings.append(f"{scenario.name}: step {parts[1]}: {' '.join(parts[2:])}")
-        elif parts[0] == "m":
-            step, proc = int(parts[1]), procs[int(parts[2])]
-            kv = dict(zip(parts[3::2], map(int, parts[4::2])))
-            kv["data_sum"] = kv.pop("data", -1)
-            for metric in PROCESS_METRICS:
-                raw[(step, proc, "", metric)] = kv.get(metric, -1)
-        elif parts[0] == "r":
-            step, proc, region = int(parts[1]), procs[int(parts[2])], regions[int(parts[3])]
-            kv = dict(zip(parts[4::2], map(int, parts[5::2])))
-            for metric in REGION_METRICS:
-                raw[(step, proc, region, metric)] = kv.get(metric, -1)
-    measurements: Measurements = {}
-    for s in scenario.reported_steps():
-        for key in scenario.keys(s):
-            if key not in raw:
-                raise KernelProbeError(f"the kernel probe did not report {key} for scenario {scenario.name!r}")
-            value = raw[key]
-            measurements[key] = None if value < 0 else value
-    return measurements, info, warnings
-
-
-def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
-    """Runs a scenario in real processes and returns what the kernel did.
-
-    Raises:
-        KernelUnavailable: the host cannot run the probe.
-        KernelProbeError: the probe failed (e.g. a fixed address was taken).
-    """
-    page_size = _page_size() if unavailable_reason() is None else 0
-    if not page_size:
-        raise KernelUnavailable(unavailable_reason() or "unknown")
-    out = _run_probe(["run"], _encode(scenario, page_size), timeout)
-    measurements, probe_info, warnings = _decode(scenario, out)
-    info = host_info()
-    info["pfn_visible"] = probe_info.get("pfn_visible", "0")
-    # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
-    info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
-    warnings = _host_warnings(info) + warnings
-    if info["pfn_visible"] != "1":
-        warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "
-                        "'copied' is not measured on the kernel side")
-    return KernelRun(scenario.name, measurements, info, warnings)
-
-
 def run_calibration(quick: bool = False, timeout: float = 300.0) -> List[List[str]]:
     """Runs the probe's calibration and returns its raw output lines, split in words.
 
@@ -404,5 +303,5 @@ def run_calibration(quick: bool = False, timeout: float = 300.0) -> List[List[st
         KernelUnavailable: the host cannot run the probe.
         KernelProbeError: the probe failed.
     """
-    out = _run_probe(["calibrate"] + (["quick"] if quick else []), "", timeout)
+    out = run_probe(["calibrate"] + (["quick"] if quick else []), "", timeout)
     return [line.split() for line in out.splitlines() if line.strip() and line != "done"]

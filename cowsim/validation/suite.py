@@ -51,7 +51,7 @@ thp_partial_munmap          munmap of one page splits the huge mapping
 
 The ``thp_*`` scenarios map ``huge`` regions and are stated for 4 KiB pages
 whatever ``page_size`` says (THP is modelled there only); on other hosts their
-kernel side is skipped (``cowsim.validate.thp_skip_reason``).
+kernel side is skipped (``cowsim.validation.thp_skip_reason``).
 
 >>> [s.name for s in builtin_suite()][:3]
 ['cow_fork_pss', 'cow_child_copies', 'cow_parent_copies']
@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 from .scenario import HUGE_PAGES, Scenario
 
 __all__ = ["builtin_suite", "suite_dicts", "SUITE_NAMES"]

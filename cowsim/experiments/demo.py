@@ -23,9 +23,9 @@ import textwrap
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from ._types import FrameFlags, Translation
-from .machine import Machine
-from .process import Process
+from .. import FrameFlags, Translation
+from ..machine import Machine
+from ..process import Process
 
 __all__ = ["run_demo", "STEP_TITLES", "DEMO_FRAMES"]
 

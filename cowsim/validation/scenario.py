@@ -5,8 +5,8 @@ protection or advice, forks, and lets processes exit.  After every step the
 process that performed it is measured: its minor faults during the step (and,
 for accesses, how many pages were copied, whether a segmentation fault
 stopped it, and the sum of the bytes read), and the smaps fields of every
-named region.  ``cowsim.kernel`` runs a scenario in real processes;
-``cowsim.validate`` runs it in cowsim and compares the two.
+named region.  ``cowsim.host.probe`` runs a scenario in real processes;
+``cowsim.validation`` runs it in cowsim and compares the two.
 
 A scenario is written as JSON or TOML::
 
@@ -75,10 +75,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 __all__ = [
     "OPS",
@@ -91,9 +90,6 @@ __all__ = [
     "RegionSpec",
     "Step",
     "Scenario",
-    "load_scenarios",
-    "loads",
-    "parse_scenarios",
     "LAYOUT_BASE",
     "HUGE_PAGES",
 ]
@@ -229,7 +225,7 @@ def _choice(where: str, fname: str, value: Any, choices: Sequence[str]) -> str:
 
 
 class Scenario:
-    """A validated scenario.  Build with :meth:`from_dict` or :func:`load_scenarios`.
+    """A validated scenario.  Build with :meth:`from_dict` or :func:`cowsim.validation.load_scenarios`.
 
     Attributes:
         name: identifier.
@@ -541,78 +537,3 @@ class _Builder:
                                f"for {step.op} (measured: {allowed}; region metrics are 'region.Field')")
             out[(proc, region, metric)] = _int(where, f"expect.{key}", value, 0, 2**62)
         return out
-
-
-# ---------------------------------------------------------------------------- loading
-def parse_scenarios(data: Any, source: str = "") -> List[Scenario]:
-    """Scenarios from loaded JSON/TOML data: one scenario, a list of them, or a
-    table with a ``scenarios`` list.  Names must be unique.
-
-    Raises:
-        InvalidArgument: the data is not a scenario file, or a scenario is invalid.
-    """
-    if isinstance(data, dict) and "scenarios" in data and "steps" not in data:
-        if set(data) != {"scenarios"}:
-            extra = ", ".join(sorted(set(data) - {"scenarios"}))
-            raise InvalidArgument(f"{source or 'scenario file'}: unknown top-level field(s) {extra}")
-        items = data["scenarios"]
-    elif isinstance(data, list):
-        items = data
-    else:
-        items = [data]
-    if not isinstance(items, list) or not items:
-        raise InvalidArgument(f"{source or 'scenario file'}: 'scenarios' must be a non-empty list")
-    out = [Scenario.from_dict(item, source) for item in items]
-    names = [s.name for s in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InvalidArgument(f"{source or 'scenario file'}: duplicate scenario name(s) {', '.join(dup)}")
-    return out
-
-
-def _toml_loads(text: str, source: str) -> Any:
-    try:
-        import tomllib as toml  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        try:
-            import tomli as toml  # type: ignore[import-not-found,no-redef,unused-ignore]
-        except ImportError:
-            raise InvalidArgument(
-                f"{source or 'scenario'}: reading TOML needs Python 3.11+ (tomllib) or the 'tomli' "
-                "package (pip install tomli); JSON works everywhere"
-            ) from None
-    try:
-        return toml.loads(text)
-    except toml.TOMLDecodeError as exc:
-        raise InvalidArgument(f"{source or 'scenario'}: not valid TOML: {exc}") from None
-
-
-def loads(text: str, fmt: str = "json", source: str = "") -> List[Scenario]:
-    """Scenarios from JSON or TOML text (``fmt`` "json" or "toml")."""
-    if fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{source or 'scenario'}: not valid JSON: {exc}") from None
-    elif fmt == "toml":
-        data = _toml_loads(text, source)
-    else:
-        raise InvalidArgument(f"unknown scenario format {fmt!r}; expected 'json' or 'toml'")
-    return parse_scenarios(data, source)
-
-
-def load_scenarios(path: Union[str, Path]) -> List[Scenario]:
-    """Scenarios from a ``.json`` or ``.toml`` file.
-
-    Raises:
-        InvalidArgument: unreadable file, unknown extension, or an invalid scenario.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in (".json", ".toml"):
-        raise InvalidArgument(f"{p}: scenario files must end in .json or .toml")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"{p}: cannot read: {exc.strerror or exc}") from None
-    return loads(text, suffix[1:], str(p))

@@ -1,0 +1,124 @@
+"""A scenario on the host kernel: encoded in the probe's line protocol, run by
+:mod:`cowsim.host.probe` in real processes, and its measurements decoded.
+
+Where the probe cannot work :func:`cowsim.host.probe.unavailable_reason` says why and
+:func:`run_scenario` raises :class:`~cowsim.host.KernelUnavailable`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from ..host import probe as _probe
+from .scenario import PROCESS_METRICS, REGION_METRICS, Measurements, Scenario
+
+__all__ = ["KernelRun", "run_scenario"]
+
+_OPS_ARGS = {"none": 0, "r": 1, "rw": 3}
+_ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
+
+
+@dataclass
+class KernelRun:
+    """What the kernel did for one scenario.
+
+    Attributes:
+        scenario: the scenario's name.
+        measurements: values by ``(step, proc, region, metric)``; None = not measured.
+        info: host facts (kernel release, page size, fault-around bytes, ...).
+        warnings: anything the probe noticed that may blur the comparison.
+    """
+
+    scenario: str
+    measurements: Measurements
+    info: Dict[str, str] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+
+def _encode(scenario: Scenario, page_size: int) -> str:
+    procs = {p: i for i, p in enumerate(scenario.procs)}
+    regions = {r: i for i, r in enumerate(scenario.regions)}
+    layout = scenario.layout(page_size)
+    lines = ["cowsim-probe 1", f"procs {len(procs)}"]
+    for name, spec in scenario.regions.items():
+        lines.append(f"region {regions[name]} {layout[name]:x} {spec.pages}")
+    for s in scenario.steps:
+        a = [0, 0, 0, 0]
+        proc = procs[s.proc]
+        if s.op == "map":
+            a = [regions[s.region or ""], _OPS_ARGS[s.prot or "rw"], int(s.shared), int(s.huge)]
+        elif s.op in ("read", "write", "mprotect", "munmap", "madvise"):
+            a = [regions[s.region or ""], s.first, s.count, 0]
+            if s.op == "write":
+                a[3] = s.value
+            elif s.op == "mprotect":
+                a[3] = _OPS_ARGS[s.prot or "rw"]
+            elif s.op == "madvise":
+                a[3] = _ADVICE[s.advice or ""]
+        elif s.op == "fork":
+            a = [procs[s.child or ""], 0, 0, 0]
+        elif s.op == "exit":
+            # the parent performs the step (reaps and measures); a0 is the exiting process
+            a = [procs[s.proc], 0, 0, 0]
+            proc = procs[scenario.parents[s.proc]]
+        lines.append(f"step {s.number} {s.op} {proc} {a[0]} {a[1]} {a[2]} {a[3]}")
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str], List[str]]:
+    procs = list(scenario.procs)
+    regions = list(scenario.regions)
+    raw: Dict[Tuple[int, str, str, str], int] = {}
+    info: Dict[str, str] = {}
+    warnings: List[str] = []
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "info" and len(parts) >= 3:
+            info[parts[1]] = parts[2]
+        elif parts[0] == "warn":
+            warnings.append(f"{scenario.name}: step {parts[1]}: {' '.join(parts[2:])}")
+        elif parts[0] == "m":
+            step, proc = int(parts[1]), procs[int(parts[2])]
+            kv = dict(zip(parts[3::2], map(int, parts[4::2])))
+            kv["data_sum"] = kv.pop("data", -1)
+            for metric in PROCESS_METRICS:
+                raw[(step, proc, "", metric)] = kv.get(metric, -1)
+        elif parts[0] == "r":
+            step, proc, region = int(parts[1]), procs[int(parts[2])], regions[int(parts[3])]
+            kv = dict(zip(parts[4::2], map(int, parts[5::2])))
+            for metric in REGION_METRICS:
+                raw[(step, proc, region, metric)] = kv.get(metric, -1)
+    measurements: Measurements = {}
+    for s in scenario.reported_steps():
+        for key in scenario.keys(s):
+            if key not in raw:
+                raise _probe.KernelProbeError(f"the kernel probe did not report {key} for scenario {scenario.name!r}")
+            value = raw[key]
+            measurements[key] = None if value < 0 else value
+    return measurements, info, warnings
+
+
+def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
+    """Runs a scenario in real processes and returns what the kernel did.
+
+    Raises:
+        KernelUnavailable: the host cannot run the probe.
+        KernelProbeError: the probe failed (e.g. a fixed address was taken).
+    """
+    page_size = _probe.host_page_size() if _probe.unavailable_reason() is None else 0
+    if not page_size:
+        raise _probe.KernelUnavailable(_probe.unavailable_reason() or "unknown")
+    out = _probe.run_probe(["run"], _encode(scenario, page_size), timeout)
+    measurements, probe_info, warnings = _decode(scenario, out)
+    info = _probe.host_info()
+    info["pfn_visible"] = probe_info.get("pfn_visible", "0")
+    # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
+    info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
+    warnings = _probe.host_warnings(info) + warnings
+    if info["pfn_visible"] != "1":
+        warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "
+                        "'copied' is not measured on the kernel side")
+    return KernelRun(scenario.name, measurements, info, warnings)
