@@ -10,7 +10,12 @@
 <Outcome.COW_COPY: 3>
 """
 from ._types import (
+    Advice,
     BatchResult,
+    ForkMode,
+    OnSegfault,
+    Prot,
+    ThpCow,
     FrameFlags,
     MachineStats,
     Outcome,
@@ -40,6 +45,11 @@ __all__ = [
     "Process",
     "FORK_MODES",
     "Outcome",
+    "ForkMode",
+    "Prot",
+    "Advice",
+    "ThpCow",
+    "OnSegfault",
     "BatchResult",
     "FrameFlags",
     "MachineStats",

@@ -27,6 +27,8 @@ MAX_LINES = 600
 
 
 def wing_of(module: str) -> str:
+    if module == "cowsim.__main__":  # `python -m cowsim`: the command line's entry point
+        return "cli"
     parts = module.split(".")
     if len(parts) > 1 and (PKG / parts[1]).is_dir():
         return parts[1]

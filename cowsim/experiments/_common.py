@@ -21,10 +21,11 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 import numpy as np
 
+from .. import ForkMode
 from .. import process as _process
 from ..cost import CostModel
 from ..errors import CowsimError, InvalidArgument
@@ -68,7 +69,7 @@ def _parent_runs_after(mode: str) -> bool:
         parent = m.spawn()
         addr = parent.mmap(4096)
         parent.touch(addr, write=True)
-        parent.fork(mode)
+        parent.fork(cast(ForkMode, mode))
         try:
             parent.touch(addr, write=True)
         except CowsimError:

@@ -35,10 +35,11 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
+from .. import ForkMode
 from ..errors import CowsimError, InvalidArgument
 from ..machine import Machine
 from ..cost import CostModel, CostModelSpec, NS_PER_MS, exit_events, fork_events, resolve_cost_model, stats_delta
@@ -170,7 +171,7 @@ class _Test:
 
     def fork(self, parent: Process) -> Process:
         before = self.m.stats
-        child = parent.fork(self.mode)
+        child = parent.fork(cast(ForkMode, self.mode))
         self.procs.append(child)
         self.extra_price += self.model.price_fork(fork_events(child, before, self.m.stats))
         return child

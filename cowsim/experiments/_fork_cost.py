@@ -43,10 +43,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
+from .. import ForkMode, ThpCow
 from ..machine import Machine
 from ..cost import CostModel, CostModelSpec, NS_PER_MS, exit_events, fork_events, resolve_cost_model
 from ..units import Size, format_size
@@ -281,7 +282,7 @@ def _one_size(
     rows: List[Tuple[Any, ...]] = []
     huge = thp != "off"
     memory = machine_memory(2 * pages + (1024 if huge else 0))   # thp: room to align the blocks
-    with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False, thp_cow="split" if not huge else thp) as m:
+    with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False, thp_cow=cast(ThpCow, "split" if not huge else thp)) as m:
         parent = m.spawn()
         base = parent.mmap(size, huge=huge)
         offsets = np.arange(pages, dtype=np.uint64) * np.uint64(PAGE_SIZE)
@@ -290,7 +291,7 @@ def _one_size(
         resident = parent.smaps()["Anonymous"] * 1024 // PAGE_SIZE  # what an eager fork copies
         order = np.random.default_rng([seed, pages]).permutation(pages)
         for mode in modes:
-            parent.fork(mode).exit()  # warm-up, unmeasured
+            parent.fork(cast(ForkMode, mode)).exit()  # warm-up, unmeasured
             parent.access(every_page, write=True)
             if spawn_rows is not None:
                 spawn_rows.append(_spawn(m, parent, mode, size, model))
@@ -299,7 +300,7 @@ def _one_size(
                 bar.set_postfix_str(f"{format_size(size)} {mode} {fraction:.0%}")
                 before = m.stats
                 t0 = time.perf_counter_ns()
-                child = parent.fork(mode)
+                child = parent.fork(cast(ForkMode, mode))
                 wall_ns = time.perf_counter_ns() - t0
                 after_fork = m.stats
                 ev = fork_events(child, before, after_fork)

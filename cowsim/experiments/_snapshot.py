@@ -29,10 +29,11 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
+from .. import ForkMode, ThpCow
 from ..machine import Machine
 from ..cost import CostModel, CostModelSpec, NS_PER_MS, fork_events, resolve_cost_model
 from ..units import Size, format_size
@@ -276,13 +277,13 @@ def _run(
     huge = thp != "off"
     memory = machine_memory(2 * pages + (1024 if huge else 0))   # huge: room to align
     with Machine(memory=memory, page_size=PAGE_SIZE, store_data=False,
-                 thp_cow="split" if thp == "off" else thp) as m:
+                 thp_cow=cast(ThpCow, "split" if thp == "off" else thp)) as m:
         parent = m.spawn()
         base = parent.mmap(nbytes, huge=huge)
         every_page = np.uint64(base) + np.arange(pages, dtype=np.uint64) * np.uint64(PAGE_SIZE)
         parent.access(every_page, write=True)
         before = m.stats
-        child = parent.fork(mode)
+        child = parent.fork(cast(ForkMode, mode))
         after = m.stats
         fork_model_ms = model.price_fork(fork_events(child, before, after)) / NS_PER_MS
         start = after

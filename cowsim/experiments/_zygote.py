@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, List, Tuple
+from typing import Any, List, Tuple, cast
 
 import numpy as np
 
+from .. import ForkMode
 from ..machine import Machine
 from ..cost import CostModelSpec, NS_PER_MS, fork_events, resolve_cost_model
 from ..units import Size, format_size
@@ -133,7 +134,7 @@ def zygote(
             children = []
             for n in range(1, apps + 1):
                 before = m.stats
-                app = z.fork(fork_mode)
+                app = z.fork(cast(ForkMode, fork_mode))
                 start_ns = model.price_fork(fork_events(app, before, m.stats))
                 res = app.access(offsets[dirty[n - 1]] + np.uint64(base), write=True)
                 children.append(app)

@@ -38,8 +38,9 @@ True
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, cast
 
+from .. import Advice, Prot
 from ..errors import InvalidArgument, SegmentationFault
 from ..host import probe as _probe
 from . import host_side
@@ -140,13 +141,13 @@ def _sim_step(
     length = step.count * ps
     if op == "map":
         spec = scenario.regions[step.region]
-        p.mmap(spec.pages * ps, prot=spec.prot, shared=spec.shared, addr=base, huge=spec.huge)
+        p.mmap(spec.pages * ps, prot=cast(Prot, spec.prot), shared=spec.shared, addr=base, huge=spec.huge)
     elif op == "mprotect":
-        p.mprotect(base, length, step.prot or "rw")
+        p.mprotect(base, length, cast(Prot, step.prot or "rw"))
     elif op == "munmap":
         p.munmap(base, length)
     elif op == "madvise":
-        p.madvise(base, length, step.advice or "")
+        p.madvise(base, length, cast(Advice, step.advice or ""))  # (scenario files are checked on load)
     else:  # read / write, one byte at the start of each page, stopping at a segfault
         addrs = [base + k * ps for k in range(step.count)]
         before = [p.translate(a) for a in addrs]
