@@ -72,7 +72,7 @@ def test_unavailable_kernel_is_reported_cleanly(monkeypatch):
     reason = kernel.unavailable_reason()
     assert reason is not None and "not Linux" in reason
     (sc,) = builtin_suite(["cow_fork_pss"])
-    with pytest.raises(kernel.KernelUnavailable) as info:
+    with pytest.raises(kernel.HostUnavailable) as info:
         run_scenario(sc, kernel=True)
     assert isinstance(info.value, cowsim.CowsimError) and "not Linux" in info.value.reason
     res = run_scenario(sc, kernel="auto")
@@ -126,7 +126,7 @@ def _fake_kernel(monkeypatch, sc, edits):
         values = dict(clean)
         values.update(edits[len(made)] if len(made) < len(edits) else {})
         made.append(values)
-        return host_side.KernelRun(sc.name, values, {"page_size": "4096", "system": "Linux"}, [])
+        return host_side.HostRun(sc.name, values, {"page_size": "4096", "system": "Linux"}, [])
 
     monkeypatch.setattr(kernel, "unavailable_reason", lambda: None)
     monkeypatch.setattr(validate, "thp_skip_reason", lambda scenario: None)
@@ -247,7 +247,7 @@ def test_a_given_kernel_run_is_never_rerun():
     sc = _plain()
     fake = simulate(sc)
     fake[STEP1] = 1
-    res = run_scenario(sc, kernel=host_side.KernelRun(sc.name, fake, {"page_size": "4096"}, []), fault_around=65536)
+    res = run_scenario(sc, kernel=host_side.HostRun(sc.name, fake, {"page_size": "4096"}, []), fault_around=65536)
     assert res.kernel_runs == {"plain": 1}
     assert [(r.metric, r.kernel, r.cowsim) for r in res.mismatches] == [("minflt", 1, 0)]
 
@@ -362,7 +362,7 @@ def test_thp_scenario_without_a_huge_page_is_inconclusive():
     for key in list(fake):
         if key[2] == "a" and key[3] == "AnonHugePages":
             fake[key] = 0  # 4 KiB pages everywhere
-    run = host_side.KernelRun(sc.name, fake, {"page_size": "4096"}, [])
+    run = host_side.HostRun(sc.name, fake, {"page_size": "4096"}, [])
     res = run_scenario(sc, kernel=run)
     assert "did not allocate a huge page" in res.skipped["thp_fork_split"]
     assert "step 2" in res.skipped["thp_fork_split"]
@@ -370,7 +370,7 @@ def test_thp_scenario_without_a_huge_page_is_inconclusive():
     # a real disagreement after the first write is still a mismatch
     fake2 = simulate(sc)
     fake2[(4, "child", "a", "AnonHugePages")] = 2048
-    res2 = run_scenario(sc, kernel=host_side.KernelRun(sc.name, fake2, {"page_size": "4096"}, []))
+    res2 = run_scenario(sc, kernel=host_side.HostRun(sc.name, fake2, {"page_size": "4096"}, []))
     assert not res2.skipped and [(r.step, r.proc, r.metric) for r in res2.mismatches] == \
         [(4, "child", "AnonHugePages")]
 
@@ -555,9 +555,9 @@ def test_vma_merging_is_a_known_disagreement():
 
 @needs_kernel
 def test_probe_reports_bad_input():
-    with pytest.raises(kernel.KernelProbeError, match="unknown input line"):
+    with pytest.raises(kernel.HostProbeError, match="unknown input line"):
         kernel.run_probe(["run"], "cowsim-probe 1\nprocs 1\nbogus\nend\n", 10)
-    with pytest.raises(kernel.KernelProbeError, match="incomplete input"):
+    with pytest.raises(kernel.HostProbeError, match="incomplete input"):
         kernel.run_probe(["run"], "", 10)
 
 

@@ -37,7 +37,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     check_output_path(args.output, "--output")
     try:
         cal = calibrate(quick=args.quick, progress=log.info)
-    except CowsimError as exc:  # KernelUnavailable, KernelProbeError, a malformed probe output
+    except CowsimError as exc:  # HostUnavailable, HostProbeError, a malformed probe output
         raise CommandError(str(exc), EXIT_HOST) from None
     if args.output:
         try:

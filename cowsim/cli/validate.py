@@ -75,7 +75,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             fault_tolerance=args.fault_tolerance,
             kernel_reruns=args.kernel_reruns,
         )
-    except (probe.KernelUnavailable, probe.KernelProbeError) as exc:
+    except (probe.HostUnavailable, probe.HostProbeError) as exc:
         raise CommandError(str(exc), EXIT_HOST) from None
     print(res.to_json() if args.json else res.to_table(args.all_regions))
     sys.stdout.flush()

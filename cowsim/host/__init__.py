@@ -11,12 +11,12 @@
 and ``cowsim calibrate`` (:mod:`cowsim.cli`).
 """
 from .calibrate import SAMPLE_RAW, Calibration, calibrate, fit_model, parse_raw
-from .probe import (KernelProbeError, KernelUnavailable, fault_around_bytes, host_info, host_page_size, probe_binary,
+from .probe import (HostProbeError, HostUnavailable, fault_around_bytes, host_info, host_page_size, probe_binary,
                     probe_source, run_probe, unavailable_reason)
 
 __all__ = [
-    "KernelUnavailable",
-    "KernelProbeError",
+    "HostUnavailable",
+    "HostProbeError",
     "run_probe",
     "unavailable_reason",
     "probe_binary",

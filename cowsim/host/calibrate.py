@@ -215,8 +215,8 @@ def calibrate(quick: bool = False, progress: Optional[Callable[[str], None]] = N
     """Measures the host kernel and fits a cost model (full mode ~10 s, quick about 1 s).
 
     Raises:
-        KernelUnavailable: not Linux or no C compiler.
-        KernelProbeError: the probe failed.
+        HostUnavailable: not Linux or no C compiler.
+        HostProbeError: the probe failed.
     """
     if progress:
         progress("calibrate: compiling/locating the probe")

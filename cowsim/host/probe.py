@@ -16,7 +16,7 @@ taken around each step in the process that performs it, the region's own
 
 Where this cannot work (not Linux, no C compiler, a page size cowsim does
 not model) :func:`unavailable_reason` says why and :func:`run_probe` raises
-:class:`KernelUnavailable`.  The scenario protocol (encoding a scenario, decoding
+:class:`HostUnavailable`.  The scenario protocol (encoding a scenario, decoding
 its measurements) is validation's: :mod:`cowsim.validation.host_side`.
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import CowsimError
 
 __all__ = [
-    "KernelUnavailable",
-    "KernelProbeError",
+    "HostUnavailable",
+    "HostProbeError",
     "unavailable_reason",
     "probe_binary",
     "probe_source",
@@ -56,7 +56,7 @@ SUPPORTED_PAGE_SIZES = (4096, 16384, 65536)
 _PROBE_ENV = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "LC_ALL": "C"}
 
 
-class KernelUnavailable(CowsimError):
+class HostUnavailable(CowsimError):
     """The host cannot run the kernel probe (not Linux, no C compiler, ...).
 
     Attributes:
@@ -68,8 +68,13 @@ class KernelUnavailable(CowsimError):
         self.reason = reason
 
 
-class KernelProbeError(CowsimError):
+class HostProbeError(CowsimError):
     """The probe ran but failed (a syscall refused, a timeout, bad output)."""
+
+
+# The names until 0.1 ("kernel" was ambiguous between the host's and the simulated one).
+KernelUnavailable = HostUnavailable
+KernelProbeError = HostProbeError
 
 
 def _compiler() -> Optional[List[str]]:
@@ -118,7 +123,7 @@ def _writable_dir(candidates: List[Path]) -> Path:
                 return d
         except OSError:
             continue
-    raise KernelUnavailable("no writable cache directory for the compiled probe (set COWSIM_CACHE_DIR)")
+    raise HostUnavailable("no writable cache directory for the compiled probe (set COWSIM_CACHE_DIR)")
 
 
 def probe_source() -> Path:
@@ -130,11 +135,11 @@ def probe_binary(rebuild: bool = False) -> Path:
     """Compiles the probe if needed and returns the executable's path.
 
     Raises:
-        KernelUnavailable: not Linux, no compiler, or the compiler failed.
+        HostUnavailable: not Linux, no compiler, or the compiler failed.
     """
     reason = unavailable_reason()
     if reason:
-        raise KernelUnavailable(reason)
+        raise HostUnavailable(reason)
     cc = _compiler()
     assert cc is not None
     src = PROBE_SOURCE.read_bytes()
@@ -149,11 +154,11 @@ def probe_binary(rebuild: bool = False) -> Path:
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise KernelUnavailable(f"running the C compiler failed: {exc}") from None
+        raise HostUnavailable(f"running the C compiler failed: {exc}") from None
     if res.returncode != 0:
         tmp.unlink(missing_ok=True)
         detail = (res.stderr or res.stdout).strip().splitlines()[-5:]
-        raise KernelUnavailable(f"the C compiler failed on {PROBE_SOURCE.name}: " + " | ".join(detail))
+        raise HostUnavailable(f"the C compiler failed on {PROBE_SOURCE.name}: " + " | ".join(detail))
     os.replace(tmp, exe)
     return exe
 
@@ -258,8 +263,8 @@ def run_probe(args: List[str], stdin: str, timeout: float) -> str:
     """Runs the probe with ``args``, ``stdin`` on its standard input, and returns its output.
 
     Raises:
-        KernelUnavailable: the probe cannot be built here.
-        KernelProbeError: it reported an error, ended abnormally or timed out.
+        HostUnavailable: the probe cannot be built here.
+        HostProbeError: it reported an error, ended abnormally or timed out.
     """
     exe = probe_binary()
     env = dict(os.environ)
@@ -284,15 +289,15 @@ def run_probe(args: List[str], stdin: str, timeout: float) -> str:
         except ProcessLookupError:
             pass
         proc.communicate()
-        raise KernelProbeError(f"the kernel probe timed out after {timeout:g} s") from None
+        raise HostProbeError(f"the kernel probe timed out after {timeout:g} s") from None
     errors = [line.split(" ", 2) for line in out.splitlines() if line.startswith("error ")]
     if errors:
         _, step, msg = (errors[0] + ["", ""])[:3]
         where = f"step {step}" if step not in ("0", "") else "setup"
-        raise KernelProbeError(f"the kernel probe failed at {where}: {msg}")
+        raise HostProbeError(f"the kernel probe failed at {where}: {msg}")
     if proc.returncode != 0 or not out.rstrip().endswith("done"):
         detail = (err or "").strip() or f"exit status {proc.returncode}"
-        raise KernelProbeError(f"the kernel probe ended abnormally: {detail}")
+        raise HostProbeError(f"the kernel probe ended abnormally: {detail}")
     return out
 
 
@@ -300,8 +305,8 @@ def run_calibration(quick: bool = False, timeout: float = 300.0) -> List[List[st
     """Runs the probe's calibration and returns its raw output lines, split in words.
 
     Raises:
-        KernelUnavailable: the host cannot run the probe.
-        KernelProbeError: the probe failed.
+        HostUnavailable: the host cannot run the probe.
+        HostProbeError: the probe failed.
     """
     out = run_probe(["calibrate"] + (["quick"] if quick else []), "", timeout)
     return [line.split() for line in out.splitlines() if line.strip() and line != "done"]

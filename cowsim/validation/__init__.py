@@ -11,7 +11,7 @@
 
 The command line is ``cowsim validate`` (:mod:`cowsim.cli.validate`).
 """
-from .host_side import KernelRun
+from .host_side import HostRun
 from .compare import FAULT_METRICS, Row, ValidationResult, settle_kernel_runs
 from .run import KERNEL_RERUNS, host_suite, kernel_run, run_scenario, run_suite, simulate, thp_skip_reason
 from .files import load_scenarios, loads, parse_scenarios
@@ -30,7 +30,7 @@ __all__ = [
     "run_scenario",
     "run_suite",
     "kernel_run",
-    "KernelRun",
+    "HostRun",
     "thp_skip_reason",
     "settle_kernel_runs",
     "Row",

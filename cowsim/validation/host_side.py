@@ -2,7 +2,7 @@
 :mod:`cowsim.host.probe` in real processes, and its measurements decoded.
 
 Where the probe cannot work :func:`cowsim.host.probe.unavailable_reason` says why and
-:func:`run_scenario` raises :class:`~cowsim.host.KernelUnavailable`.
+:func:`run_scenario` raises :class:`~cowsim.host.HostUnavailable`.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from typing import Dict, List, Tuple
 from ..host import probe as _probe
 from .scenario import PROCESS_METRICS, REGION_METRICS, Measurements, Scenario
 
-__all__ = ["KernelRun", "run_scenario"]
+__all__ = ["HostRun", "run_scenario"]
 
 _OPS_ARGS = {"none": 0, "r": 1, "rw": 3}
 _ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
 
 
 @dataclass
-class KernelRun:
+class HostRun:
     """What the kernel did for one scenario.
 
     Attributes:
@@ -95,22 +95,22 @@ def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str],
     for s in scenario.reported_steps():
         for key in scenario.keys(s):
             if key not in raw:
-                raise _probe.KernelProbeError(f"the kernel probe did not report {key} for scenario {scenario.name!r}")
+                raise _probe.HostProbeError(f"the kernel probe did not report {key} for scenario {scenario.name!r}")
             value = raw[key]
             measurements[key] = None if value < 0 else value
     return measurements, info, warnings
 
 
-def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
+def run_scenario(scenario: Scenario, timeout: float = 60.0) -> HostRun:
     """Runs a scenario in real processes and returns what the kernel did.
 
     Raises:
-        KernelUnavailable: the host cannot run the probe.
-        KernelProbeError: the probe failed (e.g. a fixed address was taken).
+        HostUnavailable: the host cannot run the probe.
+        HostProbeError: the probe failed (e.g. a fixed address was taken).
     """
     page_size = _probe.host_page_size() if _probe.unavailable_reason() is None else 0
     if not page_size:
-        raise _probe.KernelUnavailable(_probe.unavailable_reason() or "unknown")
+        raise _probe.HostUnavailable(_probe.unavailable_reason() or "unknown")
     out = _probe.run_probe(["run"], _encode(scenario, page_size), timeout)
     measurements, probe_info, warnings = _decode(scenario, out)
     info = _probe.host_info()
@@ -121,4 +121,4 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> KernelRun:
     if info["pfn_visible"] != "1":
         warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "
                         "'copied' is not measured on the kernel side")
-    return KernelRun(scenario.name, measurements, info, warnings)
+    return HostRun(scenario.name, measurements, info, warnings)

@@ -248,13 +248,13 @@ def _read_text(path: str) -> Optional[str]:
         return None
 
 
-def kernel_run(scenario: Scenario, timeout: float = 60.0) -> host_side.KernelRun:
+def kernel_run(scenario: Scenario, timeout: float = 60.0) -> host_side.HostRun:
     """The scenario on the host kernel (``cowsim.validation.host_side.run_scenario``; huge regions are
     mapped there with ``MADV_HUGEPAGE``).
 
     Raises:
-        KernelUnavailable: the host cannot run the probe.
-        KernelProbeError: the probe failed.
+        HostUnavailable: the host cannot run the probe.
+        HostProbeError: the probe failed.
     """
     return host_side.run_scenario(scenario, timeout=timeout)
 
@@ -292,9 +292,9 @@ def run_scenario(
 
     Args:
         scenario: the scenario.
-        kernel: True to run the kernel side (``KernelUnavailable`` if it cannot);
+        kernel: True to run the kernel side (``HostUnavailable`` if it cannot);
             "auto" to run it when possible; False for cowsim against the
-            predictions only; or a ready ``cowsim.validation.host_side.KernelRun``.
+            predictions only; or a ready ``cowsim.validation.host_side.HostRun``.
         fault_around: cowsim's fault-around bytes; None = the kernel's (65536).
             A wrong value here is the supported way to see a mismatch.
         perturb: called as ``perturb(scenario, measurements)`` on cowsim's
@@ -304,20 +304,20 @@ def run_scenario(
         timeout: seconds for the kernel probe.
         kernel_reruns: fresh kernel runs allowed when the first run disagrees
             with cowsim or a prediction (0: the first run decides; a given
-            ``KernelRun`` is never re-run).  See the module docstring.
+            ``HostRun`` is never re-run).  See the module docstring.
 
     Raises:
         InvalidArgument: a negative ``kernel_reruns``.
-        KernelUnavailable: ``kernel=True`` on a host that cannot run the probe.
-        KernelProbeError: the probe failed.
+        HostUnavailable: ``kernel=True`` on a host that cannot run the probe.
+        HostProbeError: the probe failed.
     """
     if isinstance(kernel_reruns, bool) or not isinstance(kernel_reruns, int) or kernel_reruns < 0:
         raise InvalidArgument(f"kernel_reruns must be an int >= 0, not {kernel_reruns!r}")
     reason = None
     skipped: Optional[str] = None
-    run: Optional[host_side.KernelRun] = None
+    run: Optional[host_side.HostRun] = None
     can_rerun = False
-    if isinstance(kernel, host_side.KernelRun):
+    if isinstance(kernel, host_side.HostRun):
         run = kernel
     elif kernel is True or kernel == "auto":
         can_rerun = True
@@ -327,9 +327,9 @@ def run_scenario(
             if skipped is None:
                 run = kernel_run(scenario, timeout=timeout)
         elif kernel is True:
-            raise _probe.KernelUnavailable(reason)
+            raise _probe.HostUnavailable(reason)
     elif kernel is not False:
-        raise TypeError(f"kernel must be True, False, 'auto' or a KernelRun, not {kernel!r}")
+        raise TypeError(f"kernel must be True, False, 'auto' or a HostRun, not {kernel!r}")
     # THP scenarios are stated for 4 KiB pages (cowsim models THP there only)
     page_size = int(run.info.get("page_size", 4096)) if run else 4096
     if skipped is not None:
