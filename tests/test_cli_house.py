@@ -112,7 +112,9 @@ def test_ctrl_c_in_a_command_exits_130_in_process(capsys, monkeypatch):
 def test_ctrl_c_exits_130_without_a_traceback():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cowsim", "fork-cost", "--sizes", "4GiB", "--fork-modes", "cow,eager"],
+        # 32 GiB: a run of ~8 s here, so the signal (sent at its first log line) always lands
+        # inside it -- with 4 GiB (~1 s) a loaded CI runner could finish first and exit 0
+        [sys.executable, "-m", "cowsim", "fork-cost", "--sizes", "32GiB", "--fork-modes", "cow,eager"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=tempfile.gettempdir(),  # the repository root's cowsim/ has no core after a regular install
     )
