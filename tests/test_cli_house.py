@@ -117,6 +117,9 @@ def test_ctrl_c_exits_130_without_a_traceback():
         [sys.executable, "-m", "cowsim", "fork-cost", "--sizes", "32GiB", "--fork-modes", "cow,eager"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=tempfile.gettempdir(),  # the repository root's cowsim/ has no core after a regular install
+        # A CI runner started as a background job inherits SIGINT ignored, and Python then never
+        # turns it into KeyboardInterrupt: the child starts with the default disposition, as in a shell.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     try:
