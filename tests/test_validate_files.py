@@ -170,12 +170,12 @@ def test_file_scenario_predictions_hold_on_the_kernel(name):
 
 @needs_files
 def test_probe_removes_its_files():
-    before = set(os.listdir(kernel.probe_file_dir()))
     sc = Scenario.from_dict(BASE)
     run = host_side.run_scenario(sc)
     assert run.measurements[(9, "parent", "f", "size")] == 9 * kernel.host_page_size() + 100
-    left = {f for f in set(os.listdir(kernel.probe_file_dir())) - before if f.startswith("cowsim-probe-")}
-    assert not left
+    pid = run.info["probe_pid"]
+    assert pid.isdigit()
+    assert not [f for f in os.listdir(kernel.probe_file_dir()) if f.startswith(f"cowsim-probe-{pid}-")]
 
 
 @needs_files

@@ -140,6 +140,7 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> HostRun:
     # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
     info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
     if scenario.uses_files:
+        info["probe_pid"] = probe_info.get("pid", "?")  # its files were cowsim-probe-<pid>-f*
         info["file_dir"] = _probe.probe_file_dir()
         info["file_fs"] = _probe.file_system_type(info["file_dir"]) or "?"
         info["readahead_kb"] = str(_probe.readahead_kb(info["file_dir"]))
