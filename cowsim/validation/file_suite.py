@@ -276,6 +276,39 @@ def file_dicts(page_size: int = 4096, fault_around: int = 65536, readahead_kb: i
                  "expect": {"minflt": 1, "copied": 0, "p.Rss": kb(1), "p.Anonymous": kb(1)}},
             ],
         },
+        {
+            "name": "file_large_folio_table",
+            "description": "a read fault maps a whole large folio only as the first fault of a fresh page "
+                           "table; in an existing table, or for a folio across the table boundary, the "
+                           "16-page window; a shared write fault maps the whole folio in either (FL)",
+            "steps": [
+                {"op": "file", "file": "f", "pages": 128},
+                {"op": "fwrite", "file": "f", "first": 64, "count": 64, "value": 7,
+                 "note": "an uncached, aligned 64-page range: one 64-page folio"},
+                {"op": "fwrite", "file": "f", "first": 0, "count": 1, "value": 5},
+                {"op": "fsync", "file": "f"},
+                {"op": "folios", "file": "f", "expect": {"f.folios": 2, "f.large": 64, "f.cached": 65}},
+                {"op": "map", "region": "a", "pages": 128, "prot": "r", "file": "f"},
+                {"op": "read", "region": "a", "count": 1, "expect": {"minflt": 1, "a.Rss": kb(1), "data_sum": 5}},
+                {"op": "read", "region": "a", "first": 70, "count": 1, "note": "the table exists: the window",
+                 "expect": {"minflt": 1, "a.Rss": kb(1 + win), "data_sum": 7}},
+                {"op": "map", "region": "p", "pages": 128, "file": "f"},
+                {"op": "write", "region": "p", "first": 70, "count": 1, "value": 9,
+                 "expect": {"minflt": 1, "p.Rss": kb(1), "p.Anonymous": kb(1)}},
+                {"op": "read", "region": "p", "first": 64, "count": 64, "note": "the table exists: windows",
+                 "expect": {"minflt": 64 // win, "p.Rss": kb(64)}},
+                {"op": "map", "region": "s", "pages": 128, "shared": True, "file": "f"},
+                {"op": "read", "region": "s", "count": 1, "expect": {"minflt": 1, "s.Rss": kb(1)}},
+                {"op": "write", "region": "s", "first": 70, "count": 1, "value": 9,
+                 "note": "a shared write fault: the whole folio, also in an existing table",
+                 "expect": {"minflt": 1, "s.Rss": kb(65), "s.Shared_Dirty": kb(64), "s.Private_Dirty": 0}},
+                {"op": "file", "file": "g", "pages": 1000, "fill": "one-write", "cached": True},
+                {"op": "folios", "file": "g", "expect": {"g.folios": 6, "g.large": 1000}},
+                {"op": "map", "region": "x", "pages": 900, "prot": "r", "file": "g", "offset": 32,
+                 "note": "the 256-page folio 512..767 at virtual 480..735: across the table boundary"},
+                {"op": "read", "region": "x", "first": 500, "count": 1, "expect": {"minflt": 1, "x.Rss": kb(win)}},
+            ],
+        },
     ]
 
 
