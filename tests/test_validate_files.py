@@ -137,6 +137,14 @@ def test_table_shows_file_columns():
     assert "K64|S32" in text and "1*" in text
 
 
+@pytest.mark.skipif(files_supported(), reason="the core has files")
+def test_a_core_without_files_says_so():
+    from cowsim.validation import simulate
+
+    with pytest.raises(cowsim.InvalidArgument, match="uses files, which this cowsim core does not simulate"):
+        simulate(Scenario.from_dict(BASE))
+
+
 # ------------------------------------------------------------- the host kernel
 def _kernel_values(sc, runs=3):
     """The kernel's settled values of a scenario: one run, or up to ``runs`` more when
