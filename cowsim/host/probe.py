@@ -14,6 +14,9 @@ taken around each step in the process that performs it, the region's own
 ``/proc/self/smaps`` entries, and frame numbers from ``/proc/self/pagemap``
 (visible to root only; otherwise ``copied`` is not measured).
 
+Scenarios with files get real files in ``$COWSIM_PROBE_DIR`` (default
+/var/tmp), which must be on a disk file system (:func:`files_unavailable_reason`).
+
 Where this cannot work (not Linux, no C compiler, a page size cowsim does
 not model) :func:`unavailable_reason` says why and :func:`run_probe` raises
 :class:`HostUnavailable`.  The scenario protocol (encoding a scenario, decoding

@@ -53,6 +53,8 @@ def format_table(res: "ValidationResult", all_regions: bool = False) -> str:
         lines.append(
             f"kernel: Linux {info.get('release', '?')} {info.get('machine', '')}, {info.get('cpu', '?')}, "
             f"page size {info.get('page_size', '?')}, fault_around {info.get('fault_around_bytes', '?')}"
+            + (f", files in {info['file_dir']} ({info.get('file_fs', '?')}, read_ahead_kb "
+               f"{info.get('readahead_kb', '?')})" if "file_dir" in info else "")
         )
     else:
         lines.append(f"kernel: not run ({res.kernel_skipped or 'disabled'}); cowsim against the predictions only")
