@@ -28,7 +28,7 @@ PAGE_SIZES = (4096, 16384, 65536)
 MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
                 "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous",
-                "AnonHugePages")
+                "AnonHugePages", "Pss_File")
 PSS_SHIFT = 12
 
 # Per-process counters (cs_proc_stats); those named faults_* also count as minflt.

@@ -2,6 +2,8 @@
 the page table and the frame table."""
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
@@ -55,7 +57,12 @@ def machine_stats(m: RefMachine) -> MachineStats:
                                and m._ref[f] > 1),
         process_records=len(m._procs) + len(m._exited),
         pid_map_slots=m._pid_slots,
+        **{f.name: 0 for f in dataclasses.fields(MachineStats) if f.name in _FILE_COUNTERS},
     )
+
+
+_FILE_COUNTERS = ("majflt", "sigbus", "page_cache_hits", "page_cache_frames", "page_cache_dirty", "files",
+                  "pages_read", "pages_written")
 
 
 def machine_frames(m: RefMachine) -> np.ndarray:
@@ -79,8 +86,11 @@ def proc_stats(p: RefProcess) -> ProcessStats:
     deposits = sum(len(t.huge) for t in tables)
     last = p.machine.levels - 1
     shared = sum(1 for t in tables if t.level == last and p.machine._ref[t.frame] > 1)
-    return ProcessStats(minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0,
-                        tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
+    fields = dict(minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0,
+                  tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
+    for f in dataclasses.fields(ProcessStats):  # file counters: not modelled here yet (issue #13)
+        fields.setdefault(f.name, 0)
+    return ProcessStats(**fields)
 
 
 def smaps(p: RefProcess, addr: Optional[int] = None) -> Dict[str, int]:
