@@ -205,11 +205,34 @@ def test_probe_status_counters_exclude_its_own_memory():
 
 
 # ------------------------------------------------------------- both sides
+# the core does not map whole large folios yet (FILE_MEASUREMENTS.md, FL): a read fault in a fresh
+# table, a shared write fault
+GAPS = {"file_large_folio": "FL: a read fault in a fresh table maps the whole 64-page folio (core: 16 pages)",
+        "file_large_folio_table": "FL: a shared write fault maps the whole folio (core: one page)"}
+
+
+@needs_core_files
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GAPS[n])) if n in GAPS else n
+    for n in FILE_SUITE_NAMES])
+def test_file_scenario_holds_in_cowsim(name):
+    from cowsim.validation import run_scenario
+
+    (sc,) = builtin_suite([name])
+    res = run_scenario(sc, kernel=False)
+    assert res.all_match, res.to_table()
+
+
 @needs_files
 @needs_core_files
-def test_file_scenarios_match_the_kernel():
-    from cowsim.validation import run_suite
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GAPS[n])) if n in GAPS else n
+    for n in FILE_SUITE_NAMES])
+def test_file_scenario_matches_the_kernel(name):
+    from cowsim.validation import run_scenario
     from cowsim.validation.run import host_suite
 
-    res = run_suite(host_suite(FILE_SUITE_NAMES), kernel=True)
+    (sc,) = host_suite([name])
+    res = run_scenario(sc, kernel=True)
     assert res.all_match, res.to_table()
+    assert res.simulator["readahead_kb"] == kernel.readahead_kb(kernel.probe_file_dir())

@@ -50,7 +50,7 @@ from ..process import Process
 from .compare import ValidationResult, _compare, _kernel_disagrees, settle_kernel_runs
 from .file_steps import fill_byte
 from .scenario import REGION_METRICS, Measurements, Scenario, Step
-from .suite import builtin_suite
+from .suite import DEFAULT_READAHEAD_KB, builtin_suite, default_readahead_kb
 
 __all__ = [
     "simulate",
@@ -68,8 +68,6 @@ KERNEL_RERUNS = 3
 
 Perturb = Callable[[Scenario, Measurements], Optional[Measurements]]
 
-#: the kernel's default read_ahead_kb (VM_READAHEAD_PAGES), for file scenarios without a host value
-DEFAULT_READAHEAD_KB = 128
 
 
 # ----------------------------------------------------------------------- cowsim side
@@ -137,7 +135,7 @@ def simulate(
                 continue
             for proc in scenario.measured_procs(step):
                 p = procs[proc]
-                status = p.status() if files_on else {}  # type: ignore[attr-defined,unused-ignore]
+                status = p.status().as_dict() if files_on else {}
                 for metric in scenario.process_metrics(step, files_on):
                     out[(step.number, proc, "", metric)] = status[metric] if metric in status else values.get(metric)
                 for region, spec in scenario.regions.items():
@@ -476,9 +474,7 @@ def _readahead(run: Optional[host_side.HostRun]) -> Optional[int]:
     """The readahead window cowsim uses: the kernel run's, else the host's, else None (the default)."""
     if run is not None and str(run.info.get("readahead_kb", "")).isdigit():
         return int(run.info["readahead_kb"])
-    if _probe.unavailable_reason() is None and _probe.files_unavailable_reason() is None:
-        return _probe.readahead_kb(_probe.probe_file_dir())
-    return None
+    return default_readahead_kb()
 
 
 def run_suite(
@@ -512,6 +508,5 @@ def host_suite(names: Optional[Iterable[str]] = None) -> List[Scenario]:
     reason = _probe.unavailable_reason()
     page_size = _probe.host_page_size() if reason is None else 4096
     fault_around = _probe.fault_around_bytes()[0] if reason is None else 65536
-    ra = _readahead(None) or DEFAULT_READAHEAD_KB
     return builtin_suite(list(names) if names else None, page_size=page_size, fault_around=fault_around,
-                         readahead_kb=ra)
+                         readahead_kb=default_readahead_kb())

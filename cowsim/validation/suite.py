@@ -64,11 +64,25 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import InvalidArgument
+from ..host import probe as _probe
 from ..machine import Machine
 from .file_suite import file_dicts
 from .scenario import HUGE_PAGES, Scenario
 
 __all__ = ["builtin_suite", "suite_dicts", "SUITE_NAMES"]
+
+
+#: the kernel's default read_ahead_kb (VM_READAHEAD_PAGES)
+DEFAULT_READAHEAD_KB = 128
+
+
+def default_readahead_kb() -> int:
+    """The readahead window file scenarios use when none is given: the host's ``read_ahead_kb``
+    of the device under the probe's file directory where the kernel side can run files, else
+    the kernel's default (128)."""
+    if _probe.unavailable_reason() is None and _probe.files_unavailable_reason() is None:
+        return _probe.readahead_kb(_probe.probe_file_dir()) or DEFAULT_READAHEAD_KB
+    return DEFAULT_READAHEAD_KB
 
 
 def files_supported() -> bool:
@@ -525,7 +539,7 @@ def builtin_suite(
     names: Optional[Sequence[str]] = None,
     page_size: int = 4096,
     fault_around: int = 65536,
-    readahead_kb: int = 128,
+    readahead_kb: Optional[int] = None,
     files: Optional[bool] = None,
 ) -> List[Scenario]:
     """The built-in scenarios (all, or those named), validated.
@@ -534,13 +548,15 @@ def builtin_suite(
         names: scenario names to keep, in suite order; None for all.
         page_size: the page size the expectations are computed for.
         fault_around: the kernel's fault-around window in bytes.
-        readahead_kb: the readahead window the file scenarios' expectations use.
+        readahead_kb: the readahead window the file scenarios' expectations use (None:
+            :func:`default_readahead_kb`, the one cowsim's side then uses too).
         files: include the file scenarios (None: when the core has files).
 
     Raises:
         InvalidArgument: an unknown name.
     """
-    dicts = suite_dicts(page_size, fault_around, readahead_kb, files)
+    ra = default_readahead_kb() if readahead_kb is None else readahead_kb
+    dicts = suite_dicts(page_size, fault_around, ra, files)
     if names is not None:
         unknown = [n for n in names if n not in SUITE_NAMES]
         if unknown:
