@@ -574,6 +574,25 @@ static void fault_around(cs_machine *m, const cs_vma *v, uint64_t *pte, uint64_t
             map_file_page(m, &table[j], v->obj->pages[idx + j - i], 0);
 }
 
+/* FL: the whole large folio of page idx, where it lies inside the region and
+ * one level-0 table: its empty entries mapped with `flags` (filemap_map_pages
+ * maps a large folio at once in a fresh table; do_shared_fault maps the whole
+ * folio).  Returns false when it does not fit (the caller maps one page). */
+static bool map_whole_folio(cs_machine *m, const cs_vma *v, uint64_t *pte, uint64_t addr, uint64_t flags)
+{
+    cs_shobj *o = v->obj;
+    uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
+    uint64_t head = folio_head(o, idx), nr = folio_nr(o, idx);
+    uint64_t vs = addr - ((idx - head) << m->page_shift), ve = vs + (nr << m->page_shift);
+    if (nr == 1 || vs < v->start || ve > v->end || (vs >> entry_shift(m, 1)) != ((ve - 1) >> entry_shift(m, 1)))
+        return false;
+    uint64_t *table = pte - entry_index(m, addr, 0), j0 = entry_index(m, vs, 0);
+    for (uint64_t k = 0; k < nr; k++)
+        if (!table[j0 + k])
+            map_file_page(m, &table[j0 + k], o->pages[head + k], flags);
+    return true;
+}
+
 /* Reads pages [start, end) of o that are not cached, single-page folios,
  * stopping at the first one it has no frame for beyond `reserve` (readahead
  * gives up when allocation fails); page `must` (or UINT64_MAX) is always
@@ -685,6 +704,8 @@ cs_status filemap_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, boo
         if (!pte)
             *ptep = pte = pte_alloc(m, p, addr);
         fault_around(m, v, pte, addr);
+        if (leaf && cached && !(o->pstate[idx] & PS_RA_MARK))   /* FL: a fresh table maps the whole folio */
+            map_whole_folio(m, v, pte, addr, 0);
         if (*pte) {
             p->st.page_cache_hits++;
             m->st.page_cache_hits++;
@@ -717,8 +738,9 @@ cs_status filemap_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, boo
         map_file_page(m, pte, f, 0);
         return CS_OK;
     }
-    if (shared) {   /* do_shared_fault: this page only, writable and dirty */
-        map_file_page(m, pte, f, PTE_WRITE | PTE_DIRTY);
+    if (shared) {   /* do_shared_fault: the page (FL: its whole folio), writable and dirty */
+        if (!map_whole_folio(m, v, pte, addr, PTE_WRITE | PTE_DIRTY))
+            map_file_page(m, pte, f, PTE_WRITE | PTE_DIRTY);
         folio_mark_dirty(m, o, idx);
         return CS_OK;
     }

@@ -387,3 +387,25 @@ def test_file_offset_mapping(m):
     if m.store_data:
         assert p.read(a, 1) == b"\x06" and p.read(a + PS, 1) == b"\x07"
     assert p.smaps(a)["Rss"] == 2 * KB
+
+
+def test_fl_fresh_table_read_maps_the_whole_folio_else_the_window(m):
+    f = m.file()
+    f.write(0, bytes(64 * PS))  # one 64-page folio
+    f.sync()
+    p = m.spawn()
+    a = p.mmap(64 * PS, prot="r", file=f, addr=BASE)
+    p.touch(a + 30 * PS)
+    assert (p.stats.minflt, p.smaps(a)["Rss"]) == (1, 256)  # the table was new: the whole folio
+    q = m.spawn()
+    b = q.mmap(PS, prot="r", addr=BASE)  # the table exists before the file fault
+    c = q.mmap(64 * PS, prot="r", file=f, addr=BASE + 64 * PS)
+    q.touch(b)
+    q.touch(c + 30 * PS)
+    assert q.smaps(c)["Rss"] == 16 * KB  # the window: entries [80, 96) of the table, file pages 16-31
+    r = m.spawn()
+    d = r.mmap(64 * PS, shared=True, file=f, addr=BASE)
+    assert r.touch(d + 5 * PS, write=True) is Outcome.SHARED
+    # 48 pages mapped by p and r (2 kB each), 16 also by q (4/3 kB each): 96 + 21.33
+    assert r.smaps(d) == smaps(Rss=256, Pss=117, Pss_Dirty=117, Pss_File=117, Shared_Dirty=256)
+    assert r.translate(d + 63 * PS).writable and f.stats().dirty == 64

@@ -27,7 +27,7 @@ needs_thp = pytest.mark.skipif(THP_REASON is not None, reason=f"kernel THP side 
 # Built-in scenarios the core does not follow yet (docs/FILE_MEASUREMENTS.md, FL: a read fault in a
 # fresh page table, and a shared write fault, map a whole large folio; the core maps one window / page).
 # tests/test_validate_files.py holds them as strict expected failures.
-KNOWN_CORE_GAPS = ("file_large_folio", "file_large_folio_table")
+KNOWN_CORE_GAPS: tuple = ()
 
 
 def _suite():

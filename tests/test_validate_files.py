@@ -207,8 +207,7 @@ def test_probe_status_counters_exclude_its_own_memory():
 # ------------------------------------------------------------- both sides
 # the core does not map whole large folios yet (FILE_MEASUREMENTS.md, FL): a read fault in a fresh
 # table, a shared write fault
-GAPS = {"file_large_folio": "FL: a read fault in a fresh table maps the whole 64-page folio (core: 16 pages)",
-        "file_large_folio_table": "FL: a shared write fault maps the whole folio (core: one page)"}
+GAPS: dict = {}  # scenarios the core does not match yet (none)
 
 
 @needs_core_files
