@@ -593,41 +593,57 @@ static bool map_whole_folio(cs_machine *m, const cs_vma *v, uint64_t *pte, uint6
     return true;
 }
 
-/* Reads pages [start, end) of o that are not cached, single-page folios,
- * stopping at the first one it has no frame for beyond `reserve` (readahead
- * gives up when allocation fails); page `must` (or UINT64_MAX) is always
- * read, its frame counted in reserve.  The page at `mark` gets PG_readahead
- * if read now (page_cache_ra_unbounded). */
-static void ra_read(cs_machine *m, cs_shobj *o, uint64_t start, uint64_t end, uint64_t must, uint64_t reserve,
-                    uint64_t mark)
+/* One page read alone (filemap_fault's __filemap_get_folio). */
+static void read_page(cs_machine *m, cs_shobj *o, uint64_t i)
 {
-    for (uint64_t i = start; i < end; i++) {
-        if (o->pages[i])
-            continue;
-        if (i != must) {
-            if (frames_free(m) <= reserve)
-                break;
-        } else if (reserve) {
-            reserve--;
-        }
-        cache_add(m, o, i, 0);
-        m->st.pages_read++;
-        if (i == mark)
-            o->pstate[i] |= PS_RA_MARK;
-    }
-    if (must != UINT64_MAX && !o->pages[must]) {   /* filemap_fault reads it alone */
-        cache_add(m, o, must, 0);
-        m->st.pages_read++;
-    }
+    cache_add(m, o, i, 0);
+    m->st.pages_read++;
 }
 
-/* Reads [start, start + size) with async_size marking, cut at EOF (do_page_cache_ra). */
+/* page_cache_ra_order: reads the uncached pages of [start, start + size), cut at
+ * EOF, in folios of o->ra_order (smaller where the index is not aligned, a
+ * folio would pass EOF, or meets a cached page); the folio holding
+ * start + size - async gets PG_readahead.  Readahead gives up at the first
+ * folio it has no frames for beyond `reserve`, the frames the fault still
+ * needs; page `must` (or UINT64_MAX) is counted in reserve and always read. */
 static void ra_window(cs_machine *m, cs_shobj *o, uint64_t start, uint64_t size, uint64_t async, uint64_t must,
                       uint64_t reserve)
 {
-    uint64_t nr = o->fpages - start < size ? o->fpages - start : size;
-    uint64_t mark = nr >= async && async ? start + nr - async : UINT64_MAX;
-    ra_read(m, o, start, start + nr, must, reserve, mark);
+    uint64_t end = o->fpages - start < size ? o->fpages : start + size;
+    uint64_t mark = start + size - async;
+    for (uint64_t i = start; i < end;) {
+        if (o->pages[i]) {
+            i++;
+            continue;
+        }
+        unsigned order = o->ra_order;
+        if (i && (unsigned)__builtin_ctzll(i) < order)
+            order = (unsigned)__builtin_ctzll(i);
+        for (;;) {
+            bool fits = i + (1ULL << order) <= end;
+            for (uint64_t k = i; fits && k < i + (1ULL << order); k++)
+                fits = !o->pages[k];
+            if (fits || !order)
+                break;
+            order--;
+        }
+        uint64_t n = 1ULL << order;
+        bool has_must = must >= i && must < i + n;
+        if (frames_free(m) < reserve + n - has_must)
+            break;
+        for (uint64_t k = i; k < i + n; k++)
+            cache_add(m, o, k, order);
+        m->st.pages_read += n;
+        if (has_must) {
+            must = UINT64_MAX;
+            reserve--;
+        }
+        if (mark >= i && mark < i + n)
+            o->pstate[i] |= PS_RA_MARK;
+        i += n;
+    }
+    if (must != UINT64_MAX && !o->pages[must])   /* filemap_fault reads it alone */
+        read_page(m, o, must);
 }
 
 static uint64_t next_ra_size(uint64_t cur, uint64_t max)
@@ -642,12 +658,13 @@ static void sync_readahead(cs_machine *m, const cs_vma *v, uint64_t idx, uint64_
     cs_shobj *o = v->obj;
     uint64_t ra = m->ra_pages;
     if ((v->flags & CS_VMA_RANDOM) || !ra) {
-        ra_read(m, o, idx, idx + 1, idx, reserve, UINT64_MAX);
+        read_page(m, o, idx);
         return;
     }
     o->ra_start = idx > ra / 2 ? idx - ra / 2 : 0;   /* mmap read-around */
     o->ra_size = ra;
     o->ra_async = ra / 4;
+    o->ra_order = 0;
     ra_window(m, o, o->ra_start, o->ra_size, o->ra_async, idx, reserve);
 }
 
@@ -672,6 +689,12 @@ static void async_readahead(cs_machine *m, const cs_vma *v, uint64_t idx, uint64
         o->ra_start = s;
     }
     o->ra_async = o->ra_size;
+    unsigned lg = 63 - (unsigned)__builtin_clzll(o->ra_size);   /* ilog2(ra->size) */
+    o->ra_order += 2;   /* each asynchronous round ramps the folio order up */
+    if (o->ra_order > lg)
+        o->ra_order = lg;
+    if (o->ra_order > FOLIO_MAX_ORDER)
+        o->ra_order = FOLIO_MAX_ORDER;
     if (o->ra_start < o->fpages)
         ra_window(m, o, o->ra_start, o->ra_size, o->ra_async, UINT64_MAX, reserve);
 }

@@ -68,6 +68,7 @@ typedef struct cs_shobj {
     unsigned char *disk;      /* data mode: the bytes on disk (npages pages, reserved lazily) */
     size_t disklen;
     uint64_t ra_start, ra_size, ra_async;   /* file_ra_state of the mmap readahead */
+    unsigned ra_order;        /* its folio order (page_cache_ra_order) */
 } cs_shobj;
 #define PS_ORDER 0x0f         /* the order of the folio holding the page */
 #define PS_RA_MARK 0x10       /* PG_readahead on the folio (its first page) */

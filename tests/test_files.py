@@ -261,6 +261,9 @@ def test_fc1_cold_read_is_a_major_fault_with_readahead(m):
     assert p.translate(a + 108 * PS) is None
     assert p.touch(a + 108 * PS) is Outcome.FILE  # minor, and reads the next 32 ahead
     assert (p.stats.minflt, p.stats.majflt, f.stats().cached) == (1, 1, 64)
+    # the synchronous window in single pages, the asynchronous one in 4-page folios (ra order + 2)
+    assert [(x.first, x.pages) for x in f.folios()] == [(i, 1) for i in range(84, 116)] + [
+        (i, 4) for i in range(116, 148, 4)]
 
 
 def test_fc1_madvise_random_reads_one_page(m):
