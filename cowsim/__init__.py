@@ -38,6 +38,7 @@ from .errors import (
     SegmentationFault,
 )
 from .file import File, Folio
+from .image import ProgramImage, Segment
 from .machine import Machine
 from .process import FORK_MODES, Process
 from .units import format_size, parse_size
@@ -49,6 +50,8 @@ __all__ = [
     "Process",
     "File",
     "Folio",
+    "ProgramImage",
+    "Segment",
     "FORK_MODES",
     "Outcome",
     "ForkMode",

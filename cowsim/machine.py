@@ -136,6 +136,7 @@ class Machine:
         self.readahead_kb = int(readahead_kb)
         self.large_folios = bool(large_folios)
         self._files: Dict[int, File] = {}
+        self._images: Dict[str, File] = {}
         self.levels = int(geo.levels)
         self.entries_per_table = int(geo.entries_per_table)
         self.nframes = int(geo.nframes)
@@ -313,6 +314,14 @@ class Machine:
         buf = ffi.new("int32_t[]", cap)
         lib.cs_file_ids(self.ptr, buf, cap, count)
         return [self._files[int(buf[i])] for i in range(min(cap, int(count[0]))) if int(buf[i]) in self._files]
+
+    def _image_file(self, img: Any) -> File:
+        """The simulated file of a program image (one per name): created cached, as a
+        binary that has run before sits in the page cache."""
+        f = self._images.get(img.name)
+        if f is None or f.id not in self._files:
+            f = self._images[img.name] = self.file(img.file_size, name=img.name, cached=True)
+        return f
 
     def drop_caches(self) -> None:
         """``echo 1 > /proc/sys/vm/drop_caches``: every clean folio none of whose pages is

@@ -27,6 +27,7 @@ from ._types import (
 )
 from .errors import HostMemoryError, InvalidArgument, ProcessExited
 from .file import File
+from .image import ProgramImage, exec_image
 from .units import Size, parse_size
 
 if TYPE_CHECKING:
@@ -386,17 +387,28 @@ class Process:
         check(lib.cs_fork(self._m, self.pid, mode_v, child), op)
         return self.machine.process(int(child[0]))
 
-    def exec(self) -> None:
-        """Replaces the address space with a fresh, empty one (execve).
+    def exec(self, image: Optional["ProgramImage"] = None) -> Dict[str, Tuple[int, int]]:
+        """Replaces the address space with a fresh one (execve): empty, or laid out from
+        ``image`` as the ELF loader does (text and data mapped privately from the image's
+        file, which stays in the page cache and is shared by every process running it;
+        bss, heap and stack anonymous).
 
         A vfork child gives the borrowed space back to its parent, which resumes.
         Counters are kept, as the kernel keeps them across execve.
 
+        Returns:
+            The image's regions by name ("text", "data", "bss", "heap", "stack",
+            "libc.so.6:text", ...) as ``(start, end)``; empty without an image.
+
         Raises:
-            OutOfMemory: a vfork child on a machine with no free frame for its new root.
+            OutOfMemory: a vfork child on a machine with no free frame for its new root,
+                or no frames for the image's cached file.
         """
-        op = f"pid {self.pid}: exec()"
+        if image is not None and not isinstance(image, ProgramImage):
+            raise TypeError(f"pid {self.pid}: exec(): image must be a cowsim.ProgramImage, not {type(image).__name__}")
+        op = f"pid {self.pid}: exec({'' if image is None else repr(image.name)})"
         check(lib.cs_exec(self._m, self.pid), op)
+        return {} if image is None else exec_image(self, image)
 
     def exit(self) -> None:
         """Exits: every mapping and table is released.  A second call raises ProcessExited."""
