@@ -25,8 +25,9 @@ cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *in
     return CS_ESEGV;
 }
 
-/* mm_account_fault: a fault that read its page from disk is major. */
-static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind, bool major)
+/* mm_account_fault: a minor fault of one kind; a fault that read its page
+ * from disk is major instead (majflt, not minflt). */
+static inline void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind, bool major)
 {
     switch (kind) {
     case CS_FAULT_ZERO_PAGE: p->st.faults_zero_page++; break;
@@ -37,13 +38,13 @@ static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind, bool major)
     case CS_FAULT_FILE: p->st.faults_file++; break;
     default: return;
     }
-    if (major) {
+    if (__builtin_expect(major, 0)) {
         p->st.majflt++;
         m->st.majflt++;
-    } else {
-        p->st.minflt++;
-        m->st.minflt++;
+        return;
     }
+    p->st.minflt++;
+    m->st.minflt++;
 }
 
 static void map_shmem_page(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t f, bool write)
@@ -156,7 +157,7 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
     /* A write that only had to take a table over is still a fault: a reuse. */
     *kind = took_table ? CS_FAULT_COW_REUSE : CS_HIT;
     if (!(e & PTE_PRESENT)) {
-        if (vma_is_file(v))
+        if (__builtin_expect(vma_is_file(v), 0))
             return filemap_fault(m, p, v, addr, write, ptep, kind, major);
         if (v->flags & CS_MAP_SHARED)
             return fault_shared(m, p, v, addr, write, ptep, kind);
@@ -250,7 +251,7 @@ int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write
     cs_outcome kind;
     bool ro, major;
     cs_status st = fault_page(m, p, v, addr, write, &kind, &pte, &ro, &major);
-    if (st == CS_ESIGBUS) {   /* FB1: no fault counted, the access signalled */
+    if (__builtin_expect(st == CS_ESIGBUS, 0)) {   /* FB1: no fault counted, the access signalled */
         p->st.sigbus++;
         m->st.sigbus++;
         info->outcome = CS_SIGBUS;
@@ -258,7 +259,7 @@ int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write
         info->addr = addr;
         return CS_SIGBUS;
     }
-    if (st) {
+    if (__builtin_expect(st != CS_OK, 0)) {
         p->st.accesses--;   /* out of frames: the access did not happen */
         if (p->tlb)
             p->st.tlb_misses--;

@@ -135,7 +135,6 @@ typedef struct {
 #define PIDMAP_MIN 16
 
 struct cs_machine {
-    cs_config cfg;
     unsigned page_shift, bits, levels;
     uint64_t epl;             /* entries per table */
     uint64_t nframes;
@@ -178,13 +177,6 @@ struct cs_machine {
     cs_shobj *objs;
     uint64_t nobjs;
 
-    /* Files (filemap.c): ftab[id] for id < next_file_id, NULL once freed. */
-    cs_shobj **ftab;
-    size_t ftabcap;
-    int32_t next_file_id;
-    uint64_t nfiles;          /* not deleted */
-    uint64_t ncache, ncache_dirty;   /* page-cache frames, dirty ones */
-    uint64_t ra_pages;        /* readahead_kb in pages */
 
     /* On-demand fork (odf.c).  A TLB entry of a page under a write-protected
      * level-1 entry points at ro_pte, a read-only stand-in, so that the
@@ -196,6 +188,16 @@ struct cs_machine {
     cs_machine_stats st;      /* cumulative counters (gauges filled on read) */
     pthread_mutex_t lock;
     struct cs_machine *fork_prev, *fork_next;   /* the host process's machines (machine.c, atfork) */
+    cs_config cfg;            /* as given (the hot copies of its values are above) */
+
+    /* Files (filemap.c), kept at the end: the fields above are the hot ones.
+     * ftab[id] for id < next_file_id, NULL once freed. */
+    cs_shobj **ftab;
+    size_t ftabcap;
+    int32_t next_file_id;
+    uint64_t nfiles;          /* not deleted */
+    uint64_t ncache, ncache_dirty;   /* page-cache frames, dirty ones */
+    uint64_t ra_pages;        /* readahead_kb in pages */
 };
 
 /* frames.c */
