@@ -13,11 +13,10 @@ from cowsim.validation import host_side
 from cowsim.validation.compare import Row, ValidationResult, settle_kernel_runs
 from cowsim.validation.file_suite import FILE_SUITE_NAMES, file_dicts
 from cowsim.validation.scenario import Scenario
-from cowsim.validation.suite import builtin_suite, files_supported
+from cowsim.validation.suite import builtin_suite
 
 REASON = kernel.unavailable_reason() or kernel.files_unavailable_reason()
 needs_files = pytest.mark.skipif(REASON is not None, reason=f"kernel file side unavailable: {REASON}")
-needs_core_files = pytest.mark.skipif(not files_supported(), reason="the core has no files yet (Machine.file)")
 
 BASE = {
     "name": "files",
@@ -137,14 +136,6 @@ def test_table_shows_file_columns():
     assert "K64|S32" in text and "1*" in text
 
 
-@pytest.mark.skipif(files_supported(), reason="the core has files")
-def test_a_core_without_files_says_so():
-    from cowsim.validation import simulate
-
-    with pytest.raises(cowsim.InvalidArgument, match="uses files, which this cowsim core does not simulate"):
-        simulate(Scenario.from_dict(BASE))
-
-
 # ------------------------------------------------------------- the host kernel
 def _kernel_values(sc, runs=3):
     """The kernel's settled values of a scenario: one run, or up to ``runs`` more when
@@ -210,7 +201,6 @@ def test_probe_status_counters_exclude_its_own_memory():
 GAPS: dict = {}  # scenarios the core does not match yet (none)
 
 
-@needs_core_files
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GAPS[n])) if n in GAPS else n
     for n in FILE_SUITE_NAMES])
@@ -223,7 +213,6 @@ def test_file_scenario_holds_in_cowsim(name):
 
 
 @needs_files
-@needs_core_files
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=GAPS[n])) if n in GAPS else n
     for n in FILE_SUITE_NAMES])

@@ -109,14 +109,10 @@ def simulate(
     Returns:
         Values by ``(step, proc, region, metric)`` for every reported step.
 
-    Raises:
-        InvalidArgument: a scenario with files on a core without them.
     """
     layout = scenario.layout(page_size)
     out: Measurements = {}
     kwargs: Dict[str, Any] = {}
-    if scenario.uses_files and not hasattr(Machine, "file"):
-        raise InvalidArgument(f"scenario {scenario.name!r} uses files, which this cowsim core does not simulate")
     if scenario.uses_files:
         kwargs["readahead_kb"] = DEFAULT_READAHEAD_KB if readahead_kb is None else readahead_kb
     files_on = scenario.uses_files

@@ -49,8 +49,8 @@ thp_partial_munmap          munmap of one page splits the huge mapping
                             their write bit
 ==========================  ==================================================
 
-The ``file_*`` scenarios (:mod:`cowsim.validation.file_suite`) use files; they are part of
-the suite when the core has files (``Machine.file``).
+The ``file_*`` scenarios (:mod:`cowsim.validation.file_suite`) use files (the kernel side
+writes real files on a disk file system, see ``COWSIM_PROBE_DIR``).
 
 The ``thp_*`` scenarios map ``huge`` regions and are stated for 4 KiB pages
 whatever ``page_size`` says (THP is modelled there only); on other hosts their
@@ -65,7 +65,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import InvalidArgument
 from ..host import probe as _probe
-from ..machine import Machine
 from .file_suite import file_dicts
 from .scenario import HUGE_PAGES, Scenario
 
@@ -85,16 +84,11 @@ def default_readahead_kb() -> int:
     return DEFAULT_READAHEAD_KB
 
 
-def files_supported() -> bool:
-    """True when the core simulates files (``Machine.file``): the file scenarios join the suite."""
-    return hasattr(Machine, "file")
-
-
 def suite_dicts(
     page_size: int = 4096, fault_around: int = 65536, readahead_kb: int = 128, files: Optional[bool] = None
 ) -> List[Dict[str, Any]]:
     """The built-in scenarios as plain dicts (the JSON/TOML form); ``files``: with the
-    file scenarios (None: when the core has files)."""
+    file scenarios (None: yes)."""
     ps = page_size
 
     def kb(pages: int) -> int:
@@ -131,7 +125,7 @@ def suite_dicts(
             mapped.update(range(i - t + lo, i - t + hi))
         return faults
 
-    with_files = files_supported() if files is None else files
+    with_files = True if files is None else files
     extra = file_dicts(ps, fault_around, readahead_kb) if with_files else []
     return [*_classic(ps, kb, pss_kb, around), *thp_dicts(), *extra]
 
