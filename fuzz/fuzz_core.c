@@ -1180,7 +1180,7 @@ static cs_status op_replay(harness *h, input *in)
     cs_batch_result res;
     memset(&res, 0x5a, sizeof res);
     cs_status st = cs_replay(h->m, pids, addrs, writes, write_all, n, outcomes, stop, &res);
-    REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ENOMEM || st == bad, "op %d: replay returned %d", h->op,
+    REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ESIGBUS || st == CS_ENOMEM || st == bad, "op %d: replay returned %d", h->op,
             (int)st);
     batch_verify(h, "replay", st, &res, addrs, writes, write_all, n, outcomes, stop, (cs_region *const *)view,
                  nregs);
@@ -1331,9 +1331,9 @@ static cs_status op_inspect(harness *h, input *in)
         cs_status w = (want == CS_EEXITED && h->state[pid] == P_EXITED) || want == CS_ESUSPENDED ? CS_OK : want;
         REQUIRE(st == w, "op %d: proc stats status %d, expected %d", h->op, (int)st, (int)w);
         if (st == CS_OK)
-            REQUIRE(s.minflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy + s.faults_cow_reuse +
-                                    s.faults_shared,
-                    "op %d: minflt is not the sum of its kinds", h->op);
+            REQUIRE(s.minflt + s.majflt == s.faults_zero_page + s.faults_zero_fill + s.faults_cow_copy +
+                                                 s.faults_cow_reuse + s.faults_shared + s.faults_file,
+                    "op %d: minflt + majflt is not the sum of its kinds", h->op);
         break;
     }
     case 6: {
@@ -1405,7 +1405,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cs_config cfg = {.memory = nframes * ps, .page_size = ps, .va_bits = va, .store_data = (c0 >> 2) & 1,
                      .fault_around_bytes = fa[c2 & 7], .tlb_entries = (c2 >> 3) & 1 ? 0 : 1u << ((c2 >> 4) & 7),
                      .thp_cow = (c0 >> 5) & 1 ? CS_THP_COW_COPY_HUGE : CS_THP_COW_SPLIT,
-                     .readahead_kb = (c0 >> 6) & 1 ? 0 : 16u << (c2 & 3), .large_folios = (c0 >> 7) & 1};
+                     .readahead_kb = (c0 >> 6) & 1 ? 0 : 16u << (c2 & 3), .large_folios = !((c2 >> 7) & 1)};
     harness h;
     memset(&h, 0, sizeof h);
     cs_status st = cs_machine_new(&cfg, &h.m);

@@ -31,7 +31,11 @@ OUT = Path(__file__).resolve().parent / "corpus"
 
 # op codes (op % 27 in the harness)
 SPAWN, MMAP, MMAP_FIXED, MUNMAP, MPROTECT, MADVISE = 0, 2, 5, 6, 7, 8
-TOUCH_R, TOUCH_W, READ, WRITE, FORK_COW, FORK_EAGER, EXIT, INSPECT = 9, 11, 13, 14, 15, 16, 17, 18
+TOUCH_R, TOUCH_W, READ, WRITE, FORK_COW, FORK_EAGER, EXIT, FILE, INSPECT = 9, 11, 13, 14, 15, 16, 17, 18, 19
+# FILE: the pid byte, then b (b & 7: 0 create, 1 pwrite, 2 pread, 3 fsync, 4 evict, 5 unlink,
+# 6 drop_caches, 7 mmap; bit 3: cached / a read buffer / a fixed address; bit 4: rw; bit 5: shared),
+# c (the file id: c % (files + 2)), the offset (x page/4) and the length (x page/16) bytes
+FILE_OPS = {"create": 0, "pwrite": 1, "pread": 2, "fsync": 3, "evict": 4, "unlink": 5, "drop": 6, "mmap": 7}
 VFORK, EXEC, BATCH, REPLAY = 20, 21, 22, 24
 HOLD = 26   # then the pid byte and one byte: even = cs_proc_get, odd = cs_proc_put
 MAX_OPS, MAX_LEN, MAX_PIDS = 256, 2048, 48     # the harness's and .ci/fuzz's limits
@@ -171,6 +175,13 @@ class Seq:
         """cs_proc_get (or cs_proc_put) of pid k; k <= 0 as in pid()."""
         return self.op(HOLD, self.pid(pid), bytes([int(put)]))
 
+    def file(self, pid: int, what: str, file_id: int = 1, off: int = 0, length: int = 64, flags: int = 0,
+             files: int = 1) -> "Seq":
+        """A file operation (offset in quarter pages, length in sixteenths of a page)."""
+        b = FILE_OPS[what] | flags
+        c = next(x for x in range(256) if x % (files + 2) == file_id)
+        return self.op(FILE, self.pid(pid), bytes([b, c, off, length]))
+
     def inspect(self, pid: int, what: int, cap: int = 15) -> "Seq":
         extra = self.addr(0, 1) if what in (4, 7) else b""
         return self.op(INSPECT, self.pid(pid), bytes([(what << 4) | cap]), extra)
@@ -277,6 +288,20 @@ def scenarios():
         s.op(FORK_COW, s.pid(1), b"\xff")                                      # bad mode
         s.op(MMAP, s.pid(1), s.length(1), b"\xfe" if i % 2 else b"\xff")      # bad flags / prot
         yield f"bad_{i}", s.bytes()
+
+    # Files: create (cached / not), write, map private and shared, read and write through the
+    # mappings, fork, sync, evict, drop_caches, unlink while mapped.
+    for page in (0, 1, 2):
+        for store in (True, False):
+            s = Seq(page=page, store=store, frames=90)
+            s.spawn().file(1, "create", length=160, flags=8, files=0).file(1, "create", length=255, files=1)
+            s.file(1, "pwrite", 2, off=2, length=200, files=2).file(1, "mmap", 1, length=160, files=2)
+            s.file(1, "mmap", 2, length=255, flags=0x30, files=2).touch(1, 0, 3).touch(1, 0, 2, True)
+            s.touch(1, 1, 9).touch(1, 0, 1, True).fork(1).touch(2, 0, 4, True).file(1, "fsync", 2, files=2)
+            s.touch(2, 0, 4, True).file(1, "evict", 1, files=2).file(1, "drop", files=2)
+            s.file(1, "unlink", 2, files=2).exit(2).touch(1, 1, 12).file(1, "pread", 1, off=1, length=90,
+                                                                          flags=8, files=2)
+            yield f"files_p{page}{'d' if store else 'm'}", s.bytes()
 
     # vfork, exec, batches and replays, small.
     s = Seq(page=0, frames=40)
