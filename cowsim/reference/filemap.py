@@ -1,0 +1,550 @@
+"""Files and the page cache (csrc/filemap.c; DESIGN.md 3.F, issue #13's working spec).
+
+A :class:`RefFile` is a file on a simulated disk plus its page cache: at most one frame
+per file page (flag FILE; the cache holds one reference, each mapping entry one more and
+one mapping), grouped in folios (naturally aligned runs of 2**order pages, dirty or clean
+as a whole).  Reads and faults bring pages in; ``sync`` writes dirty folios back
+(page_mkclean: the entries of shared mappings become clean and read-only); ``evict`` and
+``drop_caches`` drop folios none of whose pages is mapped; ``delete`` unlinks the file,
+whose cache goes with its last mapping.
+
+Orders that decide frame numbers: readahead, ``write``, ``cache`` and ``read`` allocate
+cache frames in increasing page index.  A file fault allocates the missing tables above
+the last level first (the walk), then (read) the fault-around maps cached pages -- the
+last-level table is allocated only if one gets mapped --, then the SIGBUS check, then
+the readahead frames, then the last-level table if still missing, then (private write)
+the anonymous copy.  Caches are freed in page order (a large folio page by page).
+Every operation counts the frames it needs first and raises OutOfMemory changing nothing.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple, Union
+
+from cowsim import InvalidArgument
+
+from .internal import (
+    ANON,
+    DIRTY,
+    EXCLUSIVE,
+    FILE,
+    FOLIO_CHUNK,
+    FOLIO_MAX_ORDER,
+    BusError,
+    FileStatsType,
+    Outcome,
+    Pte,
+    Vma,
+    int_arg,
+    parse_size,
+)
+from .pagetable import leaf_lookup, pmd_alloc, pt_index, pte_alloc, pte_missing_tables
+
+if TYPE_CHECKING:
+    from .machine import RefMachine, RefProcess
+
+# A readahead plan: (pages to read in, page to mark or None, new (ra_start, ra_size, ra_async)).
+RaPlan = Tuple[List[int], Optional[int], Tuple[int, int, int]]
+
+
+class RefFile:
+    """Reference model of ``cowsim.File``."""
+
+    def __init__(self, m: RefMachine, fid: int, size: int, name: Optional[str]) -> None:
+        self.machine = m
+        self.id = fid
+        self.name = name
+        self.size = size
+        self.page_size = m.page_size
+        self.deleted = False
+        self.nregions = 0                       # regions mapping it
+        self.pc: Dict[int, int] = {}         # page -> frame
+        self.head: Dict[int, int] = {}          # page -> first page of its folio
+        self.order: Dict[int, int] = {}         # folio head -> order
+        self.dirty: Set[int] = set()            # dirty folio heads
+        self.marks: Set[int] = set()            # pages with PG_readahead
+        self.ra = (0, 0, 0)                     # file_ra_state: start, size, async_size
+        self.disk = bytearray(size) if m.store_data else bytearray()
+
+    def __repr__(self) -> str:
+        return f"RefFile(id={self.id}, size={self.size})"
+
+    @property
+    def pages(self) -> int:
+        return -(-self.size // self.page_size)
+
+    def _live(self) -> RefMachine:
+        m = self.machine
+        m._check_open()
+        if self.deleted:
+            raise InvalidArgument(f"file {self.id} was deleted")
+        return m
+
+    # ------------------------------------------------------------------ folios
+    def folio(self, page: int) -> Tuple[int, int]:
+        """(first page, pages) of the folio holding cached ``page``."""
+        h = self.head[page]
+        return h, 1 << self.order[h]
+
+    def add_folio(self, first: int, order: int) -> None:
+        """New clean folio of 2**order pages from ``first`` (frames in page order),
+        bytes from the disk."""
+        m = self.machine
+        ps = self.page_size
+        for pg in range(first, first + (1 << order)):
+            fr = m._alloc(FILE)
+            self.pc[pg] = fr
+            self.head[pg] = first
+            if m.store_data:
+                chunk = self.disk[pg * ps:(pg + 1) * ps]
+                m._data[fr][:len(chunk)] = chunk
+        self.order[first] = order
+
+    def mark_dirty(self, page: int) -> None:
+        """folio_mark_dirty: the folio of ``page`` becomes dirty."""
+        m = self.machine
+        h, n = self.folio(page)
+        if h not in self.dirty:
+            self.dirty.add(h)
+            for pg in range(h, h + n):
+                m._flags[self.pc[pg]] |= DIRTY
+
+    def writeback(self) -> None:
+        """Every dirty folio goes to the disk and becomes clean; the entries mapping its
+        pages become clean and read-only (page_mkclean)."""
+        m = self.machine
+        ps = self.page_size
+        if not self.dirty:
+            return
+        frames: Set[int] = set()
+        for h in sorted(self.dirty):
+            for pg in range(h, h + (1 << self.order[h])):
+                fr = self.pc[pg]
+                frames.add(fr)
+                m._flags[fr] &= ~DIRTY
+                m._pages_written += 1
+                if m.store_data and pg * ps < self.size:
+                    n = min(ps, self.size - pg * ps)
+                    self.disk[pg * ps:pg * ps + n] = m._data[fr][:n]
+        self.dirty.clear()
+        for p in m._procs.values():
+            if not p.alive or p._root is None:
+                continue
+            for t in p._tables():
+                for pte in t.ptes.values():
+                    if pte.frame in frames:
+                        pte.writable = pte.dirty = False
+
+    def drop_unmapped(self, clean_only: bool) -> None:
+        """Drop (page order) every folio none of whose pages is mapped."""
+        m = self.machine
+        for h in sorted(self.order):
+            n = 1 << self.order[h]
+            if clean_only and h in self.dirty:
+                continue
+            if any(m._map[self.pc[pg]] for pg in range(h, h + n)):
+                continue
+            self.remove_folio(h)
+
+    def remove_folio(self, h: int) -> None:
+        m = self.machine
+        for pg in range(h, h + (1 << self.order[h])):
+            fr = self.pc.pop(pg)
+            del self.head[pg]
+            self.marks.discard(pg)
+            m._put(fr)
+        del self.order[h]
+        self.dirty.discard(h)
+
+    def free_cache(self) -> None:
+        for h in sorted(self.order):
+            self.remove_folio(h)
+
+    # ------------------------------------------------------------------ API
+    def write(self, offset: int, data: Union[bytes, bytearray, memoryview]) -> None:
+        """pwrite through the page cache: new folios as FL, the folios written dirty."""
+        m = self._live()
+        offset = int_arg(offset, "offset")
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str")
+        try:
+            buf = memoryview(data).cast("B").tobytes()
+        except TypeError:
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+        if not buf:
+            return
+        end = offset + len(buf)
+        ps = self.page_size
+        plan = self.write_plan(offset, end)
+        m._need(sum(1 << o for _first, o in plan))
+        for first, order in plan:
+            self.add_folio(first, order)
+        if end > self.size:
+            if m.store_data:
+                self.disk.extend(bytes(end - self.size))
+            self.size = end
+        for pg in range(offset // ps, -(-end // ps)):
+            self.mark_dirty(pg)
+            if m.store_data:
+                lo, hi = max(offset, pg * ps), min(end, (pg + 1) * ps)
+                m._data[self.pc[pg]][lo - pg * ps:hi - pg * ps] = buf[lo - offset:hi - offset]
+
+    def write_plan(self, offset: int, end: int) -> List[Tuple[int, int]]:
+        """generic_perform_write's folios: (first page, order) of each new folio."""
+        m = self.machine
+        ps = self.page_size
+        shift = ps.bit_length() - 1
+        out: List[Tuple[int, int]] = []
+        new: Set[int] = set()
+        pos = offset
+        while pos < end:
+            idx = pos // ps
+            if idx in self.pc:                    # written in place, to its folio's end
+                h, n = self.folio(idx)
+                pos = min(end, (h + n) * ps)
+                continue
+            order = 0
+            if m.large_folios:
+                nbytes = min(FOLIO_CHUNK - pos % FOLIO_CHUNK, end - pos)
+                order = max(0, nbytes.bit_length() - 1 - shift)
+                order = min(order, FOLIO_MAX_ORDER)
+                if idx & ((1 << order) - 1):
+                    order = (idx & -idx).bit_length() - 1
+                while order > 0 and any(pg in self.pc or pg in new
+                                        for pg in range(idx, idx + (1 << order))):
+                    order -= 1
+            out.append((idx, order))
+            new.update(range(idx, idx + (1 << order)))
+            pos = min(end, (idx + (1 << order)) * ps)
+        return out
+
+    def _range_pages(self, offset: int, length: Optional[int]) -> range:
+        ps = self.page_size
+        last = self.pages if length is None else min(self.pages, -(-(offset + length) // ps))
+        return range(min(offset // ps, last), last)
+
+    def _cache_pages(self, pages: range) -> None:
+        m = self.machine
+        missing = [pg for pg in pages if pg not in self.pc]
+        m._need(len(missing))
+        for pg in missing:
+            self.add_folio(pg, 0)
+            m._pages_read += 1
+
+    def cache_pages(self, offset: int = 0, length: Optional[int] = None) -> None:
+        """Brings [offset, offset + length) into the cache (clean, single-page folios)."""
+        self._live()
+        offset = int_arg(offset, "offset")
+        if length is not None:
+            length = int_arg(length, "length")
+        self._cache_pages(self._range_pages(offset, length))
+
+    def read(self, offset: int, n: int) -> bytes:
+        """pread: up to n bytes (short at the end); the pages read are cached."""
+        m = self._live()
+        offset = int_arg(offset, "offset")
+        n = int_arg(n, "n")
+        if not m.store_data:
+            raise InvalidArgument("read needs a machine with store_data=True")
+        end = min(offset + n, self.size)
+        if end <= offset:
+            return b""
+        ps = self.page_size
+        self._cache_pages(self._range_pages(offset, end - offset))
+        out = bytearray()
+        for pg in range(offset // ps, -(-end // ps)):
+            lo, hi = max(offset, pg * ps), min(end, (pg + 1) * ps)
+            out += m._data[self.pc[pg]][lo - pg * ps:hi - pg * ps]
+        return bytes(out)
+
+    def sync(self) -> None:
+        self._live()
+        self.writeback()
+
+    def evict(self) -> None:
+        """fsync, then POSIX_FADV_DONTNEED: every folio with no page mapped goes."""
+        self._live()
+        self.writeback()
+        self.drop_unmapped(clean_only=False)
+
+    def delete(self) -> None:
+        """unlink: the name goes; the cache with the last mapping."""
+        m = self._live()
+        self.deleted = True
+        if self.nregions == 0:
+            file_free(m, self)
+
+    def folios(self) -> List[Tuple[int, int, bool]]:
+        self.machine._check_open()
+        return [(h, 1 << self.order[h], h in self.dirty) for h in sorted(self.order)]
+
+    def stats(self) -> Any:
+        m = self.machine
+        m._check_open()
+        dirty = sum(1 << self.order[h] for h in self.dirty)
+        mapped = sum(1 for fr in self.pc.values() if m._map[fr])
+        return FileStatsType(size=self.size, pages=self.pages, cached=len(self.pc), dirty=dirty,
+                             mapped=mapped, folios=len(self.order), mappings=self.nregions,
+                             deleted=self.deleted)
+
+    # the door's name for cache_pages
+    cache = cache_pages
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def file_new(m: RefMachine, size: Union[int, str], name: Optional[str] = None, cached: bool = False) -> RefFile:
+    m._check_open()
+    size = parse_size(size, "size")
+    f = RefFile(m, m._next_file_id, size, name)
+    if cached:
+        f._cache_pages(range(f.pages))      # counted first: nothing exists without the frames
+    m._next_file_id += 1
+    m._files[f.id] = f
+    return f
+
+
+def file_free(m: RefMachine, f: RefFile) -> None:
+    """The file's last name and mapping are gone: its cache goes (page order)."""
+    f.free_cache()
+    del m._files[f.id]
+
+
+def file_put(m: RefMachine, f: RefFile) -> None:
+    """A region mapping ``f`` is gone."""
+    f.nregions -= 1
+    if f.nregions == 0 and f.deleted:
+        file_free(m, f)
+
+
+def drop_caches(m: RefMachine) -> None:
+    m._check_open()
+    for fid in sorted(m._files):
+        m._files[fid].drop_unmapped(clean_only=True)
+
+
+def live_files(m: RefMachine) -> List[RefFile]:
+    m._check_open()
+    return [m._files[fid] for fid in sorted(m._files) if not m._files[fid].deleted]
+
+
+# --------------------------------------------------------------------------- readahead
+
+
+def ra_window(f: RefFile, start: int, size: int, async_size: int, extra: Set[int]) -> Tuple[List[int], Optional[int]]:
+    """page_cache_ra_unbounded: the uncached pages of [start, start + size) cut at EOF,
+    and the page marked (start + nr - async_size, if read now)."""
+    nr = max(0, min(start + size, f.pages) - start)
+    pages = [pg for pg in range(start, start + nr) if pg not in f.pc and pg not in extra]
+    mark = start + nr - async_size
+    return pages, (mark if 0 <= nr - async_size < nr and mark in pages else None)
+
+
+def ra_sync_plan(f: RefFile, v: Vma, idx: int) -> RaPlan:
+    """do_sync_mmap_readahead (a major fault on page idx)."""
+    ra = f.machine._ra_pages
+    if v.random or ra == 0:
+        return [idx], None, f.ra
+    start = max(0, idx - ra // 2)
+    pages, mark = ra_window(f, start, ra, ra // 4, set())
+    return pages, mark, (start, ra, ra // 4)
+
+
+def next_ra_size(cur: int, most: int) -> int:
+    if cur < most // 16:
+        return 4 * cur
+    if cur <= most // 2:
+        return 2 * cur
+    return most
+
+
+def ra_async_plan(f: RefFile, v: Vma, idx: int, state: Tuple[int, int, int], extra: Set[int]) -> Optional[RaPlan]:
+    """page_cache_async_ra (a fault on marked page idx), or None when no readahead
+    runs (MADV_RANDOM or no readahead: the mark stays)."""
+    ra = f.machine._ra_pages
+    if v.random or ra == 0:
+        return None
+    start, size, asz = state
+    if idx == start + size - asz:
+        start += size
+        size = max(size, next_ra_size(size, ra))
+        asz = size
+    else:                                   # a marked folio without valid readahead state
+        nxt = idx + 1
+        while nxt < idx + 1 + ra and (nxt in f.pc or nxt in extra):
+            nxt += 1
+        if nxt - idx > ra:
+            return [], None, state
+        start, size = nxt, next_ra_size(nxt - idx + 1, ra)
+        asz = size
+    pages, mark = ra_window(f, start, size, asz, extra)
+    return pages, mark, (start, size, asz)
+
+
+def ra_apply(f: RefFile, plan: RaPlan) -> None:
+    m = f.machine
+    pages, mark, f.ra = plan
+    for pg in pages:
+        f.add_folio(pg, 0)
+        m._pages_read += 1
+    if mark is not None:
+        f.marks.add(mark)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def around_window(p: RefProcess, v: Vma, vp: int, idx: int, cached: Set[int], marks: Set[int],
+                  fresh: bool) -> List[int]:
+    """The entry indexes (in vp's last-level table) the read fault maps from the cache:
+    do_fault_around / filemap_map_pages, FR1 (and FL in a fresh table)."""
+    m = p.machine
+    ps = m.page_size
+    f = v.file
+    n = max(1, m.fault_around // ps)
+    i = pt_index(p, vp, m.levels - 1)
+    vbefore = vp - v.start // ps
+    r = v.end // ps - v.start // ps
+    lo = max(i - i % n, i - min(i, vbefore))
+    hi = min(lo + n, m.entries_per_table, i + r - vbefore, i + f.pages - idx)
+    leaf = leaf_lookup(p, vp)
+    present = leaf.ptes if leaf is not None else {}
+    out = [j for j in range(lo, hi)
+           if j not in present and (idx + j - i) in cached and (idx + j - i) not in marks]
+    if fresh and idx in f.pc and idx not in marks and f.order[f.head[idx]] > 0:
+        h, k = f.folio(idx)
+        first = i - (idx - h)
+        if first < 0 or first + k > m.entries_per_table:
+            return [i]                       # FL: the folio crosses the table: that page only
+        if vp - (idx - h) >= v.start // ps and vp - (idx - h) + k <= v.end // ps:
+            out = sorted(set(out) | set(range(first, first + k)))
+    return out
+
+
+def map_file_page(p: RefProcess, v: Vma, leaf_ptes: Dict[int, Pte], j: int, page: int,
+                  writable: bool, dirty: bool) -> int:
+    m = p.machine
+    fr = v.file.pc[page]
+    m._ref[fr] += 1
+    m._map[fr] += 1
+    leaf_ptes[j] = Pte(fr, writable, dirty)
+    return fr
+
+
+def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0,
+                  pre: Any = None) -> Tuple[Any, int]:
+    """A fault on an empty entry of file region v: (outcome, frame).  ``pre`` (needing
+    ``pre_need`` frames) runs first once the frames are known to suffice (odf: the
+    table made the process's own)."""
+    m = p.machine
+    ps = m.page_size
+    f: RefFile = v.file
+    i = pt_index(p, vp, m.levels - 1)
+    idx = v.pgoff + vp - v.start // ps
+    missing = pte_missing_tables(p, vp)
+    leaf_missing = 1 if missing else 0
+    upper = missing - leaf_missing
+    fresh = leaf_missing == 1
+    kind = Outcome.SHARED if v.shared else (Outcome.COW_COPY if write else Outcome.FILE)
+    cached = set(f.pc)
+    window = [] if write else around_window(p, v, vp, idx, cached, f.marks, fresh)
+    base = pre_need + upper
+    if i in window or idx >= f.pages:
+        m._need(base + (leaf_missing if window else 0))
+        if pre is not None:
+            pre()
+        pmd_alloc(p, vp)
+        if window:
+            leaf = pte_alloc(p, vp)
+            for j in window:
+                map_file_page(p, v, leaf.ptes, j, idx + j - i, False, False)
+        if i in window:
+            p._count("page_cache_hits")
+            m._page_cache_hits += 1
+            p._count(kind_counter(kind))
+            return kind, f.pc[idx]
+        p._count("sigbus")
+        m._sigbus += 1
+        return Outcome.SIGBUS, 0
+    # the page is cached but not mapped (marked, or a write), or not cached (major)
+    major = idx not in f.pc
+    sync: Optional[RaPlan] = ra_sync_plan(f, v, idx) if major else None
+    after = cached | set(sync[0]) if sync else cached
+    marks = set(f.marks) | ({sync[1]} if sync and sync[1] is not None else set())
+    window2: List[int] = []
+    if major and not write:
+        window2 = [j for j in around_window(p, v, vp, idx, after, marks, False) if j not in window]
+    asy: Optional[RaPlan] = None
+    if idx in marks and i not in window2:
+        asy = ra_async_plan(f, v, idx, sync[2] if sync else f.ra, set(sync[0]) if sync else set())
+    n_new = (len(sync[0]) if sync else 0) + (len(asy[0]) if asy else 0)
+    m._need(base + n_new + leaf_missing + (1 if write and not v.shared else 0))
+    if pre is not None:
+        pre()
+    pmd_alloc(p, vp)
+    if window:                         # the fault-around of the first attempt
+        leaf = pte_alloc(p, vp)
+        for j in window:
+            map_file_page(p, v, leaf.ptes, j, idx + j - i, False, False)
+    if sync is not None:
+        ra_apply(f, sync)
+    leaf = pte_alloc(p, vp)
+    for j in window2:
+        map_file_page(p, v, leaf.ptes, j, idx + j - i, False, False)
+    if asy is not None:
+        f.marks.discard(idx)
+        ra_apply(f, asy)
+    if major:
+        p._count("majflt")
+        m._majflt += 1
+        m._minflt -= 1                 # counted below as a kind, not as a minor fault
+    else:
+        p._count("page_cache_hits")
+        m._page_cache_hits += 1
+    p._count(kind_counter(kind))
+    src = f.pc[idx]
+    if i in window2:
+        return kind, src
+    if not write:
+        return kind, map_file_page(p, v, leaf.ptes, i, idx, False, False)
+    if v.shared:                       # FR4: the page (FL: its whole folio) writable and dirty
+        h, k = f.folio(idx)
+        first, vfirst = i - (idx - h), vp - (idx - h)
+        js = [i]
+        if (k > 1 and first >= 0 and first + k <= m.entries_per_table and vfirst >= v.start // ps
+                and vfirst + k <= v.end // ps and all(j not in leaf.ptes for j in range(first, first + k))):
+            js = list(range(first, first + k))
+        for j in js:
+            map_file_page(p, v, leaf.ptes, j, idx + j - i, True, True)
+        f.mark_dirty(idx)
+        return kind, src
+    g = m._alloc(ANON | EXCLUSIVE)     # FR2: a private copy of the cache page
+    m._map[g] = 1
+    if m.store_data:
+        m._data[g][:] = m._data[src]
+    leaf.ptes[i] = Pte(g, True, True)
+    v.anon_vma = True
+    p._count("pages_copied")
+    m._pages_copied += 1
+    return kind, g
+
+
+def kind_counter(kind: Any) -> str:
+    return {Outcome.SHARED: "faults_shared", Outcome.COW_COPY: "faults_cow_copy",
+            Outcome.FILE: "faults_file"}[kind]
+
+
+def shared_file_wp(p: RefProcess, v: Vma, vp: int, pte: Pte) -> Tuple[Any, int]:
+    """FR4: a write to a read-only entry of a shared file mapping: writable and dirty,
+    the folio dirty."""
+    f: RefFile = v.file
+    idx = v.pgoff + vp - v.start // p.machine.page_size
+    pte.writable = pte.dirty = True
+    f.mark_dirty(idx)
+    p._count("faults_shared")
+    return Outcome.SHARED, pte.frame
+
+
+def bus_error(addr: int, write: bool) -> Exception:
+    access = "write" if write else "read"
+    return BusError(f"{access} at {addr:#x}: past the end of the file (SIGBUS)", addr, access)
