@@ -988,7 +988,7 @@ class DifferentialFileMachine(DifferentialMachine):
     def same_files(self):
         if self.real is None:
             return
-        assert [f.id for f in self.real.files()] == [f.id for f in self.ref.files()], self.context()
+        assert [f.id for f in self.real.files] == [f.id for f in self.ref.files], self.context()
         for rf, ff in self.files:
             rs, fs = _outcome(rf.stats), _outcome(ff.stats)
             assert rs[0] == fs[0], f"f{ff.id}.stats: core {_describe(rs)}, model {_describe(fs)}\n{self.context()}"

@@ -144,8 +144,11 @@ class Vma:
     def public(self) -> Region:
         extra: Dict[str, Any] = {}
         names = {f.name for f in dataclasses.fields(Region)}
-        if "file" in names:
-            extra["file"] = self.file.id if self.file is not None else 0
+        for key in ("file", "file_id"):
+            if key in names:
+                extra[key] = self.file.id if self.file is not None else 0
+        if "random" in names:
+            extra["random"] = self.random
         if "offset" in names:
             extra["offset"] = self.pgoff * self.file.page_size if self.file is not None else 0
         return Region(self.start, self.end, self.prot, self.shared, self.dontfork,

@@ -194,7 +194,7 @@ class RefMachine(Frames):
     check = check
     file = file_new
     drop_caches = drop_caches
-    files = live_files
+    files = property(live_files)
 
 
 class RefProcess:

@@ -33,6 +33,7 @@ from .internal import (
     Vma,
     choice,
     int_arg,
+    parse_size,
 )
 from .filemap import RefFile, file_put
 from .odf import odf_prepare, odf_prepare_need
@@ -143,16 +144,18 @@ def do_mmap(p: RefProcess, length: int, prot: str = "rw", shared: bool = False, 
             huge: bool = False, file: Optional[RefFile] = None, offset: int = 0) -> int:
     p.machine._check_open()
     length = int_arg(length, "length", 1)
-    offset = int_arg(offset, "offset")
+    offset = parse_size(offset, "offset") if isinstance(offset, str) else int_arg(offset, "offset")
     if file is not None:
-        if not isinstance(file, RefFile) or file.machine is not p.machine:
-            raise TypeError("file must be a file of this machine")
-        if file.deleted:
-            raise InvalidArgument(f"file {file.id} was deleted")
-        if huge:
-            raise InvalidArgument("huge pages are for anonymous regions only")
-    if offset % p.machine.page_size:
-        raise InvalidArgument(f"offset {offset:#x} is not page aligned")
+        if not isinstance(file, RefFile):
+            raise TypeError(f"file must be a RefFile, not {type(file).__name__}")
+        if file.machine is not p.machine:
+            raise InvalidArgument("the file belongs to another machine")
+        if offset % p.machine.page_size:
+            raise InvalidArgument(f"offset {offset:#x} is not page aligned")
+    elif offset:
+        raise InvalidArgument("offset is for file mappings only")
+    if huge and file is not None:
+        raise InvalidArgument("huge pages are for anonymous memory only")
     choice(prot, "prot", PROTS)
     if not isinstance(shared, (bool, np.bool_)) or not isinstance(huge, (bool, np.bool_)):
         raise TypeError("shared and huge must be bools")
@@ -186,6 +189,8 @@ def do_mmap(p: RefProcess, length: int, prot: str = "rw", shared: bool = False, 
             raise InvalidArgument(f"range {start:#x}+{length:#x} outside user space")
         if any(v.start < start + length and start < v.end for v in p._vmas):
             raise InvalidArgument(f"range {start:#x}+{length:#x} overlaps a region")
+    if file is not None and file.deleted:
+        raise InvalidArgument(f"file {file.id}: no such file (deleted)")
     m._need(odf_prepare_need(p, [(start, start + length)], False))
     odf_prepare(p, start, start + length, False)
     v = Vma(start, start + length, prot, bool(shared), huge=huge)
@@ -277,9 +282,9 @@ def do_madvise(p: RefProcess, addr: int, length: int, advice: str) -> None:
         odf_prepare(p, start, end, True)
         zap_range(p, start, end)
         return
-    if advice == "wipeonfork" and any(
-            v.shared and v.start < end and start < v.end for v in p._vmas):
-        raise InvalidArgument("madvise wipeonfork of a shared region")   # EINVAL
+    if advice == "wipeonfork" and any(   # EINVAL: anonymous private memory only (vm_file, VM_SHARED)
+            (v.shared or v.file is not None) and v.start < end and start < v.end for v in p._vmas):
+        raise InvalidArgument("madvise wipeonfork of a shared or file region")
     attr, value = {"dontfork": ("dontfork", True), "dofork": ("dontfork", False),
                    "wipeonfork": ("wipeonfork", True),
                    "keeponfork": ("wipeonfork", False),

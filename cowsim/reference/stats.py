@@ -2,11 +2,12 @@
 the page table and the frame table."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from cowsim import InvalidArgument, MachineStats, ProcessStats, Region, Translation
+import cowsim
+from cowsim import InvalidArgument, MachineStats, ProcessExited, ProcessStats, Region, Translation
 
 from .internal import (
     ANON,
@@ -29,6 +30,8 @@ from .regions import vma_find
 
 if TYPE_CHECKING:
     from .machine import RefMachine, RefProcess
+
+MemStatus: Any = getattr(cowsim, "MemStatus", None)   # the door's, once it has it
 
 
 def machine_stats(m: RefMachine) -> MachineStats:
@@ -162,14 +165,20 @@ def page_table(p: RefProcess) -> np.ndarray:
 def proc_status(p: RefProcess) -> Dict[str, int]:
     """/proc/PID/status's memory lines in kB: the mm's RSS counters (a page per entry
     of this process, odf-shared tables included) and its table pages but the root."""
-    m = p._m
+    m = p.machine
+    m._check_open()
+    if not p.alive:
+        raise ProcessExited(f"process {p.pid} has exited")
     acc = dict.fromkeys(STATUS_FIELDS, 0)
-    for _vp, f, _w, _d, _huge in pte_walk(p):
+    for _vp, f, _w, _d, _huge in pte_walk(p) if p._root is not None else []:
         if f == 0:
             continue
         key = "RssAnon" if m._flags[f] & ANON else "RssShmem" if m._flags[f] & SHMEM else "RssFile"
         acc[key] += m.page_size
     acc["VmRSS"] = acc["RssAnon"] + acc["RssFile"] + acc["RssShmem"]
     tables = list(tables_all(p))
-    acc["VmPTE"] = (len(tables) - 1 + sum(len(t.huge) for t in tables)) * m.page_size
-    return {k: v >> 10 for k, v in acc.items()}
+    acc["VmPTE"] = max(0, len(tables) - 1 + sum(len(t.huge) for t in tables)) * m.page_size
+    values = {k: v >> 10 for k, v in acc.items()}
+    if MemStatus is None:
+        return values
+    return MemStatus(**values)
