@@ -17,7 +17,11 @@ enough for thousands of examples.  A failure report lists the decoded operations
 Two variants run with a seventh of the examples each: ``DifferentialConfigMachine`` (other
 fault-around windows and va_bits) and ``DifferentialThpMachine`` (transparent huge pages:
 4 KiB pages, 1100-2200 frames, 1-4 MiB regions mostly mapped ``huge=True``, both
-``thp_cow`` modes).
+``thp_cow`` modes).  ``DifferentialFileMachine`` (``test_differential_files``, half the examples;
+skipped while the core has no ``Machine.file``) mixes file-backed memory in: several files,
+private and shared file mappings at offsets and past the end of the file, f.write/read/sync/
+evict/cache/delete, drop_caches, madvise random/normal, forks of every strategy, exec and exit,
+and compares the files' folios and stats and each process's status() too.
 
 The operations also include vfork and exec, batches (``Process.access``: small arrays of
 addresses in and around regions, reads/writes/mixed, outcomes on and off, both
@@ -957,6 +961,23 @@ class DifferentialFileMachine(DifferentialMachine):
         self.touch_file(x)
 
     @rule(x=ARG)
+    def touch_marked(self, x):
+        """An access to a page whose file page carries a readahead mark (async readahead)."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        which, write = c.int(0, 1 << 20), c.int(0, 3) == 0
+        if not fp.alive or fp.suspended:
+            return
+        ps = self.ref.page_size
+        pages = [v.start + (pg - v.pgoff) * ps for v in fp._vmas if v.file is not None
+                 for pg in sorted(v.file.marks) if v.start <= v.start + (pg - v.pgoff) * ps < v.end]
+        if not pages:
+            return
+        addr = pages[which % len(pages)]
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})", lambda: rp.touch(addr, write=write),
+                  lambda: fp.touch(addr, write=write))
+
+    @rule(x=ARG)
     def madvise_random(self, x):
         c = Choices(x)
         rp, fp = self.pick(c)
@@ -1012,6 +1033,8 @@ def test_differential_files():
 
 _FRESH_MACHINES = {"plain": DifferentialMachine, "config": DifferentialConfigMachine,
                    "thp": DifferentialThpMachine}
+if _CORE_HAS_FILES:
+    _FRESH_MACHINES["files"] = DifferentialFileMachine
 
 
 def _fresh_settings(name: str) -> settings:
