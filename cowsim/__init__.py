@@ -17,7 +17,9 @@ from ._types import (
     Prot,
     ThpCow,
     FrameFlags,
+    FileStats,
     MachineStats,
+    MemStatus,
     Outcome,
     ProcessState,
     ProcessStats,
@@ -25,6 +27,7 @@ from ._types import (
     Translation,
 )
 from .errors import (
+    BusError,
     CowsimError,
     HostMemoryError,
     InvalidArgument,
@@ -34,6 +37,8 @@ from .errors import (
     ProcessSuspended,
     SegmentationFault,
 )
+from .file import File, Folio
+from .image import ProgramImage, Segment
 from .machine import Machine
 from .process import FORK_MODES, Process
 from .units import format_size, parse_size
@@ -43,6 +48,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Machine",
     "Process",
+    "File",
+    "Folio",
+    "ProgramImage",
+    "Segment",
     "FORK_MODES",
     "Outcome",
     "ForkMode",
@@ -53,6 +62,8 @@ __all__ = [
     "BatchResult",
     "FrameFlags",
     "MachineStats",
+    "FileStats",
+    "MemStatus",
     "ProcessState",
     "ProcessStats",
     "Region",
@@ -60,6 +71,7 @@ __all__ = [
     "CowsimError",
     "HostMemoryError",
     "SegmentationFault",
+    "BusError",
     "OutOfMemory",
     "InvalidArgument",
     "ProcessExited",

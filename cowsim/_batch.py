@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
-from ._ffi import check, ffi, lib, segfault
+from ._ffi import bus_error, check, ffi, lib, segfault
 from ._types import BatchResult
 from .errors import CowsimError, InvalidArgument, OutOfMemory
 
@@ -104,9 +104,12 @@ def finish(
         return result
     index = int(res.stop_index)
     err: CowsimError
-    if rc == lib.CS_ESEGV:
+    if rc in (lib.CS_ESEGV, lib.CS_ESIGBUS):
         written = write if isinstance(write, (bool, np.bool_)) else bool(write[index])
-        err = segfault(op, int(res.info.addr), bool(written), int(res.info.segv_reason), index)
+        if rc == lib.CS_ESIGBUS:
+            err = bus_error(op, int(res.info.addr), bool(written), index)
+        else:
+            err = segfault(op, int(res.info.addr), bool(written), int(res.info.segv_reason), index)
     elif rc == lib.CS_ENOMEM:
         err = OutOfMemory(f"{op}: out of simulated physical memory at index {index}")
     else:

@@ -15,9 +15,10 @@ from .errors import (
     ProcessExited,
     ProcessSuspended,
     SegmentationFault,
+    BusError,
 )
 
-__all__ = ["ffi", "lib", "check", "segfault"]
+__all__ = ["ffi", "lib", "check", "segfault", "bus_error"]
 
 _SEGV_REASON = {lib.CS_SEGV_UNMAPPED: "unmapped", lib.CS_SEGV_PROTECTION: "protection"}
 
@@ -33,6 +34,7 @@ _MESSAGES = {
     lib.CS_ENODATA: (InvalidArgument, "the machine keeps no bytes (store_data=False)"),
     lib.CS_ESHARED: (InvalidArgument, "not allowed on a shared region"),
     lib.CS_ESUSPENDED: (ProcessSuspended, "suspended until its vfork child execs or exits"),
+    lib.CS_ENOFILE: (InvalidArgument, "no such file (never created, or deleted)"),
 }
 
 
@@ -67,8 +69,18 @@ def segfault(context: str, address: int, write: bool, reason: int, index: Option
                              address, access, why)
 
 
+def bus_error(context: str, address: int, write: bool, index: Optional[int] = None) -> BusError:
+    """The one place a ``BusError`` (SIGBUS past the end of a file) is built."""
+    access = "write" if write else "read"
+    where = "" if index is None else f" at index {index}"
+    return BusError(f"{context}: SIGBUS{where}: {access} at {address:#x} (past the end of the mapped file)",
+                    address, access)
+
+
 def _raise(rc: int, context: str, info: Optional[object], write: bool) -> NoReturn:
     if rc == lib.CS_ESEGV and info is not None:
         raise segfault(context, int(info.addr), write, int(info.segv_reason))  # type: ignore[attr-defined]
+    if rc == lib.CS_ESIGBUS:
+        raise bus_error(context, int(info.addr) if info is not None else 0, write)  # type: ignore[attr-defined]
     cls, text = _MESSAGES.get(rc, (CowsimError, f"core error {rc}"))
     raise cls(f"{context}: {text}")

@@ -17,7 +17,7 @@ from ._ffi import ffi, lib
 #: The string choices of the API, for type checkers (the values are checked at run time too).
 ForkMode = Literal["cow", "eager", "odf", "vfork"]
 Prot = Literal["none", "r", "rw"]
-Advice = Literal["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed"]
+Advice = Literal["dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "random", "normal"]
 ThpCow = Literal["split", "copy-huge"]
 OnSegfault = Literal["continue", "raise"]
 
@@ -41,6 +41,8 @@ class Outcome(enum.IntEnum):
     COW_REUSE = lib.CS_FAULT_COW_REUSE
     SHARED = lib.CS_FAULT_SHARED
     SEGFAULT = lib.CS_SEGFAULT
+    FILE = lib.CS_FAULT_FILE  # FR1: a read fault in a private file mapping
+    SIGBUS = lib.CS_SIGBUS  # FB1: a file page wholly past the end of the file
 
 
 class FrameFlags(enum.IntFlag):
@@ -52,6 +54,7 @@ class FrameFlags(enum.IntFlag):
     PAGETABLE = lib.CS_FRAME_PAGETABLE
     SHMEM = lib.CS_FRAME_SHMEM
     HUGE = lib.CS_FRAME_HUGE
+    FILE = lib.CS_FRAME_FILE  # a page-cache page (DIRTY: its folio is dirty)
 
 
 def _from_struct(cls: Any, cdata: Any) -> Any:
@@ -82,6 +85,12 @@ if TYPE_CHECKING:  # the fields are the C struct's: every counter is an int
     class ProcessStats(_Counters):
         """Per-process counters (``cs_proc_stats``)."""
 
+    class FileStats(_Counters):
+        """A file and its page cache (``cs_file_stats``)."""
+
+    class MemStatus(_Counters):
+        """The memory lines of /proc/PID/status in kB (``cs_status_mem``)."""
+
 else:
     MachineStats = _counters(
         "MachineStats", "cs_machine_stats",
@@ -90,7 +99,14 @@ else:
     ProcessStats = _counters(
         "ProcessStats", "cs_proc_stats",
         "Per-process counters, the fields of ``cs_proc_stats`` (csrc/cowsim.h documents each);\n"
-        "``minflt`` is the sum of the five fault kinds.")
+        "``minflt + majflt`` is the sum of the six fault kinds.")
+    FileStats = _counters(
+        "FileStats", "cs_file_stats",
+        "A file and its page cache, the fields of ``cs_file_stats`` (csrc/cowsim.h documents each).")
+    MemStatus = _counters(
+        "MemStatus", "cs_status_mem",
+        "The memory lines of /proc/PID/status in kB (``VmRSS``, ``RssAnon``, ``RssFile``, ``RssShmem``,\n"
+        "``VmPTE``), the fields of ``cs_status_mem``.")
 
 
 @dataclass(frozen=True)
@@ -110,11 +126,13 @@ class BatchResult:
     segfaults: int
     done: int
     outcomes: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+    file: int = 0  # FR1: read faults in private file mappings
+    sigbus: int = 0  # FB1: accesses past the end of a mapped file
 
     @property
     def faults(self) -> int:
-        """Minor faults taken (every kind but hits and segfaults)."""
-        return self.zero_page + self.zero_fill + self.cow_copy + self.cow_reuse + self.shared
+        """Faults taken, minor and major (every kind but hits, segfaults and SIGBUS)."""
+        return self.zero_page + self.zero_fill + self.cow_copy + self.cow_reuse + self.shared + self.file
 
     def counts(self) -> Dict[str, int]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "outcomes"}
@@ -132,6 +150,8 @@ class BatchResult:
             segfaults=int(c[lib.CS_SEGFAULT]),
             done=int(res.done),
             outcomes=outcomes,
+            file=int(c[lib.CS_FAULT_FILE]),
+            sigbus=int(c[lib.CS_SIGBUS]),
         )
 
 
@@ -161,6 +181,9 @@ class Region:
     wipeonfork: bool
     written: bool  # has an anon_vma: fork copies its entries
     huge: bool = False  # THP-eligible (mmap(huge=True))
+    file_id: int = 0  # the file of a file mapping (File.id), 0 for anonymous memory
+    offset: int = 0  # a file mapping's byte offset in its file
+    random: bool = False  # madvise "random" (MADV_RANDOM): no readahead
 
     @property
     def length(self) -> int:
@@ -178,6 +201,9 @@ class Region:
             wipeonfork=bool(flags & lib.CS_VMA_WIPEONFORK),
             written=bool(flags & lib.CS_VMA_ANON_VMA),
             huge=bool(flags & lib.CS_VMA_HUGE),
+            file_id=int(r.file),
+            offset=int(r.offset),
+            random=bool(flags & lib.CS_VMA_RANDOM),
         )
 
 

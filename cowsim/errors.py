@@ -32,6 +32,20 @@ class SegmentationFault(CowsimError):
         self.reason = reason
 
 
+class BusError(CowsimError):
+    """SIGBUS: an access to a page of a file mapping wholly past the end of the file (FB1).
+
+    Attributes:
+        address: the faulting byte address.
+        access: ``"read"`` or ``"write"``.
+    """
+
+    def __init__(self, message: str, address: int, access: str) -> None:
+        super().__init__(message)
+        self.address = address
+        self.access = access
+
+
 class OutOfMemory(CowsimError, MemoryError):
     """The simulated machine ran out of physical frames (or virtual space)."""
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, List, Literal, overload
+from typing import Any, Dict, List, Literal, Optional, overload
 
 import numpy as np
 
@@ -41,6 +41,10 @@ class Machine:
         thp_cow: what a write to a write-protected, shared huge page does: "split"
             (Linux >= 5.8: split the mapping, copy 4 KiB) or "copy-huge" (older
             kernels: copy the whole 2 MiB page when a free block exists).
+        readahead_kb: the simulated disk's ``read_ahead_kb``: a fault on an uncached
+            file page reads this much around it (Linux's default 128; 0: none).
+        large_folios: ``File.write`` caches large folios for large aligned writes, as
+            ext4 does (FL); False caches every page as a folio of its own.
 
     Raises:
         InvalidArgument: a size or option out of range.
@@ -60,6 +64,8 @@ class Machine:
         fault_around: Size = "64KiB",
         tlb_entries: int = 64,
         thp_cow: ThpCow = "split",
+        readahead_kb: int = 128,
+        large_folios: bool = True,
     ) -> None:
         memory_b = parse_size(memory, "Machine: memory")
         if isinstance(page_size, bool) or not isinstance(page_size, int):
@@ -89,7 +95,15 @@ class Machine:
             raise TypeError(f"Machine: thp_cow must be a str, not {type(thp_cow).__name__}")
         if thp_cow not in THP_COW_MODES:
             raise InvalidArgument(f"Machine: thp_cow must be one of {tuple(THP_COW_MODES)}, got {thp_cow!r}")
+        if isinstance(readahead_kb, bool) or not isinstance(readahead_kb, (int, np.integer)):
+            raise TypeError(f"Machine: readahead_kb must be an int, not {type(readahead_kb).__name__}")
+        if not 0 <= int(readahead_kb) < 2**22:
+            raise InvalidArgument(f"Machine: readahead_kb must be in [0, 2**22), got {int(readahead_kb)}")
+        if not isinstance(large_folios, (bool, np.bool_)):
+            raise TypeError(f"Machine: large_folios must be a bool, not {type(large_folios).__name__}")
         cfg = ffi.new("cs_config *")
+        cfg.readahead_kb = int(readahead_kb)
+        cfg.large_folios = 1 if large_folios else 0
         cfg.thp_cow = THP_COW_MODES[thp_cow]
         cfg.memory = memory_b
         cfg.page_size = page_size
@@ -119,6 +133,10 @@ class Machine:
         self.fault_around = fault_b
         self.tlb_entries = tlb_entries
         self.thp_cow = thp_cow
+        self.readahead_kb = int(readahead_kb)
+        self.large_folios = bool(large_folios)
+        self._files: Dict[int, File] = {}
+        self._images: Dict[str, File] = {}
         self.levels = int(geo.levels)
         self.entries_per_table = int(geo.entries_per_table)
         self.nframes = int(geo.nframes)
@@ -272,6 +290,44 @@ class Machine:
             lambda res: f"{op}: at index {int(res.stop_index)} (pid {int(pid_arr[int(res.stop_index)])})",
         )
 
+    # -- files ----------------------------------------------------------------------
+    def file(self, size: Size = 0, name: Optional[str] = None, cached: bool = False) -> File:
+        """Creates a file of ``size`` zero bytes on the simulated disk.
+
+        Args:
+            size: bytes, or a size string ("2MiB").
+            name: a label for messages and listings.
+            cached: start with every page in the page cache, clean, one folio per page
+                (as after reading it once); otherwise nothing is cached.
+
+        Raises:
+            OutOfMemory: ``cached`` and not enough free frames.
+        """
+        return new_file(self, size, name, cached)
+
+    @property
+    def files(self) -> List[File]:
+        """The files that exist (created and not deleted), by id."""
+        count = ffi.new("size_t *")
+        lib.cs_file_ids(self.ptr, ffi.NULL, 0, count)
+        cap = int(count[0]) + 8
+        buf = ffi.new("int32_t[]", cap)
+        lib.cs_file_ids(self.ptr, buf, cap, count)
+        return [self._files[int(buf[i])] for i in range(min(cap, int(count[0]))) if int(buf[i]) in self._files]
+
+    def _image_file(self, img: Any) -> File:
+        """The simulated file of a program image (one per name): created cached, as a
+        binary that has run before sits in the page cache."""
+        f = self._images.get(img.name)
+        if f is None or f.id not in self._files:
+            f = self._images[img.name] = self.file(img.file_size, name=img.name, cached=True)
+        return f
+
+    def drop_caches(self) -> None:
+        """``echo 1 > /proc/sys/vm/drop_caches``: every clean folio none of whose pages is
+        mapped leaves the page cache (dirty ones stay until ``File.sync``)."""
+        check(lib.cs_drop_caches(self.ptr), "drop_caches()")
+
     # -- inspection -----------------------------------------------------------------
     @property
     def stats(self) -> MachineStats:
@@ -329,4 +385,5 @@ class Machine:
         )
 
 
+from .file import File, new_file  # noqa: E402  (File refers back to Machine)
 from .process import Process  # noqa: E402  (Process refers back to Machine)

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union, Liter
 import numpy as np
 
 from . import _batch
-from ._ffi import check, ffi, lib, segfault
+from ._ffi import bus_error, check, ffi, lib, segfault
 from ._types import (
     Advice,
     BatchResultWithOutcomes,
+    MemStatus,
     ForkMode,
     OnSegfault,
     Prot,
@@ -25,6 +26,9 @@ from ._types import (
     _from_struct,
 )
 from .errors import HostMemoryError, InvalidArgument, ProcessExited
+from .file import File
+from .image import ProgramImage, exec_image
+from .units import Size, parse_size
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 _U64 = 2**64
 _OUTCOMES: Tuple[Outcome, ...] = tuple(Outcome(i) for i in range(len(Outcome)))
 _TOUCH_SEGV_UNMAPPED = int(lib.CS_TOUCH_SEGV_UNMAPPED)
+_TOUCH_SIGNALS = (int(lib.CS_TOUCH_SEGV_UNMAPPED), int(lib.CS_SIGBUS), int(lib.CS_TOUCH_SEGV_PROTECTION))
 _touch_fast = lib.cs_touch_fast
 _FORK_MODES = {"cow": lib.CS_FORK_COW, "eager": lib.CS_FORK_EAGER, "odf": lib.CS_FORK_ODF,
                "vfork": lib.CS_FORK_VFORK}
@@ -43,6 +48,8 @@ _ADVICE = {
     "wipeonfork": lib.CS_ADV_WIPEONFORK,
     "keeponfork": lib.CS_ADV_KEEPONFORK,
     "dontneed": lib.CS_ADV_DONTNEED,
+    "random": lib.CS_ADV_RANDOM,
+    "normal": lib.CS_ADV_NORMAL,
 }
 
 
@@ -53,6 +60,13 @@ def _int_arg(op: str, name: str, value: Any, low: int = 0) -> int:
     if not low <= number < _U64:
         raise InvalidArgument(f"{op}: {name} {number} is out of range [{low}, 2**64)")
     return number
+
+
+def _size_arg(op: str, name: str, value: Any, low: int = 0) -> int:
+    """An int, or a size string ("64KiB"), in [low, 2**64)."""
+    if isinstance(value, str):
+        value = parse_size(value, f"{op}: {name}")
+    return _int_arg(op, name, value, low)
 
 
 def _bool_arg(op: str, name: str, value: Any) -> bool:
@@ -141,12 +155,18 @@ class Process:
         return self.state is ProcessState.BORROWING
 
     # -- regions --------------------------------------------------------------------
-    def mmap(self, length: int, prot: Prot = "rw", shared: bool = False, addr: Optional[int] = None,
-             huge: bool = False) -> int:
-        """Maps an anonymous region and returns its start address.
+    def mmap(self, length: Size, prot: Prot = "rw", shared: bool = False, addr: Optional[int] = None,
+             huge: bool = False, file: Optional["File"] = None, offset: Size = 0) -> int:
+        """Maps a region, anonymous or of a file, and returns its start address.
 
         Args:
-            length: bytes, rounded up to whole pages.
+            length: bytes (or a size string, "64KiB"), rounded up to whole pages.
+            file: a :class:`File` of this machine: a file mapping (text, libraries, data
+                files) whose pages come from the page cache: private (``shared=False``:
+                writes copy the page, the file is unchanged) or shared (writes go to the
+                page cache, seen by every mapper and by ``File.read``).  It may extend
+                past the end of the file (accesses there raise ``BusError``).
+            offset: the mapping's byte offset in ``file`` (page aligned).
             prot: "none", "r" or "rw".
             shared: MAP_SHARED (processes forked later share its pages) or private.
             addr: a page-aligned fixed address (must not overlap a region), or None
@@ -156,18 +176,34 @@ class Process:
                 pages only.
 
         Raises:
-            InvalidArgument: bad length/prot/addr, a fixed range that overlaps, or huge
-                with shared=True or a page size other than 4096.
+            InvalidArgument: bad length/prot/addr/offset, a fixed range that overlaps, huge
+                with shared=True, a file or a page size other than 4096, or a file of
+                another machine or deleted.
             OutOfMemory: no free virtual range is large enough.
         """
         op = (f"pid {self.pid}: mmap(length={length!r}, prot={prot!r}, shared={shared!r}, addr={addr!r}"
-              + (f", huge={huge!r})" if huge is not False else ")"))
-        length = _int_arg(op, "length", length, 1)
+              + (f", huge={huge!r}" if huge is not False else "")
+              + (f", file={file!r}, offset={offset!r})" if file is not None else ")"))
+        length = _size_arg(op, "length", length, 1)
+        offset_b = _size_arg(op, "offset", offset)
+        file_id = 0
+        if file is not None:
+            if not isinstance(file, File):
+                raise TypeError(f"{op}: file must be a cowsim.File, not {type(file).__name__}")
+            if file.machine is not self.machine:
+                raise InvalidArgument(f"{op}: the file belongs to another machine")
+            if offset_b % self.machine.page_size:
+                raise InvalidArgument(f"{op}: offset {offset_b:#x} is not page aligned")
+            file_id = file.id
+        elif offset_b:
+            raise InvalidArgument(f"{op}: offset is for file mappings only")
         prot_v = _choice(op, "prot", prot, PROT_VALUES)
         shared = _bool_arg(op, "shared", shared)
         huge = _bool_arg(op, "huge", huge)
         if huge and shared:
             raise InvalidArgument(f"{op}: huge pages are for private regions only")
+        if huge and file is not None:
+            raise InvalidArgument(f"{op}: huge pages are for anonymous memory only (file THP is not modelled)")
         if huge and self.machine.page_size != 4096:
             raise InvalidArgument(f"{op}: huge pages need page_size 4096, not {self.machine.page_size}")
         fixed = 0 if addr is None else _int_arg(op, "addr", addr, 1)
@@ -175,7 +211,10 @@ class Process:
             raise InvalidArgument(f"{op}: addr {fixed:#x} is not page aligned")
         out = ffi.new("uint64_t *")
         flags = (lib.CS_MAP_SHARED if shared else 0) | (lib.CS_VMA_HUGE if huge else 0)
-        rc = lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out)
+        if file is None:
+            rc = lib.cs_mmap(self._m, self.pid, fixed, length, prot_v, flags, out)
+        else:
+            rc = lib.cs_mmap_file(self._m, self.pid, fixed, length, prot_v, flags, file_id, offset_b, out)
         if rc == lib.CS_EINVAL and addr is not None:  # the core checks liveness first, then the range
             m = self.machine
             raise InvalidArgument(
@@ -208,7 +247,8 @@ class Process:
         check(lib.cs_mprotect(self._m, self.pid, addr, length, prot_v), op)
 
     def madvise(self, addr: int, length: int, advice: Advice) -> None:
-        """Applies "dontfork", "dofork", "wipeonfork", "keeponfork" or "dontneed"."""
+        """Applies "dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "random"
+        (MADV_RANDOM: a file fault reads only its own page, no readahead) or "normal"."""
         op = f"pid {self.pid}: madvise({addr!r}, {length!r}, {advice!r})"
         adv = _choice(op, "advice", advice, _ADVICE)
         addr, length = self._range(op, addr, length)
@@ -232,9 +272,11 @@ class Process:
         if ptr is None:
             self.machine.ptr  # raises CowsimError("machine is closed")
         r: int = _touch_fast(ptr, self.pid, addr, 1 if write else 0)
-        if 0 <= r < _TOUCH_SEGV_UNMAPPED:
+        if r >= 0 and r not in _TOUCH_SIGNALS:
             return _OUTCOMES[r]
         op = f"pid {self.pid}: touch({addr:#x}, write={bool(write)!r})"
+        if r == lib.CS_SIGBUS:
+            raise bus_error(op, addr, bool(write))
         if r >= _TOUCH_SEGV_UNMAPPED:
             reason = lib.CS_SEGV_PROTECTION if r == lib.CS_TOUCH_SEGV_PROTECTION else lib.CS_SEGV_UNMAPPED
             raise segfault(op, addr, bool(write), reason)
@@ -345,17 +387,28 @@ class Process:
         check(lib.cs_fork(self._m, self.pid, mode_v, child), op)
         return self.machine.process(int(child[0]))
 
-    def exec(self) -> None:
-        """Replaces the address space with a fresh, empty one (execve).
+    def exec(self, image: Optional["ProgramImage"] = None) -> Dict[str, Tuple[int, int]]:
+        """Replaces the address space with a fresh one (execve): empty, or laid out from
+        ``image`` as the ELF loader does (text and data mapped privately from the image's
+        file, which stays in the page cache and is shared by every process running it;
+        bss, heap and stack anonymous).
 
         A vfork child gives the borrowed space back to its parent, which resumes.
         Counters are kept, as the kernel keeps them across execve.
 
+        Returns:
+            The image's regions by name ("text", "data", "bss", "heap", "stack",
+            "libc.so.6:text", ...) as ``(start, end)``; empty without an image.
+
         Raises:
-            OutOfMemory: a vfork child on a machine with no free frame for its new root.
+            OutOfMemory: a vfork child on a machine with no free frame for its new root,
+                or no frames for the image's cached file.
         """
-        op = f"pid {self.pid}: exec()"
+        if image is not None and not isinstance(image, ProgramImage):
+            raise TypeError(f"pid {self.pid}: exec(): image must be a cowsim.ProgramImage, not {type(image).__name__}")
+        op = f"pid {self.pid}: exec({'' if image is None else repr(image.name)})"
         check(lib.cs_exec(self._m, self.pid), op)
+        return {} if image is None else exec_image(self, image)
 
     def exit(self) -> None:
         """Exits: every mapping and table is released.  A second call raises ProcessExited."""
@@ -377,6 +430,13 @@ class Process:
         out = ffi.new("cs_smaps *")
         check(lib.cs_smaps_get(self._m, self.pid, 1 if whole else 0, at, out), op)
         return {name: int(getattr(out, name)) for name in SMAPS_FIELDS}
+
+    def status(self) -> MemStatus:
+        """The memory lines of /proc/PID/status in kB: ``VmRSS``, ``RssAnon``, ``RssFile``,
+        ``RssShmem`` (the mm's RSS counters: one per mapped page, by kind) and ``VmPTE``."""
+        out = ffi.new("cs_status_mem *")
+        check(lib.cs_status_mem_get(self._m, self.pid, out), f"pid {self.pid}: status()")
+        return _from_struct(MemStatus, out)  # type: ignore[no-any-return]
 
     @property
     def regions(self) -> List[Region]:

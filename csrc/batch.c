@@ -133,9 +133,9 @@ static inline cs_status batch_step(cs_batch_result *res, uint8_t *outcomes, uint
     res->counts[r]++;
     if (outcomes)
         outcomes[i] = (uint8_t)r;
-    if (r == CS_SEGFAULT && stop_on_segv) {
+    if (outcome_is_signal(r) && stop_on_segv) {
         res->stop_index = i;
-        return CS_ESEGV;
+        return r == CS_SIGBUS ? CS_ESIGBUS : CS_ESEGV;
     }
     return CS_OK;
 }
@@ -424,8 +424,8 @@ run_handler(cs_machine *m, run_state *s, uint64_t a, bool w, bool allowed, uint6
     p->st.accesses++;
     if (s->tlb)
         p->st.tlb_misses++;
-    int r = allowed ? access_fault(m, p, s->vma, a, w, pte) : access_slow(m, p, a, w, &res->info, pte);
-    if (r > CS_HIT && r < CS_SEGFAULT) {
+    int r = allowed ? access_fault(m, p, s->vma, a, w, &res->info, pte) : access_slow(m, p, a, w, &res->info, pte);
+    if (r > CS_HIT && !outcome_is_signal(r)) {
         s->slow++;
         if (mode != MODE_READ)
             prefetch_free_list(m);
@@ -438,7 +438,7 @@ run_handler(cs_machine *m, run_state *s, uint64_t a, bool w, bool allowed, uint6
         if (outcomes)
             outcomes[i] = CS_HIT;
     } else if (r >= 0) {
-        s->slow++;   /* a segfault */
+        s->slow++;   /* a segfault or a SIGBUS */
     }
     return r;
 }
@@ -539,14 +539,14 @@ run(cs_machine *m, cs_proc *p, const batch_req *rq, const variant v)
                 continue;
             }
             int r = run_handler(m, &s, a, w, allowed, pte, i, outcomes, res, mode);
-            if (r >= 0 && r < CS_SEGFAULT) {
+            if (r >= 0 && !outcome_is_signal(r)) {
                 prev = vpn;
                 continue;
             }
             prev = TLB_INVALID;
             if ((st = batch_step(res, outcomes, i, r, rq->stop_on_segv))) {
-                if (st == CS_ESEGV)
-                    i++;   /* the segfault itself was counted */
+                if (st == CS_ESEGV || st == CS_ESIGBUS)
+                    i++;   /* the signalled access itself was counted */
                 goto out;
             }
         }

@@ -45,15 +45,29 @@ static bool check_leaf(checker *c, cs_proc *p, uint64_t addr, uint64_t e, uint64
         return fail(c, "pid %d: entry for 0x%llx outside every region", p->pid, (unsigned long long)addr);
     if ((e & PTE_WRITE) && !(v->prot & CS_PROT_WRITE))
         return fail(c, "pid %d: writable entry at 0x%llx in a read-only region", p->pid, (unsigned long long)addr);
-    if ((pmd & PMD_WP) && v->obj)
+    if ((pmd & PMD_WP) && (v->flags & CS_MAP_SHARED))
         return fail(c, "pid %d: shared region at 0x%llx under a write-protected table", p->pid,
                     (unsigned long long)addr);
     if (!count)
         return true;
     if (f >= m->bump || (f && !m->fm[f].ref))
         return fail(c, "pid %d: entry at 0x%llx maps unused frame %llu", p->pid, (unsigned long long)addr, (unsigned long long)f);
-    if (v->obj) {
-        uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
+    uint64_t idx = v->obj ? v->pgoff + ((addr - v->start) >> m->page_shift) : 0;
+    if (vma_is_file(v) && ((v->flags & CS_MAP_SHARED) || f == ZERO_FRAME || (m->fm[f].flags & CS_FRAME_FILE))) {
+        /* a page-cache page: read-only in a private region; writable or
+         * dirty in a shared one only while its folio is dirty */
+        if (idx >= v->obj->fpages || f == ZERO_FRAME || f != v->obj->pages[idx])
+            return fail(c, "pid %d: file entry at 0x%llx maps frame %llu, not the cache's page %llu", p->pid,
+                        (unsigned long long)addr, (unsigned long long)f, (unsigned long long)idx);
+        if ((m->fm[f].flags & (CS_FRAME_FILE | CS_FRAME_ANON | CS_FRAME_SHMEM)) != CS_FRAME_FILE)
+            return fail(c, "frame %llu in a file region is not a page-cache page", (unsigned long long)f);
+        if (!(v->flags & CS_MAP_SHARED) && (e & (PTE_WRITE | PTE_DIRTY)))
+            return fail(c, "pid %d: private entry at 0x%llx maps a page-cache page writable or dirty", p->pid,
+                        (unsigned long long)addr);
+        if ((e & (PTE_WRITE | PTE_DIRTY)) && !(m->fm[f].flags & CS_FRAME_DIRTY))
+            return fail(c, "pid %d: entry at 0x%llx writable or dirty over a clean folio", p->pid,
+                        (unsigned long long)addr);
+    } else if (v->obj && !vma_is_file(v)) {
         if (f != v->obj->pages[idx])
             return fail(c, "pid %d: shared entry at 0x%llx maps frame %llu, object has %llu", p->pid,
                         (unsigned long long)addr, (unsigned long long)f, (unsigned long long)v->obj->pages[idx]);
@@ -237,11 +251,12 @@ static bool check_regions(checker *c, cs_proc *p)
             return fail(c, "pid %d: bad region [0x%llx, 0x%llx)", p->pid, (unsigned long long)v->start,
                         (unsigned long long)v->end);
         prev_end = v->end;
-        if (!!(v->flags & CS_MAP_SHARED) != !!v->obj)
-            return fail(c, "pid %d: region 0x%llx shared flag and object disagree", p->pid,
+        if (!!(v->flags & (CS_MAP_SHARED | CS_VMA_FILE)) != !!v->obj || (v->obj && !!v->obj->id != vma_is_file(v)) ||
+            ((v->flags & CS_VMA_FILE) && (v->flags & (CS_VMA_HUGE | CS_VMA_WIPEONFORK))))
+            return fail(c, "pid %d: region 0x%llx flags and object disagree", p->pid,
                         (unsigned long long)v->start);
         if (v->obj) {
-            if (v->pgoff + ((v->end - v->start) >> m->page_shift) > v->obj->npages)
+            if (!v->obj->id && v->pgoff + ((v->end - v->start) >> m->page_shift) > v->obj->npages)
                 return fail(c, "pid %d: shared region 0x%llx overruns its object", p->pid,
                             (unsigned long long)v->start);
             v->obj->seen++;
@@ -291,19 +306,23 @@ static void check_processes(checker *c)
 {
     cs_machine *m = c->m;
     uint64_t live = 0, minflt = m->reaped.minflt, segv = m->reaped.segfaults, copied = m->reaped.pages_copied,
-             thp_faults = m->reaped.thp_faults, thp_splits = m->reaped.thp_splits;
+             thp_faults = m->reaped.thp_faults, thp_splits = m->reaped.thp_splits, majflt = m->reaped.majflt,
+             sigbus = m->reaped.sigbus, hits = m->reaped.page_cache_hits;
     cs_proc *p;
     pidmap_for_each(&m->pids, p) {
         if (c->failed)
             break;   /* the map itself may be broken */
         int32_t pid = p->pid;
         const cs_proc_stats *s = &p->st;
-        if (s->minflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
-                             s->faults_cow_reuse + s->faults_shared)
-            fail(c, "pid %d: minflt is not the sum of the fault kinds", pid);
-        if (s->accesses < s->minflt + s->segfaults ||
+        if (s->minflt + s->majflt != s->faults_zero_page + s->faults_zero_fill + s->faults_cow_copy +
+                                         s->faults_cow_reuse + s->faults_shared + s->faults_file)
+            fail(c, "pid %d: minflt + majflt is not the sum of the fault kinds", pid);
+        if (s->accesses < s->minflt + s->majflt + s->segfaults + s->sigbus ||
             (m->cfg.tlb_entries && s->tlb_hits + s->tlb_misses + s->segfaults < s->accesses))
             fail(c, "pid %d: access counters disagree with faults and TLB counts", pid);
+        majflt += s->majflt;
+        sigbus += s->sigbus;
+        hits += s->page_cache_hits;
         minflt += s->minflt;
         segv += s->segfaults;
         copied += s->pages_copied;
@@ -342,7 +361,8 @@ static void check_processes(checker *c)
     if (live != m->nlive)
         fail(c, "live process count %llu, counted %llu", (unsigned long long)m->nlive, (unsigned long long)live);
     if (minflt != m->st.minflt || segv != m->st.segfaults || copied != m->st.pages_copied ||
-        thp_faults != m->st.thp_faults || thp_splits != m->st.thp_splits)
+        thp_faults != m->st.thp_faults || thp_splits != m->st.thp_splits || majflt != m->st.majflt ||
+        sigbus != m->st.sigbus || hits != m->st.page_cache_hits)
         fail(c, "machine fault/segfault/copy/thp counters differ from the sum over processes");
     if (c->tables != m->npt && !c->failed)
         fail(c, "page_table_frames %llu, counted %llu", (unsigned long long)m->npt, (unsigned long long)c->tables);
@@ -370,6 +390,56 @@ static void check_shmem(checker *c)
     }
     if (nobjs != m->nobjs)
         fail(c, "shared object count %llu, listed %llu", (unsigned long long)m->nobjs, (unsigned long long)nobjs);
+}
+
+/* Files: referenced by as many regions as they count, a deleted one only
+ * while mapped; each cached page a FILE frame held once by the cache; folios
+ * aligned, wholly cached, one order and one dirtiness throughout; the
+ * gauges right. */
+static void check_files(checker *c)
+{
+    cs_machine *m = c->m;
+    uint64_t files = 0, cached = 0, dirty = 0;
+    for (int32_t id = 1; id < m->next_file_id && !c->failed; id++) {
+        cs_shobj *o = m->ftab[id];
+        if (!o)
+            continue;
+        files += !o->unlinked;
+        if (o->id != id || o->seen != o->nvmas || (o->unlinked && !o->nvmas) || o->fpages > o->npages ||
+            o->fpages != (o->size >> m->page_shift) + ((o->size & ((1ULL << m->page_shift) - 1)) != 0))
+            fail(c, "file %d: id, mappings (%u counted, %u recorded), deletion or size are wrong", id, o->seen,
+                 o->nvmas);
+        for (uint64_t i = 0; i < o->npages && !c->failed; i++) {
+            uint64_t f = o->pages[i];
+            if (!f) {
+                if (o->pstate[i])
+                    fail(c, "file %d: page %llu not cached but has folio state", id, (unsigned long long)i);
+                continue;
+            }
+            cached++;
+            uint8_t fl = m->fm[f].flags;
+            dirty += (fl & CS_FRAME_DIRTY) != 0;
+            if (f >= m->bump || (fl & (CS_FRAME_FILE | CS_FRAME_ANON | CS_FRAME_SHMEM | CS_FRAME_PAGETABLE)) !=
+                                    CS_FRAME_FILE)
+                fail(c, "file %d: page %llu is cached in bad frame %llu", id, (unsigned long long)i,
+                     (unsigned long long)f);
+            c->ref[f]++;
+            unsigned order = o->pstate[i] & PS_ORDER;
+            uint64_t h = i & ~((1ULL << order) - 1);
+            if (order > FOLIO_MAX_ORDER || h + (1ULL << order) > o->npages)
+                fail(c, "file %d: page %llu in a bad folio", id, (unsigned long long)i);
+            else if ((o->pstate[i] & PS_RA_MARK) && h != i)
+                fail(c, "file %d: readahead mark on a tail page %llu", id, (unsigned long long)i);
+            else if (h != i && ((o->pstate[h] & PS_ORDER) != order || !o->pages[h] ||
+                                ((m->fm[o->pages[h]].flags ^ fl) & CS_FRAME_DIRTY)))
+                fail(c, "file %d: folio at page %llu is not whole, or not of one order and dirtiness", id,
+                     (unsigned long long)h);
+        }
+    }
+    if (!c->failed && (files != m->nfiles || cached != m->ncache || dirty != m->ncache_dirty))
+        fail(c, "files %llu, cached %llu, dirty %llu; recorded %llu, %llu, %llu", (unsigned long long)files,
+             (unsigned long long)cached, (unsigned long long)dirty, (unsigned long long)m->nfiles,
+             (unsigned long long)m->ncache, (unsigned long long)m->ncache_dirty);
 }
 
 /* Every frame: refcount and mapcount are what the processes and objects hold
@@ -463,9 +533,13 @@ cs_status cs_check(cs_machine *m, char *msg, size_t msglen)
     }
     for (cs_shobj *o = m->objs; o; o = o->next)
         o->seen = 0;
+    for (int32_t id = 1; id < m->next_file_id; id++)
+        if (m->ftab[id])
+            m->ftab[id]->seen = 0;
     check_pidmap(&c);
     check_processes(&c);
     check_shmem(&c);
+    check_files(&c);
     check_free_lists(&c, check_frames(&c));
     if (c.failed)
         st = CS_EINVARIANT;

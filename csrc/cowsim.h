@@ -36,7 +36,9 @@ typedef enum {
     CS_ESHARED = 11,    /* operation not valid on a shared region */
     CS_ECLOSED = 12,    /* machine already freed */
     CS_EINVARIANT = 13, /* cs_check found a broken invariant */
-    CS_ESUSPENDED = 14  /* the process lent its address space to a vfork child */
+    CS_ESUSPENDED = 14, /* the process lent its address space to a vfork child */
+    CS_ESIGBUS = 15,    /* an access to a file page wholly past the end of its file */
+    CS_ENOFILE = 16     /* no such file (never created, or deleted) */
 } cs_status;
 
 /* Protection bits (a region is none, r or rw). */
@@ -48,7 +50,9 @@ enum {
     CS_VMA_DONTFORK = 2,
     CS_VMA_WIPEONFORK = 4,
     CS_VMA_ANON_VMA = 8,    /* a private page was ever written (anon_vma) */
-    CS_VMA_HUGE = 16        /* THP-eligible private region (mmap only, 4 KiB pages) */
+    CS_VMA_HUGE = 16,       /* THP-eligible private region (mmap only, 4 KiB pages) */
+    CS_VMA_FILE = 32,       /* a file mapping (cs_mmap_file), private or shared */
+    CS_VMA_RANDOM = 64      /* MADV_RANDOM: faults read no pages ahead */
 };
 
 /* What a write to a write-protected, shared huge page does (cs_config.thp_cow). */
@@ -59,7 +63,9 @@ typedef enum {
     CS_ADV_DOFORK = 1,
     CS_ADV_WIPEONFORK = 2,
     CS_ADV_KEEPONFORK = 3,
-    CS_ADV_DONTNEED = 4
+    CS_ADV_DONTNEED = 4,
+    CS_ADV_RANDOM = 5,
+    CS_ADV_NORMAL = 6
 } cs_advice;
 
 /* cow: Linux fork; eager: copy every resident private page at fork; vfork:
@@ -75,9 +81,12 @@ typedef enum {
     CS_FAULT_ZERO_FILL = 2,  /* F3/F4: write of an empty or zero-page entry */
     CS_FAULT_COW_COPY = 3,   /* F5: copy of a shared anonymous page */
     CS_FAULT_COW_REUSE = 4,  /* F5: exclusive or sole reference: reused */
-    CS_FAULT_SHARED = 5,     /* F6: fault in a shared (shmem) region */
-    CS_SEGFAULT = 6          /* F1: no region, or no permission */
+    CS_FAULT_SHARED = 5,     /* F6, FR4: fault in a shared region (shmem or file) */
+    CS_SEGFAULT = 6,         /* F1: no region, or no permission */
+    CS_FAULT_FILE = 7,       /* FR1: read fault in a private file region, page-cache pages mapped */
+    CS_SIGBUS = 8            /* FB1: a file page wholly past the end of the file */
 } cs_outcome;
+enum { CS_NOUTCOMES = 9 };
 
 enum { CS_SEGV_UNMAPPED = 1, CS_SEGV_PROTECTION = 2 };
 
@@ -88,7 +97,8 @@ enum {
     CS_FRAME_DIRTY = 4,      /* PageDirty (shmem pages written through a fault) */
     CS_FRAME_PAGETABLE = 8,
     CS_FRAME_SHMEM = 16,
-    CS_FRAME_HUGE = 32       /* one of the 512 frames of a huge page */
+    CS_FRAME_HUGE = 32,      /* one of the 512 frames of a huge page */
+    CS_FRAME_FILE = 64       /* a page-cache page of a file (DIRTY: its folio is dirty) */
 };
 
 /* Page-table entry flags, as reported by cs_page_table / cs_translate. */
@@ -102,6 +112,8 @@ typedef struct {
     uint32_t fault_around_bytes; /* shmem read fault-around window (65536) */
     uint32_t tlb_entries;        /* per-process software TLB, power of two; 0 = off */
     int32_t thp_cow;             /* cs_thp_cow: split (Linux >= 5.8) or copy-huge */
+    uint32_t readahead_kb;       /* read_ahead_kb of the simulated disk (FC1); 0: no readahead */
+    int32_t large_folios;        /* nonzero: file writes cache large folios, as ext4 (FL) */
 } cs_config;
 
 typedef struct {
@@ -134,10 +146,18 @@ typedef struct {
     uint64_t thp_splits;         /* huge mappings split into 512 entries */
     uint64_t process_records;    /* records kept: live processes + exited ones still held */
     uint64_t pid_map_slots;      /* slots of the pid -> record map (0, or 16.. 8 x records) */
+    uint64_t majflt;             /* major faults (a page read from disk), every process ever */
+    uint64_t sigbus;             /* accesses past the end of a file (FB1) */
+    uint64_t page_cache_hits;    /* file faults that found their page cached */
+    uint64_t page_cache_frames;  /* frames in the page cache now */
+    uint64_t page_cache_dirty;   /* of them, dirty (not yet written back) */
+    uint64_t files;              /* files that exist (created, not deleted) */
+    uint64_t pages_read;         /* pages read from disk into the page cache */
+    uint64_t pages_written;      /* dirty pages written back to disk */
 } cs_machine_stats;
 
 typedef struct {
-    uint64_t minflt;             /* = the five fault kinds below */
+    uint64_t minflt;             /* minor faults: minflt + majflt = the six fault kinds below */
     uint64_t faults_zero_page;
     uint64_t faults_zero_fill;
     uint64_t faults_cow_copy;
@@ -157,6 +177,10 @@ typedef struct {
     uint64_t fork_tables;        /* last-level tables its fork allocated for it */
     uint64_t thp_faults;         /* huge pages its faults allocated */
     uint64_t thp_splits;         /* huge mappings of its own it split */
+    uint64_t faults_file;        /* FR1: read faults in private file regions */
+    uint64_t majflt;             /* faults that read their page from disk (not in minflt) */
+    uint64_t sigbus;             /* accesses past the end of a file */
+    uint64_t page_cache_hits;    /* file faults that found their page cached */
 } cs_proc_stats;
 
 /* smaps fields in kB, computed as fs/proc/task_mmu.c does. */
@@ -172,13 +196,37 @@ typedef struct {
     uint64_t Private_Dirty;
     uint64_t Anonymous;
     uint64_t AnonHugePages;      /* PMD-mapped anonymous huge pages */
+    uint64_t Pss_File;
 } cs_smaps;
+
+/* /proc/PID/status memory fields in kB (the mm's RSS counters). */
+typedef struct {
+    uint64_t VmRSS;
+    uint64_t RssAnon;
+    uint64_t RssFile;
+    uint64_t RssShmem;
+    uint64_t VmPTE;              /* table pages other than the root (mm_pgtables_bytes) */
+} cs_status_mem;
+
+/* A file, as cs_file_stat reports it. */
+typedef struct {
+    uint64_t size;               /* bytes */
+    uint64_t pages;              /* pages holding bytes: ceil(size / page_size) */
+    uint64_t cached;             /* pages in the page cache */
+    uint64_t dirty;              /* of them, dirty */
+    uint64_t mapped;             /* cached pages mapped by at least one entry */
+    uint64_t folios;             /* folios in the cache */
+    uint32_t mappings;           /* regions mapping the file */
+    int32_t deleted;             /* unlinked, kept while mapped */
+} cs_file_stats;
 
 typedef struct {
     uint64_t start;
     uint64_t end;
     int32_t prot;
     int32_t flags;
+    int32_t file;                /* file id of a file mapping, else 0 */
+    uint64_t offset;             /* its byte offset in the file */
 } cs_region;
 
 typedef struct {
@@ -189,7 +237,7 @@ typedef struct {
 
 /* Result of a batch: per-outcome counts of the accesses done, and how far it got. */
 typedef struct {
-    uint64_t counts[7];          /* indexed by cs_outcome */
+    uint64_t counts[9];          /* indexed by cs_outcome (CS_NOUTCOMES) */
     uint64_t done;               /* accesses that took effect */
     uint64_t stop_index;         /* index of the access that stopped the batch, if any */
     cs_access_info info;         /* details of the stopping access */
@@ -234,9 +282,34 @@ typedef enum {
 cs_status cs_proc_state(cs_machine *m, int32_t pid, int32_t *state_out);   /* a cs_proc_state_t */
 cs_status cs_pids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
 
+/* Files and the page cache (filemap.c).  A file's bytes live on a simulated
+ * disk; reads and faults bring its pages into the page cache, one frame per
+ * file page, grouped in folios.  File ids start at 1. */
+cs_status cs_file_new(cs_machine *m, uint64_t size, int32_t cached, int32_t *id_out);
+/* pwrite: through the cache (new folios as FL), the folios written become
+ * dirty; the file grows to offset + len.  buf may be NULL on a metadata-only
+ * machine (the bytes are not kept anyway). */
+cs_status cs_file_write(cs_machine *m, int32_t id, uint64_t offset, const void *buf, uint64_t len);
+/* pread: up to len bytes (fewer at the end of the file, *n_out); the pages
+ * read are cached (single-page folios, clean).  buf NULL: cache them only. */
+cs_status cs_file_read(cs_machine *m, int32_t id, uint64_t offset, void *buf, uint64_t len, uint64_t *n_out);
+cs_status cs_file_sync(cs_machine *m, int32_t id);     /* fsync */
+cs_status cs_file_evict(cs_machine *m, int32_t id);    /* fsync, then POSIX_FADV_DONTNEED */
+cs_status cs_file_delete(cs_machine *m, int32_t id);   /* unlink */
+cs_status cs_drop_caches(cs_machine *m);               /* echo 1 > /proc/sys/vm/drop_caches */
+cs_status cs_file_stat(cs_machine *m, int32_t id, cs_file_stats *out);
+/* The cached folios in page order: first page, pages, and CS_FRAME_DIRTY. */
+cs_status cs_file_folios(cs_machine *m, int32_t id, uint64_t *first, uint32_t *npages, uint8_t *flags,
+                         size_t cap, size_t *count);
+cs_status cs_file_ids(cs_machine *m, int32_t *out, size_t cap, size_t *count);
+
 /* Regions */
 cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
                   int32_t prot, int32_t flags, uint64_t *addr_out);
+/* A mapping of file `file` from byte `offset` (page aligned); flags 0
+ * (private) or CS_MAP_SHARED.  It may reach past the end of the file. */
+cs_status cs_mmap_file(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
+                       int32_t flags, int32_t file, uint64_t offset, uint64_t *addr_out);
 cs_status cs_munmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len);
 cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
                       int32_t prot);
@@ -247,9 +320,9 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len,
 cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write,
                    cs_access_info *info);
 /* The same for callers that want one integer back (no out-parameter):
- * returns the cs_outcome (0..5), CS_TOUCH_SEGV_UNMAPPED or
+ * returns the cs_outcome (0..5, 7, 8), CS_TOUCH_SEGV_UNMAPPED or
  * CS_TOUCH_SEGV_PROTECTION for a segfault, or -status on other errors. */
-enum { CS_TOUCH_SEGV_UNMAPPED = 6, CS_TOUCH_SEGV_PROTECTION = 7 };   /* 6: CS_SEGFAULT */
+enum { CS_TOUCH_SEGV_UNMAPPED = 6, CS_TOUCH_SEGV_PROTECTION = 9 };   /* 6: CS_SEGFAULT */
 int32_t cs_touch_fast(cs_machine *m, int32_t pid, uint64_t addr, int32_t write);
 cs_status cs_read(cs_machine *m, int32_t pid, uint64_t addr, void *buf,
                   uint64_t len, cs_access_info *info);
@@ -275,6 +348,7 @@ cs_status cs_replay(cs_machine *m, const int32_t *pids, const uint64_t *addrs, c
 cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out);
 cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
                        cs_smaps *out);
+cs_status cs_status_mem_get(cs_machine *m, int32_t pid, cs_status_mem *out);
 cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap,
                      size_t *count);
 cs_status cs_translate(cs_machine *m, int32_t pid, uint64_t addr,

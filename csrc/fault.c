@@ -25,7 +25,8 @@ cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *in
     return CS_ESEGV;
 }
 
-static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind)
+/* mm_account_fault: a fault that read its page from disk is major. */
+static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind, bool major)
 {
     switch (kind) {
     case CS_FAULT_ZERO_PAGE: p->st.faults_zero_page++; break;
@@ -33,10 +34,16 @@ static void count_fault(cs_machine *m, cs_proc *p, cs_outcome kind)
     case CS_FAULT_COW_COPY: p->st.faults_cow_copy++; break;
     case CS_FAULT_COW_REUSE: p->st.faults_cow_reuse++; break;
     case CS_FAULT_SHARED: p->st.faults_shared++; break;
+    case CS_FAULT_FILE: p->st.faults_file++; break;
     default: return;
     }
-    p->st.minflt++;
-    m->st.minflt++;
+    if (major) {
+        p->st.majflt++;
+        m->st.majflt++;
+    } else {
+        p->st.minflt++;
+        m->st.minflt++;
+    }
 }
 
 static void map_shmem_page(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t f, bool write)
@@ -113,9 +120,10 @@ static uint64_t anon_frame_new(cs_machine *m)
  * is set to the level-0 entry (for the TLB fill), *ro to whether a level-1
  * entry above it write-protects it (odf). */
 static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write,
-                            cs_outcome *kind, uint64_t **ptep, bool *ro)
+                            cs_outcome *kind, uint64_t **ptep, bool *ro, bool *major)
 {
     *ro = false;
+    *major = false;
     bool took_table = false;   /* odf: a write-protected table became this process's */
     if (m->thp_used && !(v->flags & CS_MAP_SHARED)) {
         uint64_t *pmd = pmd_lookup(m, p, addr);
@@ -148,6 +156,8 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
     /* A write that only had to take a table over is still a fault: a reuse. */
     *kind = took_table ? CS_FAULT_COW_REUSE : CS_HIT;
     if (!(e & PTE_PRESENT)) {
+        if (vma_is_file(v))
+            return filemap_fault(m, p, v, addr, write, ptep, kind, major);
         if (v->flags & CS_MAP_SHARED)
             return fault_shared(m, p, v, addr, write, ptep, kind);
         unsigned need = (pte ? 0 : pte_missing_tables(m, p, addr)) + (write ? 1 : 0);
@@ -173,6 +183,8 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
         return CS_OK;
     }
     uint64_t f = PTE_FRAME(e);
+    if ((v->flags & CS_MAP_SHARED) && vma_is_file(v))
+        return filemap_wp_fault(m, p, v, addr, pte, kind);
     if (v->flags & CS_MAP_SHARED) {   /* wp_page_shared */
         *pte = e | PTE_WRITE | PTE_DIRTY;
         m->fm[f].flags |= CS_FRAME_DIRTY;
@@ -189,6 +201,8 @@ static cs_status fault_page(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr,
         *kind = CS_FAULT_ZERO_FILL;
         return CS_OK;
     }
+    /* FR3: a page-cache page is never reused (its reference from the cache
+     * keeps the count above 1, and it is never exclusive): always a copy. */
     bool reuse = (m->fm[f].flags & CS_FRAME_HUGE) ? folio_reusable(m, pte - entry_index(m, addr, 0),
                                                                     entry_index(m, addr, 0), f)
                                                   : m->fm[f].ref == 1;
@@ -225,22 +239,32 @@ int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_
         m->st.segfaults++;
         return CS_SEGFAULT;
     }
-    return access_fault(m, p, vma_find(p, addr), addr, write, pte);
+    return access_fault(m, p, vma_find(p, addr), addr, write, info, pte);
 }
 
 /* access_slow after the permission check: v is the region of addr and allows
  * the access (batch.c calls it with the region it remembers). */
-int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, uint64_t *pte)
+int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, cs_access_info *info,
+                 uint64_t *pte)
 {
     cs_outcome kind;
-    bool ro;
-    if (fault_page(m, p, v, addr, write, &kind, &pte, &ro)) {
+    bool ro, major;
+    cs_status st = fault_page(m, p, v, addr, write, &kind, &pte, &ro, &major);
+    if (st == CS_ESIGBUS) {   /* FB1: no fault counted, the access signalled */
+        p->st.sigbus++;
+        m->st.sigbus++;
+        info->outcome = CS_SIGBUS;
+        info->segv_reason = 0;
+        info->addr = addr;
+        return CS_SIGBUS;
+    }
+    if (st) {
         p->st.accesses--;   /* out of frames: the access did not happen */
         if (p->tlb)
             p->st.tlb_misses--;
         return -1;
     }
-    count_fault(m, p, kind);
+    count_fault(m, p, kind, major);
     if (p->tlb) {
         uint64_t vpn = addr >> m->page_shift;
         p->tlb[vpn & m->tlb_mask].vpn = vpn;
@@ -251,7 +275,7 @@ int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write
 
 static cs_status outcome_status(int r)
 {
-    return r < 0 ? CS_ENOMEM : r == CS_SEGFAULT ? CS_ESEGV : CS_OK;
+    return r < 0 ? CS_ENOMEM : r == CS_SEGFAULT ? CS_ESEGV : r == CS_SIGBUS ? CS_ESIGBUS : CS_OK;
 }
 
 cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write, cs_access_info *info)
@@ -261,7 +285,10 @@ cs_status cs_touch(cs_machine *m, int32_t pid, uint64_t addr, int32_t write, cs_
     cs_status st = proc_get(m, pid, &p);
     if (!st) {
         int r = access_one(m, p, addr, write != 0, info);
-        info->outcome = r < 0 ? CS_HIT : r;
+        if (r >= 0 && !outcome_is_signal(r))
+            info->outcome = r;
+        else if (r < 0)
+            info->outcome = CS_HIT;
         st = outcome_status(r);
     }
     UNLOCK(m);

@@ -46,7 +46,8 @@ static void count_rec(cs_machine *m, uint64_t tf, unsigned level, uint64_t s, ui
                 uint64_t *leaf = table_of(m, child);
                 uint64_t i0 = entry_index(m, a, 0), n = (next - a) >> m->page_shift;
                 for (uint64_t i = i0; i < i0 + n; i++)
-                    if ((leaf[i] & PTE_PRESENT) && PTE_FRAME(leaf[i]) != ZERO_FRAME)
+                    if ((leaf[i] & PTE_PRESENT) && PTE_FRAME(leaf[i]) != ZERO_FRAME &&
+                        !(m->fm[PTE_FRAME(leaf[i])].flags & CS_FRAME_FILE))
                         c->pages++;
             }
         }
@@ -71,8 +72,8 @@ static void copy_leaf(cs_machine *m, fork_ctx *x, uint64_t *src, uint64_t *dst, 
         uint64_t f = PTE_FRAME(e);
         if (f == ZERO_FRAME) {
             dst[i] = e;
-        } else if (!x->eager) {
-            dst[i] = pte_share(m, &src[i]);   /* K2 */
+        } else if (!x->eager || (m->fm[f].flags & CS_FRAME_FILE)) {
+            dst[i] = pte_share(m, &src[i]);   /* K2; FK1: a page-cache page as it is */
         } else {
             uint64_t nf = frame_alloc_copy(m, CS_FRAME_ANON | CS_FRAME_EXCLUSIVE, f);
             m->fm[nf].mapc = 1;

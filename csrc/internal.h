@@ -48,14 +48,31 @@ typedef struct {
 } frame_meta;
 #define MAPC_MAX ((1u << 24) - 1)
 
-/* A shmem object: the pages behind a MAP_SHARED anonymous mapping. */
+/* A shmem object (the pages behind a MAP_SHARED anonymous mapping) or a
+ * file (its page cache: struct address_space; id > 0).  pages[i] is the
+ * frame of page i, 0 when not allocated (shmem) or not cached (file); the
+ * object holds one reference to each.  For a file, pages has room for
+ * npages pages, of which fpages (ceil(size / page size)) hold bytes, and
+ * pstate[i] gives page i's folio order and readahead mark (filemap.c). */
 typedef struct cs_shobj {
     uint64_t npages;
-    uint64_t *pages;          /* frame per page offset, 0 = not yet allocated */
+    uint64_t *pages;          /* frame per page offset, 0 = not yet allocated / not cached */
     uint32_t nvmas;           /* regions referring to this object */
     uint32_t seen;            /* scratch for cs_check */
     struct cs_shobj *prev, *next;
+    /* files only */
+    int32_t id;               /* 0: a shmem object */
+    bool unlinked;            /* deleted: freed when the last region goes */
+    uint64_t size, fpages;    /* bytes, and pages holding bytes */
+    uint8_t *pstate;          /* per page: PS_ORDER bits, PS_RA_MARK */
+    unsigned char *disk;      /* data mode: the bytes on disk (npages pages, reserved lazily) */
+    size_t disklen;
+    uint64_t ra_start, ra_size, ra_async;   /* file_ra_state of the mmap readahead */
+    unsigned ra_order;        /* its folio order (page_cache_ra_order) */
 } cs_shobj;
+#define PS_ORDER 0x0f         /* the order of the folio holding the page */
+#define PS_RA_MARK 0x10       /* PG_readahead on the folio (its first page) */
+#define FOLIO_MAX_ORDER 9     /* MAX_PAGECACHE_ORDER (a PMD) */
 
 /* A region (vm_area_struct).  A process's regions are an AVL tree by start
  * (Linux < 6.1: mm_rb), augmented as the kernel's was: subtree_gap is the
@@ -160,6 +177,14 @@ struct cs_machine {
 
     cs_shobj *objs;
     uint64_t nobjs;
+
+    /* Files (filemap.c): ftab[id] for id < next_file_id, NULL once freed. */
+    cs_shobj **ftab;
+    size_t ftabcap;
+    int32_t next_file_id;
+    uint64_t nfiles;          /* not deleted */
+    uint64_t ncache, ncache_dirty;   /* page-cache frames, dirty ones */
+    uint64_t ra_pages;        /* readahead_kb in pages */
 
     /* On-demand fork (odf.c).  A TLB entry of a page under a write-protected
      * level-1 entry points at ro_pte, a read-only stand-in, so that the
@@ -292,6 +317,7 @@ void vma_trim_spares(cs_proc *p);         /* keeps VMA_SPARES_KEPT at most */
 void vma_free_all(cs_machine *m, cs_proc *p);   /* every region (remove_vma order), shmem put */
 void vma_release(cs_proc *p);             /* frees the nodes only (records being freed) */
 void shobj_put(cs_machine *m, cs_shobj *o);
+static inline bool vma_is_file(const cs_vma *v) { return (v->flags & CS_VMA_FILE) != 0; }
 void zap_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 
 /* tlb.c */
@@ -301,6 +327,15 @@ void tlb_flush_all(cs_machine *m, cs_proc *p);
 void tlb_flush_range(cs_machine *m, cs_proc *p, uint64_t start, uint64_t end);
 void tlb_flush_page(cs_machine *m, cs_proc *p, uint64_t addr);
 
+/* filemap.c */
+cs_status file_get(cs_machine *m, int32_t id, cs_shobj **out);
+void file_free(cs_machine *m, cs_shobj *f);   /* drops its cache (no region may map it) */
+void files_free_all(cs_machine *m);
+void folio_mark_dirty(cs_machine *m, cs_shobj *o, uint64_t idx);
+cs_status filemap_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, uint64_t **ptep,
+                        cs_outcome *kind, bool *major);
+cs_status filemap_wp_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, uint64_t *pte, cs_outcome *kind);
+
 /* fork.c */
 void mm_teardown(cs_machine *m, cs_proc *p);   /* exit_mmap: every region, entry and table */
 
@@ -308,7 +343,10 @@ void mm_teardown(cs_machine *m, cs_proc *p);   /* exit_mmap: every region, entry
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
 int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
                 uint64_t *pte);
-int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, uint64_t *pte);
+int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, cs_access_info *info,
+                 uint64_t *pte);
+/* A signal outcome: SIGSEGV or SIGBUS (no fault counted, nothing mapped). */
+static inline bool outcome_is_signal(int r) { return r == CS_SEGFAULT || r == CS_SIGBUS; }
 
 /* One access: the TLB fast path, else access_slow.  Returns the cs_outcome,
  * or -1 when out of frames. */

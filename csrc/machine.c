@@ -124,6 +124,8 @@ cs_status cs_machine_new(const cs_config *cfg, cs_machine **out)
     m->fault_around_pages = 1;
     while (m->fault_around_pages * 2 <= fa)   /* rounddown_pow_of_two */
         m->fault_around_pages *= 2;
+    m->ra_pages = ((uint64_t)cfg->readahead_kb << 10) >> shift;
+    m->next_file_id = 1;
     m->bump = 1;   /* frame 0 is the zero page */
     m->ro_pte = PTE_PRESENT;
     if (cfg->tlb_entries & (cfg->tlb_entries - 1)) {
@@ -178,6 +180,7 @@ void cs_machine_free(cs_machine *m)
         free(o->pages);
         free(o);
     }
+    files_free_all(m);
     pidmap_free(&m->pids);
     release(m->fm, m->fmlen);
     release(m->tpool, m->tpoollen);
@@ -281,6 +284,9 @@ static void proc_release(cs_machine *m, cs_proc *p)
     m->reaped.segfaults += p->st.segfaults;
     m->reaped.pages_copied += p->st.pages_copied;
     m->reaped.thp_faults += p->st.thp_faults;
+    m->reaped.majflt += p->st.majflt;
+    m->reaped.sigbus += p->st.sigbus;
+    m->reaped.page_cache_hits += p->st.page_cache_hits;
     m->reaped.thp_splits += p->st.thp_splits;
     pidmap_remove(&m->pids, p->pid);
     free(p);

@@ -232,6 +232,11 @@ void shobj_put(cs_machine *m, cs_shobj *o)
 {
     if (--o->nvmas)
         return;
+    if (o->id) {   /* a file: its cache stays, unless it was deleted (FD1) */
+        if (o->unlinked)
+            file_free(m, o);
+        return;
+    }
     for (uint64_t i = 0; i < o->npages; i++)
         if (o->pages[i])
             frame_put(m, o->pages[i]);
@@ -437,13 +442,15 @@ static bool thp_free_range(const cs_machine *m, const cs_proc *p, uint64_t len, 
     return true;
 }
 
-cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
-                  int32_t flags, uint64_t *addr_out)
+/* do_mmap: an anonymous region (file 0) or a mapping of file `file` from
+ * byte `offset`. */
+static cs_status do_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
+                         int32_t flags, int32_t file, uint64_t offset, uint64_t *addr_out)
 {
     if (prot != CS_PROT_NONE && prot != CS_PROT_READ && prot != (CS_PROT_READ | CS_PROT_WRITE))
         return CS_EINVAL;
     if ((flags & ~(CS_MAP_SHARED | CS_VMA_HUGE)) ||
-        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || m->page_shift != PAGE_SHIFT_4K)))
+        ((flags & CS_VMA_HUGE) && ((flags & CS_MAP_SHARED) || file || m->page_shift != PAGE_SHIFT_4K)))
         return CS_EINVAL;   /* THP: private anonymous memory with 4 KiB pages only */
     LOCK(m);
     cs_proc *p;
@@ -455,6 +462,16 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
     if (len == 0 || rlen < len || rlen > m->user_end - m->user_start) {
         st = CS_EINVAL;
         goto out;
+    }
+    cs_shobj *fo = NULL;
+    if (file) {
+        if ((st = file_get(m, file, &fo)))
+            goto out;
+        /* the offset in pages, and the region's last page, stay far from overflow */
+        if ((offset & mask) || (offset >> m->page_shift) + (rlen >> m->page_shift) > (UINT64_MAX >> 2)) {
+            st = CS_EINVAL;
+            goto out;
+        }
     }
     if (addr) {
         uint64_t end;
@@ -485,8 +502,11 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
         st = CS_ENOMEM;
         goto out;
     }
-    cs_shobj *obj = NULL;
-    if (flags & CS_MAP_SHARED) {
+    cs_shobj *obj = fo;
+    if (fo) {
+        fo->nvmas++;
+        flags |= CS_VMA_FILE;
+    } else if (flags & CS_MAP_SHARED) {
         cs_shobj *o = calloc(1, sizeof *o);
         uint64_t *pages = o ? calloc(rlen >> m->page_shift, sizeof *pages) : NULL;
         if (!pages) {
@@ -506,12 +526,27 @@ cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32
     }
     odf_prepare(m, p, addr, addr + rlen, false);
     cs_vma *v = vma_alloc(p);
-    *v = (cs_vma){.start = addr, .end = addr + rlen, .prot = (int16_t)prot, .flags = (int16_t)flags, .obj = obj};
+    *v = (cs_vma){.start = addr, .end = addr + rlen, .prot = (int16_t)prot, .flags = (int16_t)flags, .obj = obj,
+                  .pgoff = fo ? offset >> m->page_shift : 0};
     vma_link(p, v);
     *addr_out = addr;
 out:
     UNLOCK(m);
     return st;
+}
+
+cs_status cs_mmap(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
+                  int32_t flags, uint64_t *addr_out)
+{
+    return do_mmap(m, pid, addr, len, prot, flags, 0, 0, addr_out);
+}
+
+cs_status cs_mmap_file(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, int32_t prot,
+                       int32_t flags, int32_t file, uint64_t offset, uint64_t *addr_out)
+{
+    if (file <= 0)
+        return CS_ENOFILE;
+    return do_mmap(m, pid, addr, len, prot, flags, file, offset, addr_out);
 }
 
 /* ---- munmap ---- */
@@ -587,6 +622,15 @@ static void pte_mkwrite_shared(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t
     *pte |= PTE_WRITE;
 }
 
+/* can_change_pte_writable for a shared file mapping (write-notify): only a
+ * dirty entry may become writable; a clean one must fault first. */
+static void pte_mkwrite_shared_file(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED,
+                                    uint64_t addr UNUSED, void *ctx UNUSED)
+{
+    if (*pte & PTE_DIRTY)
+        *pte |= PTE_WRITE;
+}
+
 /* can_change_pte_writable: only exclusive anonymous pages become writable. */
 static void pte_mkwrite_private(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
                                 void *ctx UNUSED)
@@ -647,7 +691,9 @@ cs_status cs_mprotect(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, i
         v->prot = (int16_t)prot;
         pte_visit_fn fn = pte_wrprotect;
         if (prot & CS_PROT_WRITE)
-            fn = (v->flags & CS_MAP_SHARED) ? pte_mkwrite_shared : pte_mkwrite_private;
+            fn = !(v->flags & CS_MAP_SHARED) ? pte_mkwrite_private
+                 : vma_is_file(v)             ? pte_mkwrite_shared_file
+                                              : pte_mkwrite_shared;
         pte_walk_small(m, p, v->start, v->end, fn, NULL);
         thp_mprotect(m, p, v->start, v->end, (prot & CS_PROT_WRITE) && !(v->flags & CS_MAP_SHARED));
         tlb_flush_range(m, p, v->start, v->end);
@@ -668,6 +714,8 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
     case CS_ADV_WIPEONFORK: set = CS_VMA_WIPEONFORK; break;
     case CS_ADV_KEEPONFORK: clear = CS_VMA_WIPEONFORK; break;
     case CS_ADV_DONTNEED: break;
+    case CS_ADV_RANDOM: set = CS_VMA_RANDOM; break;
+    case CS_ADV_NORMAL: clear = CS_VMA_RANDOM; break;
     default: return CS_EINVAL;
     }
     LOCK(m);
@@ -696,7 +744,7 @@ cs_status cs_madvise(cs_machine *m, int32_t pid, uint64_t addr, uint64_t len, cs
     if (set == CS_VMA_WIPEONFORK) {
         /* MADV_WIPEONFORK is for private anonymous memory only (EINVAL). */
         for (cs_vma *v = first; v && v->start < end; v = v->next)
-            if (v->flags & CS_MAP_SHARED) {
+            if (v->flags & (CS_MAP_SHARED | CS_VMA_FILE)) {
                 st = CS_ESHARED;
                 goto out;
             }

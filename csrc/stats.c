@@ -21,6 +21,9 @@ cs_status cs_machine_stats_get(cs_machine *m, cs_machine_stats *out)
     out->process_records = m->pids.count;
     out->pid_map_slots = m->pids.cap;
     out->page_tables_shared = m->nshared_tables;
+    out->page_cache_frames = m->ncache;
+    out->page_cache_dirty = m->ncache_dirty;
+    out->files = m->nfiles;
     UNLOCK(m);
     return CS_OK;
 }
@@ -51,7 +54,7 @@ cs_status cs_proc_stats_get(cs_machine *m, int32_t pid, cs_proc_stats *out)
 
 /* smaps_account / smaps_page_accumulate, for one page each. */
 typedef struct {
-    uint64_t rss, pss, pss_dirty, pss_anon, pss_shmem;
+    uint64_t rss, pss, pss_dirty, pss_anon, pss_shmem, pss_file;
     uint64_t shared_clean, shared_dirty, private_clean, private_dirty, anonymous, anon_huge;
     const uint32_t *lmap;   /* mapcounts per process when odf tables are shared */
 } mem_size_stats;
@@ -78,6 +81,8 @@ static void smaps_pte(cs_machine *m UNUSED, cs_proc *p UNUSED, uint64_t *pte, ui
     if (m->fm[f].flags & CS_FRAME_ANON) {
         s->anonymous += size;
         s->pss_anon += pss;
+    } else if (m->fm[f].flags & CS_FRAME_FILE) {
+        s->pss_file += pss;
     } else {
         s->pss_shmem += pss;
     }
@@ -132,7 +137,38 @@ cs_status cs_smaps_get(cs_machine *m, int32_t pid, int32_t whole, uint64_t addr,
     out->Private_Dirty = s.private_dirty >> 10;
     out->Anonymous = s.anonymous >> 10;
     out->AnonHugePages = s.anon_huge >> 10;
+    out->Pss_File = s.pss_file >> (PSS_SHIFT + 10);
 out:
+    UNLOCK(m);
+    return st;
+}
+
+/* The mm's RSS counters (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES): one per
+ * present entry of a real frame; VmPTE: the tables below the root. */
+static void status_pte(cs_machine *m, cs_proc *p UNUSED, uint64_t *pte, uint64_t pmd UNUSED, uint64_t addr UNUSED,
+                       void *ctx)
+{
+    uint64_t *c = ctx, f = PTE_FRAME(*pte);
+    if (f == ZERO_FRAME)
+        return;
+    uint8_t fl = m->fm[f].flags;
+    c[(fl & CS_FRAME_ANON) ? 0 : (fl & CS_FRAME_FILE) ? 1 : 2]++;
+}
+
+cs_status cs_status_mem_get(cs_machine *m, int32_t pid, cs_status_mem *out)
+{
+    LOCK(m);
+    cs_proc *p;
+    cs_status st = proc_get(m, pid, &p);
+    if (!st) {
+        uint64_t c[3] = {0, 0, 0}, kb = ((uint64_t)1 << m->page_shift) >> 10;
+        pte_walk(m, p, 0, m->user_end, status_pte, c);
+        out->RssAnon = c[0] * kb;
+        out->RssFile = c[1] * kb;
+        out->RssShmem = c[2] * kb;
+        out->VmRSS = out->RssAnon + out->RssFile + out->RssShmem;
+        out->VmPTE = p->ntables ? (p->ntables - 1) * kb : 0;
+    }
     UNLOCK(m);
     return st;
 }
@@ -149,6 +185,8 @@ cs_status cs_regions(cs_machine *m, int32_t pid, cs_region *out, size_t cap, siz
             out[i].end = v->end;
             out[i].prot = v->prot;
             out[i].flags = v->flags;
+            out[i].file = v->obj && v->obj->id ? v->obj->id : 0;
+            out[i].offset = out[i].file ? v->pgoff << m->page_shift : 0;
         }
         *count = p->nvmas;
     }

@@ -29,6 +29,7 @@
 #define MAX_PIDS 48
 #define MAX_OPS 256
 #define MSGLEN 512
+#define MAX_FILES 64
 #define NOPS 27      /* operation codes: op % NOPS */
 
 /* ------------------------------------------------------------------------- */
@@ -102,6 +103,8 @@ typedef struct {
     uint32_t holds[MAX_PIDS + 2];   /* handles the harness took (cs_proc_get) */
     char msg[MSGLEN];
     int op;                   /* index of the current operation, for messages */
+    int32_t nfiles;           /* files created: ids 1..nfiles */
+    uint8_t fdeleted[MAX_FILES + 2];
 } harness;
 
 /* Snapshot of one process: counters, regions, page table. */
@@ -516,21 +519,21 @@ static cs_status op_madvise(harness *h, input *in)
     uint64_t addr = pick_addr(h, in, pid);
     uint64_t len = pick_len(h, in);
     uint8_t b = u8(in);
-    int adv = b % 5;
+    int adv = b % 7;
     if (b >= 0xfa)
         adv = b;   /* invalid */
     uint64_t end = 0;
     size_t n;
     cs_region *r = regions_of(h, pid, &n);
     cs_status want;
-    if (adv > 4)
+    if (adv > 6)
         want = CS_EINVAL;
     else if ((want = pid_status(h, pid)) == CS_OK && (want = range_status(h, addr, len, &end)) == CS_OK) {
         if (!range_mapped(r, n, addr, end))
             want = CS_ENOTMAPPED;
         else if (adv == CS_ADV_WIPEONFORK)
             for (size_t i = 0; i < n; i++)
-                if (r[i].start < end && addr < r[i].end && (r[i].flags & CS_MAP_SHARED))
+                if (r[i].start < end && addr < r[i].end && (r[i].flags & (CS_MAP_SHARED | CS_VMA_FILE)))
                     want = CS_ESHARED;
     }
     free(r);
@@ -540,11 +543,12 @@ static cs_status op_madvise(harness *h, input *in)
     REQUIRE(st == want, "op %d: madvise(pid %d, 0x%llx, 0x%llx, %d) returned %d, expected %d", h->op, pid,
             (unsigned long long)addr, (unsigned long long)len, adv, (int)st, (int)want);
     if (st == CS_OK) {
-        static const int32_t flag[] = {CS_VMA_DONTFORK, CS_VMA_DONTFORK, CS_VMA_WIPEONFORK, CS_VMA_WIPEONFORK, 0};
+        static const int32_t flag[] = {CS_VMA_DONTFORK, CS_VMA_DONTFORK, CS_VMA_WIPEONFORK, CS_VMA_WIPEONFORK, 0,
+                                       CS_VMA_RANDOM, CS_VMA_RANDOM};
         r = regions_of(h, pid, &n);
         for (size_t i = 0; i < n; i++)
             if (r[i].start < end && addr < r[i].end && flag[adv])
-                REQUIRE(!!(r[i].flags & flag[adv]) == (adv == 0 || adv == 2),
+                REQUIRE(!!(r[i].flags & flag[adv]) == (adv == 0 || adv == 2 || adv == 5),
                         "op %d: madvise %d not applied to region 0x%llx", h->op, adv, (unsigned long long)r[i].start);
         free(r);
         if (adv == CS_ADV_DONTNEED) {
@@ -574,6 +578,8 @@ static cs_status op_touch(harness *h, input *in, int write)
     cs_status want = pid_status(h, pid);
     if (want == CS_OK)
         want = access_status(r, n, addr, write);
+    const cs_region *fv = region_at(r, n, addr);
+    int file_region = fv && (fv->flags & CS_VMA_FILE);
     free(r);
     cs_machine_stats b = mstats(h);
     cs_access_info info;
@@ -585,6 +591,12 @@ static cs_status op_touch(harness *h, input *in, int write)
                 (unsigned long long)b.frames_free);
         return st;
     }
+    if (want == CS_OK && st == CS_ESIGBUS) {   /* FB1: a file page past the end of the file */
+        REQUIRE(file_region && info.outcome == CS_SIGBUS && info.addr == addr && a.sigbus == b.sigbus + 1 &&
+                    a.minflt == b.minflt && a.majflt == b.majflt,
+                "op %d: bad SIGBUS", h->op);
+        return st;
+    }
     REQUIRE(st == want, "op %d: touch(pid %d, 0x%llx, %d) returned %d, expected %d", h->op, pid,
             (unsigned long long)addr, write, (int)st, (int)want);
     if (st == CS_ESEGV)
@@ -593,8 +605,10 @@ static cs_status op_touch(harness *h, input *in, int write)
                 "op %d: bad segfault info", h->op);
     if (st != CS_OK)
         return st;
-    REQUIRE(info.outcome >= CS_HIT && info.outcome <= CS_FAULT_SHARED, "op %d: outcome %d", h->op, info.outcome);
-    REQUIRE(a.minflt == b.minflt + (info.outcome != CS_HIT), "op %d: minflt moved by %lld for outcome %d", h->op,
+    REQUIRE((info.outcome >= CS_HIT && info.outcome <= CS_FAULT_SHARED) ||
+                (info.outcome == CS_FAULT_FILE && file_region && !write),
+            "op %d: outcome %d", h->op, info.outcome);
+    REQUIRE(a.minflt + a.majflt == b.minflt + b.majflt + (info.outcome != CS_HIT), "op %d: minflt moved by %lld for outcome %d", h->op,
             (long long)(a.minflt - b.minflt), info.outcome);
     REQUIRE(a.pages_copied == b.pages_copied + (info.outcome == CS_FAULT_COW_COPY),
             "op %d: pages_copied wrong for outcome %d", h->op, info.outcome);
@@ -663,6 +677,10 @@ static cs_status op_rw(harness *h, input *in, int write)
     if (want == CS_OK && st == CS_ENOMEM) {
         REQUIRE(bs.frames_free < 16 + len / h->ps, "op %d: read/write out of memory with %llu frames free",
                 h->op, (unsigned long long)bs.frames_free);
+        free(buf);
+        return st;
+    }
+    if (want == CS_OK && st == CS_ESIGBUS) {   /* a file page past the end: the pages before took effect */
         free(buf);
         return st;
     }
@@ -910,6 +928,86 @@ static cs_status op_exec(harness *h, input *in)
 
 /* A batch's addresses: mostly in and around pid's regions (with the same page
  * again and again), sometimes anywhere; writes per access, or all or none. */
+/* Files and the page cache: create, pwrite, pread, fsync, evict, unlink,
+ * drop_caches, and file mappings; the ids drawn from the created ones, 0,
+ * negative and never created. */
+static cs_status op_file(harness *h, input *in)
+{
+    int32_t pid = pick_pid(h, in);
+    uint8_t b = u8(in), c = u8(in);
+    int32_t id = (int32_t)(c % (h->nfiles + 2)) - (c >= 250 ? 300 : 0);
+    int known = id >= 1 && id <= h->nfiles && !h->fdeleted[id];
+    cs_status want = known ? CS_OK : CS_ENOFILE;
+    cs_machine_stats ms = mstats(h);
+    uint64_t off = (uint64_t)u8(in) * (h->ps / 4), len = (uint64_t)u8(in) * (h->ps / 16) + (b >> 7);
+    cs_status st;
+    switch (b & 7) {
+    case 0: {   /* create */
+        if (h->nfiles >= MAX_FILES)
+            return CS_OK;
+        int32_t nid = 0;
+        int cached = (b >> 3) & 1;
+        st = cs_file_new(h->m, len, cached, &nid);
+        uint64_t pages = (len + h->pm) / h->ps;
+        if (st == CS_ENOMEM) {
+            REQUIRE(cached && ms.frames_free < pages, "op %d: file_new out of memory", h->op);
+            return st;
+        }
+        REQUIRE(st == CS_OK && nid == h->nfiles + 1 && h->nfiles < MAX_FILES, "op %d: file_new returned %d, id %d",
+                h->op, (int)st, nid);
+        h->nfiles++;
+        return st;
+    }
+    case 1: {   /* pwrite */
+        uint8_t *buf = xmalloc(len + 1);
+        memset(buf, b, len + 1);
+        st = cs_file_write(h->m, id, off, buf, len);
+        free(buf);
+        if (st == CS_ENOMEM && known)
+            return st;
+        break;
+    }
+    case 2: {   /* pread (buf NULL: cache only) */
+        uint8_t *buf = h->store && (b & 8) ? xmalloc(len + 1) : NULL;
+        uint64_t got = 0;
+        st = cs_file_read(h->m, id, off, buf, len, &got);
+        free(buf);
+        if (st == CS_ENOMEM && known)
+            return st;
+        if (!h->store && (b & 8))
+            want = known ? CS_OK : want;
+        break;
+    }
+    case 3: st = cs_file_sync(h->m, id); break;
+    case 4: st = cs_file_evict(h->m, id); break;
+    case 5:
+        st = cs_file_delete(h->m, id);
+        if (st == CS_OK)
+            h->fdeleted[id] = 1;
+        break;
+    case 6: want = CS_OK; st = cs_drop_caches(h->m); break;
+    default: {   /* a file mapping */
+        uint64_t got = 0, addr = (b & 8) ? pick_addr(h, in, pid) : 0;
+        int32_t prot = (b >> 4) & 1 ? CS_PROT_READ | CS_PROT_WRITE : CS_PROT_READ;
+        st = cs_mmap_file(h->m, pid, addr, len ? len : h->ps, prot, (b >> 5) & 1 ? CS_MAP_SHARED : 0, id,
+                          off & ~h->pm, &got);
+        REQUIRE(known || st != CS_OK, "op %d: mmap of file %d succeeded", h->op, id);
+        if (st == CS_OK) {
+            size_t n;
+            cs_region *r = regions_of(h, pid, &n);
+            const cs_region *v = region_at(r, n, got);
+            REQUIRE(v && v->start == got && v->file == id && v->offset == (off & ~h->pm) && (v->flags & CS_VMA_FILE),
+                    "op %d: file mapping not listed", h->op);
+            free(r);
+        }
+        return st;
+    }
+    }
+    REQUIRE(st == want || (!h->store && (b & 7) == 2 && (b & 8) && st == CS_ENODATA),
+            "op %d: file op %d on id %d returned %d, expected %d", h->op, b & 7, id, (int)st, (int)want);
+    return st;
+}
+
 static uint64_t batch_len(input *in)
 {
     uint8_t b = u8(in);
@@ -947,14 +1045,14 @@ static void batch_verify(harness *h, const char *what, cs_status st, const cs_ba
                          const uint8_t *outcomes, int stop, cs_region *const *regs, const size_t *nregs)
 {
     uint64_t sum = 0;
-    for (int k = 0; k <= CS_SEGFAULT; k++)
+    for (int k = 0; k < CS_NOUTCOMES; k++)
         sum += res->counts[k];
     REQUIRE(res->done <= n && sum == res->done, "op %d: %s: counts sum to %llu, done %llu of %llu", h->op, what,
             (unsigned long long)sum, (unsigned long long)res->done, (unsigned long long)n);
     if (st == CS_OK)
         REQUIRE(res->done == n, "op %d: %s: OK after %llu of %llu", h->op, what, (unsigned long long)res->done,
                 (unsigned long long)n);
-    else if (st == CS_ESEGV)
+    else if (st == CS_ESEGV || st == CS_ESIGBUS)
         REQUIRE(stop && res->done >= 1 && res->stop_index == res->done - 1 && res->info.addr == addrs[res->stop_index],
                 "op %d: %s: segfault stop at %llu (done %llu)", h->op, what, (unsigned long long)res->stop_index,
                 (unsigned long long)res->done);
@@ -962,12 +1060,15 @@ static void batch_verify(harness *h, const char *what, cs_status st, const cs_ba
         REQUIRE(res->stop_index == res->done && res->done < n, "op %d: %s: stopped with %d at %llu (done %llu)",
                 h->op, what, (int)st, (unsigned long long)res->stop_index, (unsigned long long)res->done);
     if (!stop)
-        REQUIRE(st != CS_ESEGV, "op %d: %s: stopped at a segfault without being asked", h->op, what);
+        REQUIRE(st != CS_ESEGV && st != CS_ESIGBUS, "op %d: %s: stopped at a signal without being asked", h->op, what);
     if (!outcomes)
         return;
-    uint64_t counts[CS_SEGFAULT + 1] = {0};
+    uint64_t counts[CS_NOUTCOMES] = {0};
     for (uint64_t i = 0; i < res->done; i++) {
-        REQUIRE(outcomes[i] <= CS_SEGFAULT, "op %d: %s: outcome %d", h->op, what, outcomes[i]);
+        REQUIRE(outcomes[i] < CS_NOUTCOMES, "op %d: %s: outcome %d", h->op, what, outcomes[i]);
+        REQUIRE(outcomes[i] != CS_SIGBUS && outcomes[i] != CS_FAULT_FILE ? 1 : (region_at(regs[i], nregs[i], addrs[i]) &&
+                    (region_at(regs[i], nregs[i], addrs[i])->flags & CS_VMA_FILE)),
+                "op %d: %s: file outcome %d outside a file region", h->op, what, outcomes[i]);
         counts[outcomes[i]]++;
         const cs_region *v = region_at(regs[i], nregs[i], addrs[i]);
         int w = writes ? writes[i] != 0 : write_all;
@@ -1005,7 +1106,8 @@ static cs_status op_batch(harness *h, input *in)
         REQUIRE(st == want && res.done == 0, "op %d: access_batch(pid %d) returned %d, expected %d", h->op, pid,
                 (int)st, (int)want);
     } else {
-        REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ENOMEM, "op %d: access_batch returned %d", h->op, (int)st);
+        REQUIRE(st == CS_OK || st == CS_ESEGV || st == CS_ESIGBUS || st == CS_ENOMEM, "op %d: access_batch returned %d",
+                h->op, (int)st);
         cs_region **regs = xmalloc(n * sizeof *regs);
         size_t *nregs = xmalloc(n * sizeof *nregs);
         for (uint64_t i = 0; i < n; i++)
@@ -1016,9 +1118,11 @@ static cs_status op_batch(harness *h, input *in)
         cs_machine_stats a = mstats(h);
         cs_proc_stats pa;
         REQUIRE(cs_proc_stats_get(h->m, pid, &pa) == CS_OK, "op %d: stats", h->op);
-        uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT];
-        REQUIRE(pa.accesses - pb.accesses == res.done && pa.minflt - pb.minflt == faults &&
-                    pa.segfaults - pb.segfaults == res.counts[CS_SEGFAULT] && a.minflt - b.minflt == faults &&
+        uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT] - res.counts[CS_SIGBUS];
+        REQUIRE(pa.accesses - pb.accesses == res.done && pa.minflt + pa.majflt - pb.minflt - pb.majflt == faults &&
+                    pa.sigbus - pb.sigbus == res.counts[CS_SIGBUS] &&
+                    pa.segfaults - pb.segfaults == res.counts[CS_SEGFAULT] &&
+                    a.minflt + a.majflt - b.minflt - b.majflt == faults &&
                     a.segfaults - b.segfaults == res.counts[CS_SEGFAULT],
                 "op %d: access_batch counters: %llu accesses for %llu done", h->op,
                 (unsigned long long)(pa.accesses - pb.accesses), (unsigned long long)res.done);
@@ -1089,8 +1193,8 @@ static cs_status op_replay(harness *h, input *in)
         REQUIRE(res.done <= first_bad, "op %d: replay ran accesses of pid %d (status %d)", h->op,
                 first_bad < n ? pids[first_bad] : 0, (int)bad);
     cs_machine_stats a = mstats(h);
-    uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT];
-    REQUIRE(a.minflt - b.minflt == faults && a.segfaults - b.segfaults == res.counts[CS_SEGFAULT],
+    uint64_t faults = res.done - res.counts[CS_HIT] - res.counts[CS_SEGFAULT] - res.counts[CS_SIGBUS];
+    REQUIRE(a.minflt + a.majflt - b.minflt - b.majflt == faults && a.segfaults - b.segfaults == res.counts[CS_SEGFAULT],
             "op %d: replay machine counters", h->op);
     for (uint64_t i = 0; i < n; i++)
         free(regs[i]);
@@ -1259,15 +1363,15 @@ static int bad_config(input *in)
 {
     /* Invalid configurations must be refused without allocating anything. */
     static const cs_config bad[] = {
-        {1 << 20, 8192, 48, 1, 65536, 0, 0},          /* page size */
-        {1 << 20, 0, 48, 1, 65536, 0, 0},
-        {4096, 4096, 48, 1, 65536, 0, 0},             /* one frame */
-        {4096 * 3 + 1, 4096, 48, 0, 65536, 0, 0},     /* not a multiple */
-        {1 << 20, 4096, 64, 0, 65536, 0, 0},          /* va_bits */
-        {1 << 20, 4096, 21, 0, 65536, 0, 0},
-        {0, 65536, 48, 1, 0, 0, 0},
-        {(uint64_t)1 << 46, 4096, 48, 0, 0, 0, 0},    /* 2**34 frames */
-        {1 << 20, 4096, 48, 0, 65536, 64, 7},         /* thp_cow */
+        {1 << 20, 8192, 48, 1, 65536, 0, 0, 0, 0},          /* page size */
+        {1 << 20, 0, 48, 1, 65536, 0, 0, 0, 0},
+        {4096, 4096, 48, 1, 65536, 0, 0, 0, 0},             /* one frame */
+        {4096 * 3 + 1, 4096, 48, 0, 65536, 0, 0, 0, 0},     /* not a multiple */
+        {1 << 20, 4096, 64, 0, 65536, 0, 0, 0, 0},          /* va_bits */
+        {1 << 20, 4096, 21, 0, 65536, 0, 0, 0, 0},
+        {0, 65536, 48, 1, 0, 0, 0, 0, 0},
+        {(uint64_t)1 << 46, 4096, 48, 0, 0, 0, 0, 0, 0},    /* 2**34 frames */
+        {1 << 20, 4096, 48, 0, 65536, 64, 7, 0, 0},         /* thp_cow */
     };
     const cs_config *c = &bad[u8(in) % (sizeof bad / sizeof bad[0])];
     cs_machine *m = (cs_machine *)&m;
@@ -1300,7 +1404,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint32_t fa[] = {65536, 0, 4096, 16384, 1 << 20, 131072, 8192, 65536};
     cs_config cfg = {.memory = nframes * ps, .page_size = ps, .va_bits = va, .store_data = (c0 >> 2) & 1,
                      .fault_around_bytes = fa[c2 & 7], .tlb_entries = (c2 >> 3) & 1 ? 0 : 1u << ((c2 >> 4) & 7),
-                     .thp_cow = (c0 >> 5) & 1 ? CS_THP_COW_COPY_HUGE : CS_THP_COW_SPLIT};
+                     .thp_cow = (c0 >> 5) & 1 ? CS_THP_COW_COPY_HUGE : CS_THP_COW_SPLIT,
+                     .readahead_kb = (c0 >> 6) & 1 ? 0 : 16u << (c2 & 3), .large_folios = (c0 >> 7) & 1};
     harness h;
     memset(&h, 0, sizeof h);
     cs_status st = cs_machine_new(&cfg, &h.m);
@@ -1352,6 +1457,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 22: case 23: name = "access batch"; batch = 1; st = op_batch(&h, &in); break;
         case 24: case 25: name = "replay"; batch = 1; st = op_replay(&h, &in); break;
         case 26: name = "hold"; st = op_hold(&h, &in); break;
+        case 18: name = "file"; st = op_file(&h, &in); break;
         default: name = "inspect"; inspect = 1; st = op_inspect(&h, &in); break;
         }
         if (trace)
@@ -1364,7 +1470,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * completed (cowsim's documented behaviour is under discussion). */
         /* A batch that stopped keeps the accesses before the stop (checked by
          * op_batch / op_replay). */
-        if ((st != CS_OK && !(partial_ok && st == CS_ENOMEM) && !batch) || inspect) {
+        /* SIGBUS (FB1) keeps what the read fault's fault-around mapped first. */
+        if ((st != CS_OK && st != CS_ESIGBUS && !(partial_ok && st == CS_ENOMEM) && !batch) || inspect) {
             cs_machine_stats b2 = before, a2 = after;
             REQUIRE(a2.segfaults == b2.segfaults + (st == CS_ESEGV), "op %d (%s): segfault counter moved by %lld",
                     h.op, name, (long long)(a2.segfaults - b2.segfaults));

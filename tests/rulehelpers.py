@@ -22,9 +22,10 @@ DIRTY = int(cowsim.FrameFlags.DIRTY)          # 4
 PAGETABLE = int(cowsim.FrameFlags.PAGETABLE)  # 8
 SHMEM = int(cowsim.FrameFlags.SHMEM)          # 16
 HUGE = int(cowsim.FrameFlags.HUGE)            # 32
+FILE = int(cowsim.FrameFlags.FILE)            # 64
 
 SMAPS_KEYS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
-              "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages")
+              "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages", "Pss_File")
 
 
 class StatsExpected:

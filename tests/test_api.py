@@ -85,12 +85,15 @@ def test_stats_are_frozen_dataclasses():
             "frames_total", "frames_used", "frames_free", "page_table_frames", "data_frames",
             "frames_peak", "frames_allocated", "frames_freed", "pages_copied", "shared_objects",
             "processes", "forks", "minflt", "segfaults", "table_copies", "table_reuses",
-            "page_tables_shared", "thp_faults", "thp_splits", "process_records", "pid_map_slots"]
+            "page_tables_shared", "thp_faults", "thp_splits", "process_records", "pid_map_slots",
+            "majflt", "sigbus", "page_cache_hits", "page_cache_frames", "page_cache_dirty", "files",
+            "pages_read", "pages_written"]
         assert [f.name for f in dataclasses.fields(ProcessStats)] == [
             "minflt", "faults_zero_page", "faults_zero_fill", "faults_cow_copy",
             "faults_cow_reuse", "faults_shared", "segfaults", "pages_copied", "page_table_frames",
             "accesses", "tlb_hits", "tlb_misses", "tlb_flushes", "table_copies", "table_reuses",
-            "page_tables_shared", "fork_ptes", "fork_tables", "thp_faults", "thp_splits"]
+            "page_tables_shared", "fork_ptes", "fork_tables", "thp_faults", "thp_splits",
+            "faults_file", "majflt", "sigbus", "page_cache_hits"]
         with pytest.raises(dataclasses.FrozenInstanceError):
             ms.frames_used = 5
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -100,7 +103,9 @@ def test_stats_are_frozen_dataclasses():
                                   frames_allocated=1, frames_freed=0, pages_copied=0,
                                   shared_objects=0, processes=1, forks=0, minflt=0, segfaults=0,
                                   table_copies=0, table_reuses=0, page_tables_shared=0,
-                                  thp_faults=0, thp_splits=0, process_records=1, pid_map_slots=16)
+                                  thp_faults=0, thp_splits=0, process_records=1, pid_map_slots=16,
+                                  majflt=0, sigbus=0, page_cache_hits=0, page_cache_frames=0,
+                                  page_cache_dirty=0, files=0, pages_read=0, pages_written=0)
         assert ps == pstats(tables=1)
 
 
@@ -219,7 +224,10 @@ def test_wrong_types_raise_type_error():
         with pytest.raises(TypeError):
             p.touch(float(a))
         with pytest.raises(TypeError):
-            p.mmap("4096")
+            p.mmap(4096.0)
+        b = p.mmap("4096")  # sizes as strings
+        assert [(r.start, r.length) for r in p.regions if r.start == b] == [(b, 4096)]
+        p.munmap(b, 4096)
         assert p.stats == pstats(tables=1)
         m.check()
 
@@ -273,7 +281,7 @@ def test_smaps_keys():
         p = m.spawn()
         assert list(p.smaps()) == ["Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem",
                                    "Shared_Clean", "Shared_Dirty", "Private_Clean",
-                                   "Private_Dirty", "Anonymous", "AnonHugePages"]
+                                   "Private_Dirty", "Anonymous", "AnonHugePages", "Pss_File"]
 
 
 # -------------------------------------------------------------------- errors

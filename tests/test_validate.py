@@ -24,11 +24,19 @@ THP_REASON = REASON or thp_skip_reason(builtin_suite(["thp_zero_page"])[0])
 needs_thp = pytest.mark.skipif(THP_REASON is not None, reason=f"kernel THP side unavailable: {THP_REASON}")
 
 
+# Built-in scenarios the core does not follow yet (docs/FILE_MEASUREMENTS.md, FL: a read fault in a
+# fresh page table, and a shared write fault, map a whole large folio; the core maps one window / page).
+# tests/test_validate_files.py holds them as strict expected failures.
+KNOWN_CORE_GAPS: tuple = ()
+
+
 def _suite():
     if REASON is None:
         fa = kernel.fault_around_bytes()[0]
-        return builtin_suite(page_size=kernel.host_page_size(), fault_around=fa)
-    return builtin_suite()
+        scs = builtin_suite(page_size=kernel.host_page_size(), fault_around=fa)
+    else:
+        scs = builtin_suite()
+    return [sc for sc in scs if sc.name not in KNOWN_CORE_GAPS]
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +46,13 @@ def kernel_suite_result():
 
 # --------------------------------------------------------------- anywhere
 def test_suite_predictions_hold_in_cowsim_alone():
-    res = run_suite(builtin_suite(), kernel=False)
+    res = run_suite([sc for sc in builtin_suite() if sc.name not in KNOWN_CORE_GAPS], kernel=False)
     assert res.all_match, res.to_table()
     assert res.kernel_skipped == "kernel=False"
     assert all(r.kernel is None for r in res.rows)
     stated = [r for r in res.rows if r.expected is not None]
     assert len(stated) > 100  # every scenario states its predictions
-    assert {r.scenario for r in stated} == set(SUITE_NAMES)
+    assert {r.scenario for r in stated} == set(SUITE_NAMES) - set(KNOWN_CORE_GAPS)
 
 
 def test_three_way_pss_prints_4095():

@@ -12,10 +12,12 @@
  *   cowsim-probe 1
  *   procs <n>                            process ids 0..n-1, 0 is the root
  *   region <r> <addr-hex> <pages>        fixed address of region r
- *   step <i> <op> <proc> <a0> <a1> <a2> <a3>
+ *   step <i> <op> <proc> <a0> <a1> <a2> <a3> [<a4> [<a5>]]
  *   end
  * ops and their arguments:
- *   map      region prot(0 none,1 r,3 rw) shared(0/1) huge(0/1)
+ *   map      region prot(0 none,1 r,3 rw) shared(0/1) huge(0/1) [file(-1 none) offset-pages]
+ *            file >= 0: a mapping of that file (created by fcreate) at the
+ *            page offset; it may extend past the end of the file
  *            huge 1: MADV_HUGEPAGE instead of MADV_NOHUGEPAGE (transparent huge
  *            pages); the region's address must be aligned to the reach of one
  *            page table (2 MiB with 4 KiB pages), so that each of its whole
@@ -24,15 +26,35 @@
  *   write    region first count value
  *   mprotect region first count prot
  *   munmap   region first count
- *   madvise  region first count advice(0 dontfork,1 dofork,2 wipeonfork,3 keeponfork,4 dontneed)
+ *   madvise  region first count advice(0 dontfork,1 dofork,2 wipeonfork,3 keeponfork,4 dontneed,
+ *                                      5 random,6 normal,7 sequential)
+ *   fcreate  file pages fill(0 none,1 one write() per page,2 one write()) cached(0 evicted,1 fsynced,
+ *            2 dirty: no fsync) lastbytes(0: the last page is whole)
+ *            creates file <dir>/cowsim-probe-<root pid>-f<file> on a disk file
+ *            system (dir: $COWSIM_PROBE_DIR, default /var/tmp); page k is
+ *            filled with the byte (k % 255) + 1
+ *   fsync    file
+ *   evict    file                 fsync, then posix_fadvise(POSIX_FADV_DONTNEED)
+ *   fwrite   file first count value   one pwrite() of count pages of value
+ *   fread    file first count         one pread(); data = sum of each page's first byte
+ *   folios   file                 prints the file's cached folios (fl lines)
  *   fork     child-proc
  *   exit     exiting-proc     (proc = its parent, which reaps it and measures)
  *   measure
  *
  * Output (stdout; only one process writes at a time):
  *   info <key> <value>                   (unmapped_own_pages: see rewarm())
- *   m <step> <proc> minflt <n> copied <n> segv <n> data <n>     (-1 = not measured)
+ *   m <step> <proc> minflt <n> copied <n> segv <n> data <n> majflt <n> sigbus <n>
+ *     RssFile <kB> RssAnon <kB> RssShmem <kB> VmPTE <kB>        (-1 = not measured)
+ *     (Rss*: /proc/self/status minus the probe's own memory, measured after
+ *     each rewarm; VmPTE: /proc/self/status as it is)
  *   r <step> <proc> <region> mapped <0|1> Rss <kB> Pss <kB> ...  (-1 = field absent)
+ *   f <step> <proc> <file> size <bytes> cached <pages> [dirty <pages> folios <n> large <pages>]
+ *     (cached: mincore() on a fresh mapping; dirty/folios/large, with visible
+ *     frame numbers only: /proc/kpageflags of the cached pages, mapped by a
+ *     fresh MADV_RANDOM mapping so that no readahead runs)
+ *   fl <step> <file> <first> <pages> <folio-pages> <flags>   runs of like folios
+ *     (flags: D dirty, A readahead mark (PG_readahead = PG_reclaim), - none)
  *   warn <step> <text>
  *   error <step> <text>
  *   done
@@ -68,6 +90,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,18 +117,26 @@
 #define MAXR 32
 #define MAXS 512
 #define MAXPAGES (1L << 19)
+#define MAXF 8
+#define MAXFPAGES (1L << 18)
+#ifndef POSIX_FADV_DONTNEED
+#define POSIX_FADV_DONTNEED 4
+#endif
 
-enum { OP_MAP, OP_READ, OP_WRITE, OP_MPROTECT, OP_MUNMAP, OP_MADVISE, OP_FORK, OP_EXIT, OP_MEASURE };
+enum { OP_MAP, OP_READ, OP_WRITE, OP_MPROTECT, OP_MUNMAP, OP_MADVISE, OP_FORK, OP_EXIT, OP_MEASURE,
+       OP_FCREATE, OP_FSYNC, OP_EVICT, OP_FWRITE, OP_FREAD, OP_FOLIOS };
 static const char *const OP_NAMES[] = {"map", "read", "write", "mprotect", "munmap",
-                                       "madvise", "fork", "exit", "measure"};
+                                       "madvise", "fork", "exit", "measure",
+                                       "fcreate", "fsync", "evict", "fwrite", "fread", "folios"};
 #define NOPS ((int)(sizeof OP_NAMES / sizeof OP_NAMES[0]))
 
 static const char *const FIELDS[] = {"Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty",
                                      "Private_Clean", "Private_Dirty", "Anonymous", "AnonHugePages"};
+enum { F_RSS = 0, F_ANON = 7 };
 #define NFIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 
-struct region { uintptr_t addr; long pages; };
-struct step { int op, proc, a[4]; };
+struct region { uintptr_t addr; long pages; int shared, file; };
+struct step { int op, proc, a[6]; };
 
 static long PAGE;
 static int NP, NR, NS;
@@ -115,6 +146,11 @@ static int token[MAXP][2];
 static pid_t pids[MAXP];
 static int me;
 static uintptr_t scen_lo = UINTPTR_MAX, scen_hi;
+static pid_t root_pid;
+static const char *file_dir = "/var/tmp";
+/* /proc/self/status counters of the probe's own memory (RssFile, RssAnon, RssShmem) */
+static long long own_rss[3];
+static int kpf_fd = -1, kpc_fd = -1;
 
 static uint64_t zero_pfn;
 static uint64_t huge_zero_pfn; /* first PFN of the huge zero page, 0 unknown */
@@ -122,6 +158,7 @@ static int pfn_ok;
 
 /* scratch memory for the rewarm exercise */
 static char *scratch_priv, *scratch_shared, *scratch_none;
+static char *scratch_bus; /* a page of an empty memfd: SIGBUS */
 #define SCRATCH_PAGES 4
 
 /* buffers live in .bss or are mapped before the first rewarm: they are
@@ -135,6 +172,7 @@ static char altstack[1 << 16] __attribute__((aligned(4096)));
 static sigjmp_buf segv_jmp;
 static volatile sig_atomic_t segv_armed;
 static volatile int segv_hit;
+static volatile sig_atomic_t fault_sig; /* the signal that stopped the last access */
 
 /* ------------------------------------------------------------------ output */
 static void flush_out(void) {
@@ -168,6 +206,7 @@ static void out(const char *fmt, ...) {
     outlen += (size_t)n;
 }
 
+static void remove_files(void);
 static void die(int step, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -176,6 +215,7 @@ static void die(int step, const char *fmt, ...) {
     va_end(ap);
     out("error %d %s\n", step + 1, msg);
     flush_out();
+    if (root_pid) remove_files();
     /* the probe leads its own process group: stop every probe process */
     kill(0, SIGKILL);
     _exit(2);
@@ -199,9 +239,11 @@ static void wait_token(void) {
 }
 
 /* ------------------------------------------------------------- measuring */
+static volatile long long last_majflt; /* ru_majflt of the last minflt() call */
 static long long minflt(void) {
     struct rusage ru;
     syscall(SYS_getrusage, RUSAGE_SELF, &ru);
+    last_majflt = (long long)ru.ru_majflt;
     return (long long)ru.ru_minflt;
 }
 
@@ -256,6 +298,7 @@ static void on_segv(int sig, siginfo_t *si, void *ctx) {
     (void)ctx;
     if (segv_armed) {
         segv_armed = 0;
+        fault_sig = sig;
         siglongjmp(segv_jmp, 1);
     }
     /* a real crash: stop every probe process (the others would wait for a turn forever) */
@@ -271,22 +314,27 @@ static void on_fatal(int sig) {
 }
 
 /* Accesses count pages from base: one byte at the start of each page, in
- * order, stopping at the first segmentation fault.  Returns the minor fault
- * delta; *segv and *sum report the rest. */
-static volatile long long acc_f0;
+ * order, stopping at the first segmentation fault or bus error.  Returns the
+ * minor fault delta; *maj the major fault delta, *segv the signal that
+ * stopped the access (SIGSEGV, SIGBUS, 0 none) and *sum the bytes read. */
+static volatile long long acc_f0, acc_m0;
 static volatile long acc_sum;
-static long long access_pages(char *base, long count, int write, int value, int *segv, long *sum) {
+static long long access_pages(char *base, long count, int write, int value, int *segv, long *sum,
+                              long long *maj) {
     long long f1;
     segv_hit = 0;
     acc_sum = 0;
+    fault_sig = 0;
     if (sigsetjmp(segv_jmp, 1)) {
         f1 = minflt();
-        *segv = 1;
+        *maj = last_majflt - acc_m0;
+        *segv = fault_sig ? (int)fault_sig : SIGSEGV;
         *sum = acc_sum;
         return f1 - acc_f0;
     }
     segv_armed = 1;
     acc_f0 = minflt();
+    acc_m0 = last_majflt;
     if (write) {
         for (long k = 0; k < count; k++) *(volatile char *)(base + k * PAGE) = (char)value;
     } else {
@@ -297,6 +345,7 @@ static long long access_pages(char *base, long count, int write, int value, int 
         }
     }
     f1 = minflt();
+    *maj = last_majflt - acc_m0;
     segv_armed = 0;
     *segv = 0;
     *sum = acc_sum;
@@ -304,13 +353,10 @@ static long long access_pages(char *base, long count, int write, int value, int 
 }
 
 /* Sums the smaps fields of every VMA inside each region of this process. */
-static void measure_regions(int step) {
-    long long val[MAXR][NFIELDS];
-    int seen[NFIELDS];
-    int mapped[MAXR];
-    memset(val, 0, sizeof val);
-    memset(seen, 0, sizeof seen);
-    memset(mapped, 0, sizeof mapped);
+static void scan_smaps(int step, long long val[MAXR][NFIELDS], int seen[NFIELDS], int mapped[MAXR]) {
+    memset(val, 0, sizeof(long long) * MAXR * NFIELDS);
+    memset(seen, 0, sizeof(int) * NFIELDS);
+    memset(mapped, 0, sizeof(int) * MAXR);
     ssize_t n = read_file("/proc/self/smaps", iobuf, sizeof iobuf);
     if (n < 0) die(step, "cannot read /proc/self/smaps");
     char *line = iobuf;
@@ -328,7 +374,7 @@ static void measure_regions(int step) {
             for (int r = 0; r < NR; r++) {
                 uintptr_t rs = R[r].addr, re = R[r].addr + (uintptr_t)R[r].pages * (uintptr_t)PAGE;
                 if (s < re && e > rs) {
-                    if (s < rs || e > re)
+                    if ((s < rs || e > re) && step >= 0)
                         out("warn %d VMA %lx-%lx overlaps region %d partially\n", step + 1,
                             (unsigned long)s, (unsigned long)e, r);
                     cur = r;
@@ -336,26 +382,262 @@ static void measure_regions(int step) {
                     break;
                 }
             }
-        } else if (colon && cur >= 0) {
+        } else if (colon) {
             *colon = 0;
             for (int f = 0; f < NFIELDS; f++) {
                 if (strcmp(line, FIELDS[f]) == 0) {
-                    val[cur][f] += strtoll(colon + 1, NULL, 10);
+                    if (cur >= 0) val[cur][f] += strtoll(colon + 1, NULL, 10);
                     seen[f] = 1;
                     break;
                 }
             }
-        } else if (colon) {
-            *colon = 0;
-            for (int f = 0; f < NFIELDS; f++)
-                if (strcmp(line, FIELDS[f]) == 0) seen[f] = 1;
         }
         if (!eol) break;
         line = eol + 1;
     }
+}
+
+#define PM_FILE (1ULL << 61)
+
+/* Pss_File of region r (kB): per-VMA smaps has no Pss_File (smaps_rollup only),
+ * so it is summed as smaps_account@fs/proc/task_mmu.c does: every present
+ * page-cache page (pagemap PM_FILE) adds (page size << 12) / its map count
+ * (/proc/kpagecount), shifted down at the end.  -1 without frame numbers. */
+static long long pss_file(int r) {
+    if (!R[r].file) return 0;
+    if (!pfn_ok) return -1;
+    if (kpc_fd < 0) kpc_fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+    if (kpc_fd < 0) return -1;
+    static uint64_t pm[512];
+    unsigned long long pss = 0;
+    for (long k = 0; k < R[r].pages; k += 512) {
+        long n = R[r].pages - k < 512 ? R[r].pages - k : 512;
+        if (read_pfns(R[r].addr + (uintptr_t)k * (uintptr_t)PAGE, n, pm)) return -1;
+        for (long j = 0; j < n; j++) {
+            if (!(pm[j] & PM_PRESENT) || !(pm[j] & PM_FILE)) continue;
+            uint64_t cnt = 0;
+            if (pread(kpc_fd, &cnt, 8, (off_t)(PM_PFN(pm[j]) * 8)) != 8) return -1;
+            pss += cnt >= 2 ? ((unsigned long long)PAGE << 12) / cnt : (unsigned long long)PAGE << 12;
+        }
+    }
+    return (long long)(pss >> 12 >> 10);
+}
+
+static void measure_regions(int step) {
+    static long long val[MAXR][NFIELDS];
+    int seen[NFIELDS], mapped[MAXR];
+    scan_smaps(step, val, seen, mapped);
     for (int r = 0; r < NR; r++) {
         out("r %d %d %d mapped %d", step + 1, me, r, mapped[r]);
         for (int f = 0; f < NFIELDS; f++) out(" %s %lld", FIELDS[f], seen[f] ? val[r][f] : -1LL);
+        out(" Pss_File %lld\n", mapped[r] ? pss_file(r) : 0LL);
+    }
+}
+
+/* RssFile, RssAnon, RssShmem, VmPTE of /proc/self/status (kB; -1 absent) */
+static void read_status(long long v[4]) {
+    static const char *const keys[4] = {"RssFile:", "RssAnon:", "RssShmem:", "VmPTE:"};
+    static char buf[1 << 13];
+    for (int k = 0; k < 4; k++) v[k] = -1;
+    if (read_file("/proc/self/status", buf, sizeof buf) < 0) return;
+    for (int k = 0; k < 4; k++) {
+        char *p = strstr(buf, keys[k]);
+        if (p) v[k] = strtoll(p + strlen(keys[k]), NULL, 10);
+    }
+}
+
+/* What the scenario's regions add to RssFile, RssAnon, RssShmem (from smaps:
+ * a file region's anonymous copies are RssAnon, the rest RssFile; a shared
+ * anonymous region is shmem). */
+static void scenario_rss(long long c[3]) {
+    static long long val[MAXR][NFIELDS];
+    int seen[NFIELDS], mapped[MAXR];
+    scan_smaps(-1, val, seen, mapped);
+    c[0] = c[1] = c[2] = 0;
+    for (int r = 0; r < NR; r++) {
+        if (!mapped[r]) continue;
+        long long rss = val[r][F_RSS], anon = val[r][F_ANON];
+        if (R[r].file) {
+            c[1] += anon;
+            c[0] += rss - anon;
+        } else if (R[r].shared) {
+            c[2] += rss;
+        } else {
+            c[1] += anon;
+        }
+    }
+}
+
+/* The probe's own share of the status counters, after a rewarm. */
+static void set_own_rss(void) {
+    long long v[4], c[3];
+    read_status(v);
+    scenario_rss(c);
+    for (int k = 0; k < 3; k++) own_rss[k] = v[k] < 0 ? -1 : v[k] - c[k];
+}
+
+/* ------------------------------------------------------------------ files */
+static void file_path(int f, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/cowsim-probe-%d-f%d", file_dir, (int)root_pid, f);
+}
+
+static void remove_files(void) {
+    char path[512];
+    for (int f = 0; f < MAXF; f++) {
+        file_path(f, path, sizeof path);
+        unlink(path);
+    }
+}
+
+static int open_file(int step, int f, int flags) {
+    char path[512];
+    if (f < 0 || f >= MAXF) die(step, "bad file %d", f);
+    file_path(f, path, sizeof path);
+    int fd = open(path, flags | O_CLOEXEC, 0600);
+    if (fd < 0) die(step, "open %s: %s", path, strerror(errno));
+    return fd;
+}
+
+static long file_size(int f) {
+    char path[512];
+    struct stat st;
+    file_path(f, path, sizeof path);
+    if (stat(path, &st)) return -1;
+    return (long)st.st_size;
+}
+
+/* A buffer of len bytes, every page present (outside any measured window). */
+static char *fresh_buffer(int step, size_t len) {
+    char *b = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (b == MAP_FAILED) die(step, "buffer mmap: %s", strerror(errno));
+    return b;
+}
+
+static void full_pwrite(int step, int fd, const char *buf, size_t len, off_t off) {
+    while (len) {
+        ssize_t n = pwrite(fd, buf, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die(step, "pwrite: %s", n ? strerror(errno) : "no progress");
+        buf += n;
+        len -= (size_t)n;
+        off += n;
+    }
+}
+
+static unsigned char mvec[MAXFPAGES];
+
+/* Pages of file f in the page cache: mincore() on a fresh mapping (no access,
+ * so nothing is read in and no page table is allocated).  mincore() counts
+ * only uptodate pages, so the count waits (up to 2 s) until it equals
+ * cachestat()'s (Linux 6.5+: every cached page, I/O in flight included): the
+ * readahead of a major fault may still be reading when the fault returns. */
+struct cs_range { uint64_t off, len; };
+struct cs_stat { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+static long cached_pages(int step, int f, long size) {
+    long pages = (size + PAGE - 1) / PAGE;
+    if (pages <= 0) return 0;
+    if (pages > MAXFPAGES) die(step, "file too large to measure");
+    int fd = open_file(step, f, O_RDONLY);
+    void *p = mmap(NULL, (size_t)pages * (size_t)PAGE, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) die(step, "mmap for mincore: %s", strerror(errno));
+    long n = 0;
+    for (int tries = 0; tries < 2000; tries++) {
+        if (mincore(p, (size_t)pages * (size_t)PAGE, mvec)) die(step, "mincore: %s", strerror(errno));
+        n = 0;
+        for (long k = 0; k < pages; k++) n += mvec[k] & 1;
+        struct cs_range range = {0, 0};
+        struct cs_stat cs;
+        if (syscall(SYS_cachestat, fd, &range, &cs, 0) != 0 || (long)cs.nr_cache <= n) break;
+        usleep(1000);
+    }
+    munmap(p, (size_t)pages * (size_t)PAGE);
+    close(fd);
+    return n;
+}
+
+#define KPF_DIRTY 4
+#define KPF_RECLAIM 9 /* PG_readahead is PG_reclaim */
+#define KPF_COMPOUND_HEAD 15
+#define KPF_COMPOUND_TAIL 16
+
+/* The cached folios of file f (/proc/kpageflags of each cached page, mapped
+ * by a fresh MADV_RANDOM mapping: touching a page with a readahead mark there
+ * starts no readahead).  Prints runs of like folios if verbose; counts in out4:
+ * dirty pages, folios, pages in large folios, readahead marks. */
+static void file_folios(int step, int f, int verbose, long out4[4]) {
+    long size = file_size(f);
+    long pages = (size + PAGE - 1) / PAGE;
+    out4[0] = out4[1] = out4[2] = out4[3] = 0;
+    if (pages <= 0) return;
+    cached_pages(step, f, size); /* fills mvec */
+    if (kpf_fd < 0) kpf_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+    if (kpf_fd < 0 || !pfn_ok) { out4[0] = out4[1] = out4[2] = out4[3] = -1; return; }
+    int fd = open_file(step, f, O_RDONLY);
+    size_t len = (size_t)pages * (size_t)PAGE;
+    char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) die(step, "mmap for kpageflags: %s", strerror(errno));
+    madvise(p, len, MADV_RANDOM);
+    long cur_first = -1, cur_n = 0, cur_flags = 0;     /* the folio being read */
+    long run_first = -1, run_pages = 0, run_fsize = 0, run_flags = 0; /* a run of like folios */
+    for (long k = 0; k <= pages; k++) {
+        uint64_t kf = 0;
+        int cached = k < pages && (mvec[k] & 1);
+        if (cached) {
+            uint64_t pm;
+            (void)*(volatile char *)(p + k * PAGE);
+            if (read_pfns((uintptr_t)(p + k * PAGE), 1, &pm) || !(pm & PM_PRESENT) ||
+                pread(kpf_fd, &kf, 8, (off_t)(PM_PFN(pm) * 8)) != 8)
+                cached = 0;
+        }
+        int tail = cached && (kf >> KPF_COMPOUND_TAIL & 1) && cur_first >= 0;
+        if (!tail && cur_first >= 0) { /* the folio [cur_first, +cur_n) is complete */
+            out4[1]++;
+            if (cur_flags & 1) out4[0] += cur_n;
+            if (cur_n > 1) out4[2] += cur_n;
+            if (cur_flags & 2) out4[3]++;
+            if (run_first >= 0 && cur_first == run_first + run_pages && cur_n == run_fsize && cur_flags == run_flags) {
+                run_pages += cur_n;
+            } else {
+                if (run_first >= 0 && verbose)
+                    out("fl %d %d %ld %ld %ld %s\n", step + 1, f, run_first, run_pages, run_fsize,
+                        run_flags == 3 ? "DA" : run_flags == 1 ? "D" : run_flags == 2 ? "A" : "-");
+                run_first = cur_first;
+                run_pages = cur_n;
+                run_fsize = cur_n;
+                run_flags = cur_flags;
+            }
+            cur_first = -1;
+        }
+        if (!cached) continue;
+        if (tail) {
+            cur_n++;
+        } else {
+            cur_first = k;
+            cur_n = 1;
+            cur_flags = (kf >> KPF_DIRTY & 1) | (kf >> KPF_RECLAIM & 1) << 1;
+        }
+    }
+    if (run_first >= 0 && verbose)
+        out("fl %d %d %ld %ld %ld %s\n", step + 1, f, run_first, run_pages, run_fsize,
+            run_flags == 3 ? "DA" : run_flags == 1 ? "D" : run_flags == 2 ? "A" : "-");
+    munmap(p, len);
+}
+
+/* size and cached pages of every existing file */
+static void measure_files(int step, int folios_of) {
+    for (int f = 0; f < MAXF; f++) {
+        long size = file_size(f);
+        if (size < 0) continue;
+        out("f %d %d %d size %ld cached %ld", step + 1, me, f, size, cached_pages(step, f, size));
+        if (f == folios_of) {
+            long c[4];
+            file_folios(step, f, 0, c);
+            out(" dirty %ld folios %ld large %ld ramarks %ld", c[0], c[1], c[2], c[3]);
+        }
         out("\n");
     }
 }
@@ -373,6 +655,7 @@ static void __attribute__((noinline)) touch_stack(void) {
 static int own_mapping(const char *line, uintptr_t *s, uintptr_t *e, char *perms) {
     if (sscanf(line, "%lx-%lx %7s", (unsigned long *)s, (unsigned long *)e, perms) != 3) return 0;
     if (perms[0] != 'r' || !(*e <= scen_lo || *s >= scen_hi)) return 0;
+    if (scratch_bus && *s == (uintptr_t)scratch_bus) return 0; /* an empty memfd: SIGBUS on purpose */
     return strstr(line, "[vsyscall]") == NULL && strstr(line, "[vvar") == NULL;
 }
 
@@ -459,13 +742,20 @@ static long unmapped_own_pages(void) {
 static void exercise(void) {
     int segv;
     long sum;
+    long long maj;
     uint64_t pm[SCRATCH_PAGES];
-    access_pages(scratch_priv, SCRATCH_PAGES, 1, 1, &segv, &sum);
-    access_pages(scratch_priv, SCRATCH_PAGES, 0, 0, &segv, &sum);
-    access_pages(scratch_shared, SCRATCH_PAGES, 1, 1, &segv, &sum);
-    access_pages(scratch_shared, SCRATCH_PAGES, 0, 0, &segv, &sum);
-    access_pages(scratch_none, 1, 0, 0, &segv, &sum); /* takes the SIGSEGV path */
-    if (!segv) die(-1, "the scratch PROT_NONE page did not fault");
+    long long st[4];
+    access_pages(scratch_priv, SCRATCH_PAGES, 1, 1, &segv, &sum, &maj);
+    access_pages(scratch_priv, SCRATCH_PAGES, 0, 0, &segv, &sum, &maj);
+    access_pages(scratch_shared, SCRATCH_PAGES, 1, 1, &segv, &sum, &maj);
+    access_pages(scratch_shared, SCRATCH_PAGES, 0, 0, &segv, &sum, &maj);
+    access_pages(scratch_none, 1, 0, 0, &segv, &sum, &maj); /* takes the SIGSEGV path */
+    if (segv != SIGSEGV) die(-1, "the scratch PROT_NONE page did not fault");
+    if (scratch_bus) {
+        access_pages(scratch_bus, 1, 0, 0, &segv, &sum, &maj); /* the SIGBUS path */
+        if (segv != SIGBUS) die(-1, "the scratch memfd page past its end did not raise SIGBUS");
+    }
+    read_status(st);
     mprotect(scratch_priv, (size_t)PAGE, PROT_READ);
     mprotect(scratch_priv, (size_t)PAGE, PROT_READ | PROT_WRITE);
     madvise(scratch_priv, (size_t)PAGE, MADV_DONTFORK);
@@ -497,8 +787,16 @@ static int prot_of(int p) {
     return p == 0 ? PROT_NONE : p == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
 }
 
-static void emit_m(int step, long long flt, long long copied, int segv, long long data) {
-    out("m %d %d minflt %lld copied %lld segv %d data %lld\n", step + 1, me, flt, copied, segv, data);
+static long long step_maj; /* the major fault delta of the step, -1 not measured */
+
+static void emit_m(int step, long long flt, long long copied, int sig, long long data) {
+    long long st[4];
+    read_status(st);
+    out("m %d %d minflt %lld copied %lld segv %d data %lld majflt %lld sigbus %d", step + 1, me, flt, copied,
+        sig == SIGSEGV, data, flt < 0 ? -1 : step_maj, sig == SIGBUS);
+    for (int k = 0; k < 3; k++) out(" %s %lld", k == 0 ? "RssFile" : k == 1 ? "RssAnon" : "RssShmem",
+                                    st[k] < 0 || own_rss[k] < 0 ? -1 : st[k] - own_rss[k]);
+    out(" VmPTE %lld\n", st[3]);
 }
 
 static long count_copied(long count) {
@@ -513,6 +811,9 @@ static long count_copied(long count) {
     return copied;
 }
 
+#define WINDOW_BEGIN() do { f0 = minflt(); m0 = last_majflt; } while (0)
+#define WINDOW_END() do { f1 = minflt(); step_maj = last_majflt - m0; } while (0)
+
 /* Runs step i in this process.  Returns 1 in a child just created by it. */
 static int do_step(int i) {
     struct step *s = &S[i];
@@ -520,7 +821,9 @@ static int do_step(int i) {
     char *base = NULL;
     long first = 0, count = 0;
     size_t len = 0;
-    long long f0, f1;
+    long long f0, f1, m0;
+    int folios_of = -1;
+    step_maj = 0;
     if (s->op >= OP_MAP && s->op <= OP_MADVISE) {
         if (r < 0 || r >= NR) die(i, "bad region %d", r);
         if (s->op != OP_MAP) {
@@ -535,18 +838,24 @@ static int do_step(int i) {
     }
     switch (s->op) {
     case OP_MAP: {
-        int flags = MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | (s->a[2] ? MAP_SHARED : MAP_PRIVATE);
+        int file = s->a[4];
+        int flags = MAP_FIXED_NOREPLACE | (s->a[2] ? MAP_SHARED : MAP_PRIVATE) | (file >= 0 ? 0 : MAP_ANONYMOUS);
         int huge = s->a[3] != 0;
         size_t pmd_span = (size_t)PAGE * (size_t)(PAGE / 8);
-        if (huge && (s->a[2] || (uintptr_t)base % pmd_span))
-            die(i, "a huge region must be private and %zu-byte aligned", pmd_span);
-        f0 = minflt();
+        if (huge && (s->a[2] || (uintptr_t)base % pmd_span || file >= 0))
+            die(i, "a huge region must be private, anonymous and %zu-byte aligned", pmd_span);
+        int fd = -1;
+        if (file >= 0) fd = open_file(i, file, s->a[2] ? O_RDWR : O_RDONLY);
+        R[r].shared = s->a[2] != 0;
+        R[r].file = file >= 0;
+        WINDOW_BEGIN();
         /* guard pages: own shmem objects, so they can never merge with the region */
         void *g1 = mmap(base - PAGE, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         void *g2 = mmap(base + len, (size_t)PAGE, PROT_NONE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-        void *p = mmap(base, len, prot_of(s->a[1]), flags, -1, 0);
+        void *p = mmap(base, len, prot_of(s->a[1]), flags, fd, (off_t)s->a[5] * PAGE);
         int adv = p == base ? madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) : 0;
-        f1 = minflt();
+        WINDOW_END();
+        if (fd >= 0) close(fd);
         if (g1 != base - PAGE || g2 != base + len) die(i, "guard mmap failed: %s", strerror(errno));
         if (p != base) die(i, "mmap at %p failed: %s", (void *)base, p == MAP_FAILED ? strerror(errno) : "moved");
         if (adv) die(i, "madvise(%s): %s", huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", strerror(errno));
@@ -555,39 +864,116 @@ static int do_step(int i) {
     }
     case OP_READ:
     case OP_WRITE: {
-        int segv = 0;
+        int sig = 0;
         long sum = 0;
         int have = pfn_ok && read_pfns((uintptr_t)base, count, pfn_before) == 0;
-        long long flt = access_pages(base, count, s->op == OP_WRITE, s->a[3], &segv, &sum);
+        long long flt = access_pages(base, count, s->op == OP_WRITE, s->a[3], &sig, &sum, &step_maj);
         long long copied = -1;
         if (have && read_pfns((uintptr_t)base, count, pfn_after) == 0) copied = count_copied(count);
-        emit_m(i, flt, copied, segv, s->op == OP_READ ? sum : -1);
+        emit_m(i, flt, copied, sig, s->op == OP_READ ? sum : -1);
         break;
     }
     case OP_MPROTECT: {
-        f0 = minflt();
+        WINDOW_BEGIN();
         int rc = mprotect(base, len, prot_of(s->a[3]));
-        f1 = minflt();
+        WINDOW_END();
         if (rc) die(i, "mprotect: %s", strerror(errno));
         emit_m(i, f1 - f0, -1, 0, -1);
         break;
     }
     case OP_MUNMAP: {
-        f0 = minflt();
+        WINDOW_BEGIN();
         int rc = munmap(base, len);
-        f1 = minflt();
+        WINDOW_END();
         if (rc) die(i, "munmap: %s", strerror(errno));
         emit_m(i, f1 - f0, -1, 0, -1);
         break;
     }
     case OP_MADVISE: {
-        static const int adv[] = {MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTNEED};
-        if (s->a[3] < 0 || s->a[3] > 4) die(i, "bad advice %d", s->a[3]);
-        f0 = minflt();
+        static const int adv[] = {MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTNEED,
+                                  MADV_RANDOM, MADV_NORMAL, MADV_SEQUENTIAL};
+        if (s->a[3] < 0 || s->a[3] > 7) die(i, "bad advice %d", s->a[3]);
+        WINDOW_BEGIN();
         int rc = madvise(base, len, adv[s->a[3]]);
-        f1 = minflt();
+        WINDOW_END();
         if (rc) die(i, "madvise: %s", strerror(errno));
         emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_FCREATE: {
+        int f = s->a[0], fill = s->a[2], cached = s->a[3];
+        long pages = s->a[1], last = s->a[4] < 0 ? 0 : s->a[4];
+        if (pages < 1 || pages > MAXFPAGES || last < 0 || last > PAGE || fill < 0 || fill > 2 || cached < 0 ||
+            cached > 2)
+            die(i, "bad fcreate arguments");
+        long size = last ? (pages - 1) * PAGE + last : pages * PAGE;
+        int fd = open_file(i, f, O_RDWR | O_CREAT | O_TRUNC);
+        char *buf = fill == 2 ? fresh_buffer(i, (size_t)size) : NULL;
+        if (buf)
+            for (long k = 0; k < pages; k++)
+                memset(buf + k * PAGE, (int)(k % 255) + 1, (size_t)(k == pages - 1 ? size - k * PAGE : PAGE));
+        WINDOW_BEGIN();
+        if (fill == 0) {
+            if (ftruncate(fd, size)) die(i, "ftruncate: %s", strerror(errno));
+        } else if (fill == 1) {
+            for (long k = 0; k < pages; k++) {
+                memset(iobuf, (int)(k % 255) + 1, (size_t)PAGE);
+                full_pwrite(i, fd, iobuf, (size_t)(k == pages - 1 ? size - k * PAGE : PAGE), (off_t)(k * PAGE));
+            }
+        } else {
+            full_pwrite(i, fd, buf, (size_t)size, 0);
+        }
+        if (cached != 2 && fsync(fd)) die(i, "fsync: %s", strerror(errno));
+        if (cached == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) die(i, "posix_fadvise failed");
+        WINDOW_END();
+        close(fd);
+        if (buf) munmap(buf, (size_t)size);
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_FSYNC:
+    case OP_EVICT: {
+        int fd = open_file(i, s->a[0], O_RDWR);
+        WINDOW_BEGIN();
+        int rc = fsync(fd);
+        if (!rc && s->op == OP_EVICT) rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        WINDOW_END();
+        close(fd);
+        if (rc) die(i, "fsync/fadvise failed");
+        emit_m(i, f1 - f0, -1, 0, -1);
+        break;
+    }
+    case OP_FWRITE:
+    case OP_FREAD: {
+        long fp = s->a[1], n = s->a[2];
+        if (fp < 0 || n <= 0 || fp + n > MAXFPAGES) die(i, "bad file page range");
+        int fd = open_file(i, s->a[0], s->op == OP_FWRITE ? O_RDWR : O_RDONLY);
+        size_t blen = (size_t)n * (size_t)PAGE;
+        char *buf = fresh_buffer(i, blen);
+        if (s->op == OP_FWRITE) memset(buf, s->a[3], blen);
+        ssize_t got = 0;
+        WINDOW_BEGIN();
+        if (s->op == OP_FWRITE) full_pwrite(i, fd, buf, blen, (off_t)(fp * PAGE));
+        else got = pread(fd, buf, blen, (off_t)(fp * PAGE));
+        WINDOW_END();
+        close(fd);
+        long long data = -1;
+        if (s->op == OP_FREAD) {
+            if (got < 0) die(i, "pread: %s", strerror(errno));
+            data = 0;
+            for (ssize_t o = 0; o < got; o += PAGE) data += (unsigned char)buf[o];
+        }
+        munmap(buf, blen);
+        emit_m(i, f1 - f0, -1, 0, data);
+        break;
+    }
+    case OP_FOLIOS: {
+        long c[4];
+        WINDOW_BEGIN();
+        WINDOW_END();
+        emit_m(i, f1 - f0, -1, 0, -1);
+        file_folios(i, s->a[0], 1, c);
+        folios_of = s->a[0];
         break;
     }
     case OP_FORK: {
@@ -603,8 +989,10 @@ static int do_step(int i) {
             if (getppid() != self) _exit(1);
             me = c;
             rewarm(i);
+            set_own_rss();
             emit_m(i, -1, -1, 0, -1);
             measure_regions(i);
+            measure_files(i, -1);
             flush_out();
             send_token(s->proc);
             return 1;
@@ -612,33 +1000,36 @@ static int do_step(int i) {
         pids[c] = pid;
         wait_token(); /* the child has measured itself */
         rewarm(i);
+        set_own_rss();
         emit_m(i, -1, -1, 0, -1);
         measure_regions(i);
+        measure_files(i, -1);
         flush_out();
         return 0;
     }
     case OP_EXIT: {
         int c = s->a[0];
         int status;
-        f0 = minflt();
+        WINDOW_BEGIN();
         send_token(c);
         pid_t w;
         while ((w = waitpid(pids[c], &status, 0)) < 0 && errno == EINTR) {}
-        f1 = minflt();
+        WINDOW_END();
         if (w != pids[c]) die(i, "waitpid: %s", strerror(errno));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(i, "child %d ended with status %#x", c, status);
         emit_m(i, f1 - f0, -1, 0, -1);
         break;
     }
     case OP_MEASURE:
-        f0 = minflt();
-        f1 = minflt();
+        WINDOW_BEGIN();
+        WINDOW_END();
         emit_m(i, f1 - f0, -1, 0, -1);
         break;
     default:
         die(i, "bad op %d", s->op);
     }
     measure_regions(i);
+    measure_files(i, folios_of);
     flush_out();
     return 0;
 }
@@ -696,9 +1087,10 @@ static void parse_input(void) {
                 scen_hi = addr + (unsigned long)(pages + 1) * (unsigned long)PAGE;
             NR++;
         } else if (!strcmp(word, "step")) {
-            int idx, proc, a[4];
+            int idx, proc, a[6] = {0, 0, 0, 0, -1, 0};
             char op[16];
-            if (sscanf(line, "%*s %d %15s %d %d %d %d %d", &idx, op, &proc, &a[0], &a[1], &a[2], &a[3]) != 7 ||
+            if (sscanf(line, "%*s %d %15s %d %d %d %d %d %d %d", &idx, op, &proc, &a[0], &a[1], &a[2], &a[3],
+                       &a[4], &a[5]) < 7 ||
                 idx != NS + 1 || NS >= MAXS || proc < 0 || proc >= NP)
                 die(-1, "bad step line: %s", line);
             int o = -1;
@@ -752,6 +1144,15 @@ static void setup_run(void) {
     if (scratch_priv == MAP_FAILED || scratch_shared == MAP_FAILED || scratch_none == MAP_FAILED)
         die(-1, "scratch mmap: %s", strerror(errno));
     madvise(scratch_priv, SCRATCH_PAGES * (size_t)PAGE, MADV_NOHUGEPAGE);
+    int mfd = (int)syscall(SYS_memfd_create, "cowsim-probe-bus", 1U /* MFD_CLOEXEC */);
+    if (mfd >= 0) {
+        scratch_bus = mmap(NULL, (size_t)PAGE, PROT_READ, MAP_SHARED, mfd, 0);
+        if (scratch_bus == MAP_FAILED) scratch_bus = NULL;
+        close(mfd);
+    }
+    root_pid = getpid();
+    const char *dir = getenv("COWSIM_PROBE_DIR");
+    if (dir && *dir) file_dir = dir;
     long most = 1;
     for (int r = 0; r < NR; r++)
         if (R[r].pages > most) most = R[r].pages;
@@ -793,7 +1194,8 @@ static void setup_run(void) {
         if (pipe2(token[p], O_CLOEXEC)) die(-1, "pipe: %s", strerror(errno));
     out("info pagesize %ld\ninfo pfn_visible %d\ninfo pid %d\n", PAGE, pfn_ok, (int)getpid());
     long missing = rewarm(0);
-    out("info unmapped_own_pages %ld\n", missing);
+    set_own_rss();
+    out("info unmapped_own_pages %ld\ninfo file_dir %s\n", missing, file_dir);
     flush_out();
 }
 
@@ -1005,6 +1407,7 @@ int main(int argc, char **argv) {
         parse_input();
         setup_run();
         run_steps();
+        remove_files();
         out("done\n");
         flush_out();
         return 0;

@@ -14,6 +14,9 @@ taken around each step in the process that performs it, the region's own
 ``/proc/self/smaps`` entries, and frame numbers from ``/proc/self/pagemap``
 (visible to root only; otherwise ``copied`` is not measured).
 
+Scenarios with files get real files in ``$COWSIM_PROBE_DIR`` (default
+/var/tmp), which must be on a disk file system (:func:`files_unavailable_reason`).
+
 Where this cannot work (not Linux, no C compiler, a page size cowsim does
 not model) :func:`unavailable_reason` says why and :func:`run_probe` raises
 :class:`HostUnavailable`.  The scenario protocol (encoding a scenario, decoding
@@ -46,6 +49,10 @@ __all__ = [
     "host_info",
     "host_page_size",
     "fault_around_bytes",
+    "probe_file_dir",
+    "file_system_type",
+    "readahead_kb",
+    "files_unavailable_reason",
 ]
 
 PROBE_SOURCE = Path(__file__).resolve().parent / "probe.c"
@@ -180,6 +187,75 @@ def fault_around_bytes() -> Tuple[int, bool]:
     return 65536, False
 
 
+# ------------------------------------------------------------------------ files
+#: where the probe creates its files unless $COWSIM_PROBE_DIR says otherwise
+DEFAULT_FILE_DIR = "/var/tmp"
+#: file systems whose page cache is not the one cowsim models (no disk: no readahead, no major faults)
+_NOT_DISK = ("tmpfs", "ramfs", "overlay", "squashfs", "proc", "sysfs", "devtmpfs", "fuse", "nfs", "9p", "virtiofs")
+
+
+def probe_file_dir() -> str:
+    """The directory the probe creates its files in (``$COWSIM_PROBE_DIR``, else /var/tmp)."""
+    return os.environ.get("COWSIM_PROBE_DIR") or DEFAULT_FILE_DIR
+
+
+def file_system_type(path: str) -> Optional[str]:
+    """The type of the file system holding ``path`` (from /proc/self/mountinfo), None if unknown."""
+    text = _read("/proc/self/mountinfo")
+    if not text:
+        return None
+    real = os.path.realpath(path)
+    best, fstype = -1, None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5:
+            continue
+        mnt = fields[4].replace("\\040", " ")
+        if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > best:
+            best, fstype = len(mnt), right.split()[0]
+    return fstype
+
+
+def readahead_kb(path: str) -> Optional[int]:
+    """``read_ahead_kb`` of the block device under ``path`` (its bdi), None if unknown."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    majmin = f"{os.major(dev)}:{os.minor(dev)}"
+    for cand in (f"/sys/class/bdi/{majmin}/read_ahead_kb", f"/sys/dev/block/{majmin}/queue/read_ahead_kb",
+                 f"/sys/dev/block/{majmin}/../queue/read_ahead_kb"):
+        text = _read(cand)
+        if text and text.isdigit():
+            return int(text)
+    return None
+
+
+def files_unavailable_reason() -> Optional[str]:
+    """Why the probe cannot run scenarios with files here, or None."""
+    d = probe_file_dir()
+    if not os.path.isdir(d) or not os.access(d, os.W_OK | os.X_OK):
+        return f"the probe's file directory {d} is not a writable directory (set COWSIM_PROBE_DIR)"
+    fs = file_system_type(d)
+    if fs is None or fs in _NOT_DISK:
+        return (f"the probe's file directory {d} is on {fs or 'an unknown file system'}, not a disk file system "
+                "(set COWSIM_PROBE_DIR to a directory on ext4, xfs, btrfs...)")
+    if readahead_kb(d) is None:
+        return f"read_ahead_kb of the device under {d} is not readable"
+    return None
+
+
+def remove_probe_files(pid: int) -> None:
+    """Removes files a probe run (root process ``pid``) left behind (it removes them itself unless killed)."""
+    d = Path(probe_file_dir())
+    for f in d.glob(f"cowsim-probe-{pid}-f*"):
+        try:
+            f.unlink()
+        except OSError:
+            pass
+
+
 def host_info() -> Dict[str, str]:
     """Facts about the host that matter for the comparison and for calibration."""
     info = {
@@ -272,6 +348,7 @@ def run_probe(args: List[str], stdin: str, timeout: float) -> str:
     # its reserved memory collides with the probe's fixed-address mappings.
     env.pop("LD_PRELOAD", None)
     env.update(_PROBE_ENV)
+    env["COWSIM_PROBE_DIR"] = probe_file_dir()
     proc = subprocess.Popen(
         [str(exe)] + args,
         stdin=subprocess.PIPE,
@@ -289,7 +366,9 @@ def run_probe(args: List[str], stdin: str, timeout: float) -> str:
         except ProcessLookupError:
             pass
         proc.communicate()
+        remove_probe_files(proc.pid)
         raise HostProbeError(f"the kernel probe timed out after {timeout:g} s") from None
+    remove_probe_files(proc.pid)
     errors = [line.split(" ", 2) for line in out.splitlines() if line.startswith("error ")]
     if errors:
         _, step, msg = (errors[0] + ["", ""])[:3]

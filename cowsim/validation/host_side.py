@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 from ..host import probe as _probe
+from .file_steps import FILE_METRICS, FILE_PROCESS_METRICS, FOLIO_METRICS
 from .scenario import PROCESS_METRICS, REGION_METRICS, Measurements, Scenario
 
 __all__ = ["HostRun", "run_scenario"]
 
 _OPS_ARGS = {"none": 0, "r": 1, "rw": 3}
-_ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4}
+_ADVICE = {"dontfork": 0, "dofork": 1, "wipeonfork": 2, "keeponfork": 3, "dontneed": 4, "random": 5, "normal": 6}
+_FILLS = {"none": 0, "pages": 1, "one-write": 2}
+_CACHED = {"no": 0, "yes": 1, "dirty": 2}
 
 
 @dataclass
@@ -38,6 +41,7 @@ class HostRun:
 def _encode(scenario: Scenario, page_size: int) -> str:
     procs = {p: i for i, p in enumerate(scenario.procs)}
     regions = {r: i for i, r in enumerate(scenario.regions)}
+    files = {f: i for i, f in enumerate(scenario.files)}
     layout = scenario.layout(page_size)
     lines = ["cowsim-probe 1", f"procs {len(procs)}"]
     for name, spec in scenario.regions.items():
@@ -47,6 +51,14 @@ def _encode(scenario: Scenario, page_size: int) -> str:
         proc = procs[s.proc]
         if s.op == "map":
             a = [regions[s.region or ""], _OPS_ARGS[s.prot or "rw"], int(s.shared), int(s.huge)]
+            if s.file:
+                a += [files[s.file], s.offset]
+        elif s.op == "file":
+            a = [files[s.file or ""], s.pages, _FILLS[s.fill], _CACHED[s.cached], s.last_bytes]
+        elif s.op in ("fsync", "evict", "folios"):
+            a = [files[s.file or ""], 0, 0, 0]
+        elif s.op in ("fwrite", "fread"):
+            a = [files[s.file or ""], s.first, s.count, s.value if s.op == "fwrite" else 0]
         elif s.op in ("read", "write", "mprotect", "munmap", "madvise"):
             a = [regions[s.region or ""], s.first, s.count, 0]
             if s.op == "write":
@@ -61,7 +73,8 @@ def _encode(scenario: Scenario, page_size: int) -> str:
             # the parent performs the step (reaps and measures); a0 is the exiting process
             a = [procs[s.proc], 0, 0, 0]
             proc = procs[scenario.parents[s.proc]]
-        lines.append(f"step {s.number} {s.op} {proc} {a[0]} {a[1]} {a[2]} {a[3]}")
+        op = "fcreate" if s.op == "file" else s.op
+        lines.append(f"step {s.number} {op} {proc} " + " ".join(str(x) for x in a))
     lines.append("end")
     return "\n".join(lines) + "\n"
 
@@ -69,6 +82,7 @@ def _encode(scenario: Scenario, page_size: int) -> str:
 def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str], List[str]]:
     procs = list(scenario.procs)
     regions = list(scenario.regions)
+    files = list(scenario.files)
     raw: Dict[Tuple[int, str, str, str], int] = {}
     info: Dict[str, str] = {}
     warnings: List[str] = []
@@ -84,13 +98,19 @@ def _decode(scenario: Scenario, out: str) -> Tuple[Measurements, Dict[str, str],
             step, proc = int(parts[1]), procs[int(parts[2])]
             kv = dict(zip(parts[3::2], map(int, parts[4::2])))
             kv["data_sum"] = kv.pop("data", -1)
-            for metric in PROCESS_METRICS:
+            for metric in PROCESS_METRICS + FILE_PROCESS_METRICS:
                 raw[(step, proc, "", metric)] = kv.get(metric, -1)
         elif parts[0] == "r":
             step, proc, region = int(parts[1]), procs[int(parts[2])], regions[int(parts[3])]
             kv = dict(zip(parts[4::2], map(int, parts[5::2])))
-            for metric in REGION_METRICS:
+            for metric in REGION_METRICS + ("Pss_File",):
                 raw[(step, proc, region, metric)] = kv.get(metric, -1)
+        elif parts[0] == "f":
+            step, proc, name = int(parts[1]), procs[int(parts[2])], files[int(parts[3])]
+            kv = dict(zip(parts[4::2], map(int, parts[5::2])))
+            for metric in FILE_METRICS + FOLIO_METRICS:
+                if metric in kv:
+                    raw[(step, proc, name, metric)] = kv[metric]
     measurements: Measurements = {}
     for s in scenario.reported_steps():
         for key in scenario.keys(s):
@@ -111,12 +131,19 @@ def run_scenario(scenario: Scenario, timeout: float = 60.0) -> HostRun:
     page_size = _probe.host_page_size() if _probe.unavailable_reason() is None else 0
     if not page_size:
         raise _probe.HostUnavailable(_probe.unavailable_reason() or "unknown")
+    if scenario.uses_files and _probe.files_unavailable_reason():
+        raise _probe.HostUnavailable(_probe.files_unavailable_reason() or "unknown")
     out = _probe.run_probe(["run"], _encode(scenario, page_size), timeout)
     measurements, probe_info, warnings = _decode(scenario, out)
     info = _probe.host_info()
     info["pfn_visible"] = probe_info.get("pfn_visible", "0")
     # pages of the probe's own mappings left unmapped before the first step ("0": none can fault in a step)
     info["unmapped_own_pages"] = probe_info.get("unmapped_own_pages", "?")
+    if scenario.uses_files:
+        info["probe_pid"] = probe_info.get("pid", "?")  # its files were cowsim-probe-<pid>-f*
+        info["file_dir"] = _probe.probe_file_dir()
+        info["file_fs"] = _probe.file_system_type(info["file_dir"]) or "?"
+        info["readahead_kb"] = str(_probe.readahead_kb(info["file_dir"]))
     warnings = _probe.host_warnings(info) + warnings
     if info["pfn_visible"] != "1":
         warnings.append("page frame numbers are not visible (/proc/self/pagemap needs CAP_SYS_ADMIN): "

@@ -22,6 +22,11 @@ _REGION_COLS = (
     ("Anonymous", "Anon"),
     ("AnonHugePages", "AnHuge"),
 )
+# shown only when some row has them (scenarios with files)
+_FILE_PROC_COLS = (("majflt", "maj"), ("sigbus", "bus"), ("RssFile", "RsFile"), ("RssAnon", "RsAnon"),
+                   ("RssShmem", "RsShm"))
+_FILE_REGION_COLS = (("Pss_File", "PssFile"), ("size", "size"), ("cached", "cached"), ("folios", "folios"),
+                     ("dirty", "dirty"), ("large", "large"))
 
 
 def _cell(r: Optional[Row]) -> str:
@@ -48,6 +53,8 @@ def format_table(res: "ValidationResult", all_regions: bool = False) -> str:
         lines.append(
             f"kernel: Linux {info.get('release', '?')} {info.get('machine', '')}, {info.get('cpu', '?')}, "
             f"page size {info.get('page_size', '?')}, fault_around {info.get('fault_around_bytes', '?')}"
+            + (f", files in {info['file_dir']} ({info.get('file_fs', '?')}, read_ahead_kb "
+               f"{info.get('readahead_kb', '?')})" if "file_dir" in info else "")
         )
     else:
         lines.append(f"kernel: not run ({res.kernel_skipped or 'disabled'}); cowsim against the predictions only")
@@ -55,7 +62,10 @@ def format_table(res: "ValidationResult", all_regions: bool = False) -> str:
     lines.append("cells: v = kernel and cowsim agree; v* = and equal the stated prediction; "
                  "K|S = kernel|cowsim differ; v(eN) = prediction N missed; . = not measured; "
                  "K~a/b|S = kernel runs disagreed (noise)")
-    headers = ["#", "step", "proc", *[h for _, h in _PROC_COLS], "region", *[h for _, h in _REGION_COLS], "ok"]
+    present = {r.metric for r in res.rows}
+    proc_cols = _PROC_COLS + tuple(c for c in _FILE_PROC_COLS if c[0] in present)
+    region_cols = _REGION_COLS + tuple(c for c in _FILE_REGION_COLS if c[0] in present)
+    headers = ["#", "step", "proc", *[h for _, h in proc_cols], "region", *[h for _, h in region_cols], "ok"]
     body: List[List[str]] = []
     seps: List[int] = []
     by_scenario: Dict[str, List[Row]] = {}
@@ -96,15 +106,15 @@ def format_table(res: "ValidationResult", all_regions: bool = False) -> str:
                 ok = "FAIL" if any(x.match is False for x in group_rows) else (
                     "ok" if any(x.match for x in group_rows) else "-")
                 line = [str(step) if first else "", grp[0].action if first else "", proc if first else ""]
-                line += [(_cell(proc_rows.get(m)) if first else "") for m, _ in _PROC_COLS]
-                line += [region] + [_cell(cells.get(m)) for m, _ in _REGION_COLS] + [ok]
+                line += [(_cell(proc_rows.get(m)) if first else "") for m, _ in proc_cols]
+                line += [region] + [_cell(cells.get(m)) for m, _ in region_cols] + [ok]
                 body.append(line)
                 first = False
     widths = [len(h) for h in headers]
     for line in body:
         if len(line) == len(headers):
             widths = [max(w, len(c)) for w, c in zip(widths, line)]
-    left = {1, 2, 7}
+    left = {1, 2, 3 + len(proc_cols)}
 
     def fmt(line: List[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()

@@ -41,14 +41,16 @@ import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, cast
 
 from .. import Advice, Prot
+from .. import errors as _errors
 from ..errors import InvalidArgument, SegmentationFault
 from ..host import probe as _probe
 from . import host_side
 from ..machine import Machine
 from ..process import Process
 from .compare import ValidationResult, _compare, _kernel_disagrees, settle_kernel_runs
+from .file_steps import fill_byte
 from .scenario import REGION_METRICS, Measurements, Scenario, Step
-from .suite import builtin_suite
+from .suite import DEFAULT_READAHEAD_KB, builtin_suite, default_readahead_kb
 
 __all__ = [
     "simulate",
@@ -67,81 +69,165 @@ KERNEL_RERUNS = 3
 Perturb = Callable[[Scenario, Measurements], Optional[Measurements]]
 
 
+
 # ----------------------------------------------------------------------- cowsim side
 def _machine_memory(scenario: Scenario, page_size: int) -> int:
     frames = scenario.total_pages() * len(scenario.procs) + 64 * len(scenario.procs) * (len(scenario.regions) + 4)
-    frames += 1024
+    frames += 1024 + 2 * sum(f.pages for f in scenario.files.values())  # the page cache
     mib = 1 << 20
     return max(64 * mib, (frames * page_size + mib - 1) // mib * mib)
 
 
-def _region_smaps(p: Process, start: int, end: int) -> Dict[str, int]:
-    out = dict.fromkeys(REGION_METRICS, 0)
+def _region_smaps(p: Process, start: int, end: int, metrics: Iterable[str] = REGION_METRICS) -> Dict[str, int]:
+    out = dict.fromkeys(metrics, 0)
     for reg in p.regions:
         if reg.start < end and reg.end > start:
             out["mapped"] = 1
             sm = p.smaps(reg.start)
-            for name in REGION_METRICS[1:]:
-                out[name] += sm[name]
+            for name in out:
+                if name != "mapped":
+                    out[name] += sm[name]
     return out
 
 
 def simulate(
-    scenario: Scenario, *, page_size: int = 4096, fault_around: int = 65536
+    scenario: Scenario,
+    *,
+    page_size: int = 4096,
+    fault_around: int = 65536,
+    readahead_kb: Optional[int] = None,
 ) -> Measurements:
     """Runs a scenario in cowsim and measures exactly what the kernel probe measures.
 
     Args:
         scenario: the scenario.
         page_size: the simulated page size (the host's, to compare with the kernel).
-        fault_around: cowsim's shmem fault-around window in bytes (0 disables it).
+        fault_around: cowsim's fault-around window in bytes (0 disables it).
+        readahead_kb: the readahead window of a scenario with files (the host's
+            ``read_ahead_kb``; None: ``DEFAULT_READAHEAD_KB``).
 
     Returns:
         Values by ``(step, proc, region, metric)`` for every reported step.
+
+    Raises:
+        InvalidArgument: a scenario with files on a core without them.
     """
     layout = scenario.layout(page_size)
     out: Measurements = {}
+    kwargs: Dict[str, Any] = {}
+    if scenario.uses_files and not hasattr(Machine, "file"):
+        raise InvalidArgument(f"scenario {scenario.name!r} uses files, which this cowsim core does not simulate")
+    if scenario.uses_files:
+        kwargs["readahead_kb"] = DEFAULT_READAHEAD_KB if readahead_kb is None else readahead_kb
+    files_on = scenario.uses_files
     with Machine(
-        memory=_machine_memory(scenario, page_size), page_size=page_size, store_data=True, fault_around=fault_around
+        memory=_machine_memory(scenario, page_size), page_size=page_size, store_data=True, fault_around=fault_around,
+        **kwargs,
     ) as m:
         procs: Dict[str, Process] = {scenario.root: m.spawn()}
+        files: Dict[str, Any] = {}
         for step in scenario.steps:
-            values = _sim_step(scenario, step, procs, layout, page_size)
+            if step.op in ("file", "fsync", "evict", "fwrite", "fread", "folios"):
+                values = _sim_file_step(m, step, procs[step.proc], files, page_size)
+            else:
+                values = _sim_step(scenario, step, procs, layout, page_size, files)
             if step.implicit:
                 continue
             for proc in scenario.measured_procs(step):
                 p = procs[proc]
-                for metric in scenario.process_metrics(step):
-                    out[(step.number, proc, "", metric)] = values.get(metric)
+                status = p.status().as_dict() if files_on else {}
+                for metric in scenario.process_metrics(step, files_on):
+                    out[(step.number, proc, "", metric)] = status[metric] if metric in status else values.get(metric)
                 for region, spec in scenario.regions.items():
                     start = layout[region]
-                    sm = _region_smaps(p, start, start + spec.pages * page_size)
-                    for metric in REGION_METRICS:
+                    sm = _region_smaps(p, start, start + spec.pages * page_size, scenario.region_metrics())
+                    for metric in scenario.region_metrics():
                         out[(step.number, proc, region, metric)] = sm[metric]
+                for name in scenario.files:
+                    for metric in scenario.file_metrics(step, name):
+                        out[(step.number, proc, name, metric)] = _file_metric(files[name], metric)
         m.check()
     return out
 
 
+def _file_metric(f: Any, metric: str) -> int:
+    """A file's measured value: its size, cached pages, or (``folios`` steps) its folios."""
+    if metric == "size":
+        return int(f.size)
+    if metric == "cached":
+        return int(f.stats().cached)
+    folios = f.folios()  # (first_page, npages, dirty)
+    if metric == "folios":
+        return len(folios)
+    if metric == "dirty":
+        return sum(n for _, n, dirty in folios if dirty)
+    return sum(n for _, n, _ in folios if n > 1)  # "large"
+
+
+def _sim_file_step(m: Machine, step: Step, p: Process, files: Dict[str, Any], ps: int) -> Dict[str, Optional[int]]:
+    """A file step in cowsim (the file API of the file-backed core)."""
+    stats = p.stats
+    f0, m0 = stats.minflt, getattr(stats, "majflt", 0)
+    data_sum: Optional[int] = None
+    name = step.file or ""
+    if step.op == "file":
+        if step.fill == "none":
+            f = m.file(step.pages * ps if not step.last_bytes else (step.pages - 1) * ps + step.last_bytes,  # type: ignore[attr-defined,unused-ignore]
+                       name=name)
+        else:
+            f = m.file(0, name=name)  # type: ignore[attr-defined,unused-ignore]
+            size = (step.pages - 1) * ps + step.last_bytes if step.last_bytes else step.pages * ps
+            chunks = [bytes([fill_byte(k)]) * min(ps, size - k * ps) for k in range(step.pages)]
+            if step.fill == "pages":
+                for k, chunk in enumerate(chunks):
+                    f.write(k * ps, chunk)
+            else:
+                f.write(0, b"".join(chunks))
+        if step.cached != "dirty":
+            f.sync()
+        if step.cached == "no":
+            f.evict()
+        files[name] = f
+    elif step.op == "fsync":
+        files[name].sync()
+    elif step.op == "evict":
+        files[name].evict()
+    elif step.op == "fwrite":
+        files[name].write(step.first * ps, bytes([step.value]) * (step.count * ps))
+    elif step.op == "fread":
+        data = files[name].read(step.first * ps, step.count * ps)
+        data_sum = sum(data[o] for o in range(0, len(data), ps))
+    stats = p.stats
+    return {"minflt": stats.minflt - f0, "majflt": getattr(stats, "majflt", 0) - m0, "data_sum": data_sum}
+
+
 def _sim_step(
-    scenario: Scenario, step: Step, procs: Dict[str, Process], layout: Dict[str, int], ps: int
+    scenario: Scenario, step: Step, procs: Dict[str, Process], layout: Dict[str, int], ps: int,
+    files: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Optional[int]]:
     op = step.op
     if op == "exit":
         procs[step.proc].exit()
-        return {"minflt": 0}
+        return {"minflt": 0, "majflt": 0}
     p = procs[step.proc]
     f0 = p.stats.minflt
+    m0 = getattr(p.stats, "majflt", 0)
     if op == "fork":
         procs[step.child or ""] = p.fork()
         return {}
     if op == "measure":
-        return {"minflt": 0}
+        return {"minflt": 0, "majflt": 0}
     assert step.region is not None
     base = layout[step.region] + step.first * ps
     length = step.count * ps
     if op == "map":
         spec = scenario.regions[step.region]
-        p.mmap(spec.pages * ps, prot=cast(Prot, spec.prot), shared=spec.shared, addr=base, huge=spec.huge)
+        if spec.file:
+            assert files is not None
+            p.mmap(spec.pages * ps, prot=cast(Prot, spec.prot), shared=spec.shared, addr=base,  # type: ignore[call-arg,unused-ignore]
+                   file=files[spec.file], offset=spec.offset * ps)
+        else:
+            p.mmap(spec.pages * ps, prot=cast(Prot, spec.prot), shared=spec.shared, addr=base, huge=spec.huge)
     elif op == "mprotect":
         p.mprotect(base, length, cast(Prot, step.prot or "rw"))
     elif op == "munmap":
@@ -151,8 +237,9 @@ def _sim_step(
     else:  # read / write, one byte at the start of each page, stopping at a segfault
         addrs = [base + k * ps for k in range(step.count)]
         before = [p.translate(a) for a in addrs]
-        segv, total = 0, 0
+        segv, sigbus, total = 0, 0, 0
         data = bytes([step.value])
+        bus_error = getattr(_errors, "BusError", None)  # the file-backed core's SIGBUS
         for a in addrs:
             try:
                 if op == "write":
@@ -162,16 +249,22 @@ def _sim_step(
             except SegmentationFault:
                 segv = 1
                 break
+            except Exception as exc:
+                if bus_error is None or not isinstance(exc, bus_error):
+                    raise
+                sigbus = 1
+                break
         copied = 0
         for a, b in zip(addrs, before):
             after = p.translate(a)
             if b is not None and b.frame != 0 and after is not None and after.frame != b.frame:
                 copied += 1
-        values: Dict[str, Optional[int]] = {"minflt": p.stats.minflt - f0, "copied": copied, "segv": segv}
+        values: Dict[str, Optional[int]] = {"minflt": p.stats.minflt - f0, "copied": copied, "segv": segv,
+                                            "sigbus": sigbus, "majflt": getattr(p.stats, "majflt", 0) - m0}
         if op == "read":
             values["data_sum"] = total
         return values
-    return {"minflt": p.stats.minflt - f0}
+    return {"minflt": p.stats.minflt - f0, "majflt": getattr(p.stats, "majflt", 0) - m0}
 
 
 # ------------------------------------------------------------------- THP, kernel side
@@ -324,6 +417,8 @@ def run_scenario(
         reason = _probe.unavailable_reason()
         if reason is None:
             skipped = thp_skip_reason(scenario)
+            if skipped is None and scenario.uses_files:
+                skipped = _probe.files_unavailable_reason()
             if skipped is None:
                 run = kernel_run(scenario, timeout=timeout)
         elif kernel is True:
@@ -336,7 +431,7 @@ def run_scenario(
         page_size = 4096
     if fault_around is None:
         fault_around = _probe.fault_around_bytes()[0] if (run or skipped) else 65536
-    sim = simulate(scenario, page_size=page_size, fault_around=fault_around)
+    sim = simulate(scenario, page_size=page_size, fault_around=fault_around, readahead_kb=_readahead(run))
     if perturb is not None:
         changed = perturb(scenario, sim)
         if changed is not None:
@@ -365,13 +460,21 @@ def run_scenario(
     return ValidationResult(
         rows=rows,
         kernel_info=info,
-        simulator={"page_size": page_size, "fault_around": fault_around, "fault_tolerance": fault_tolerance},
+        simulator={"page_size": page_size, "fault_around": fault_around, "fault_tolerance": fault_tolerance,
+                   **({"readahead_kb": _readahead(run) or DEFAULT_READAHEAD_KB} if scenario.uses_files else {})},
         warnings=warnings,
         kernel_skipped=None if (run or skipped) else (reason or "kernel=False"),
         descriptions={scenario.name: scenario.description},
         skipped={scenario.name: skipped} if skipped else {},
         kernel_runs={scenario.name: len(runs)} if runs else {},
     )
+
+
+def _readahead(run: Optional[host_side.HostRun]) -> Optional[int]:
+    """The readahead window cowsim uses: the kernel run's, else the host's, else None (the default)."""
+    if run is not None and str(run.info.get("readahead_kb", "")).isdigit():
+        return int(run.info["readahead_kb"])
+    return default_readahead_kb()
 
 
 def run_suite(
@@ -405,4 +508,5 @@ def host_suite(names: Optional[Iterable[str]] = None) -> List[Scenario]:
     reason = _probe.unavailable_reason()
     page_size = _probe.host_page_size() if reason is None else 4096
     fault_around = _probe.fault_around_bytes()[0] if reason is None else 65536
-    return builtin_suite(list(names) if names else None, page_size=page_size, fault_around=fault_around)
+    return builtin_suite(list(names) if names else None, page_size=page_size, fault_around=fault_around,
+                         readahead_kb=default_readahead_kb())

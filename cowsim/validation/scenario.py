@@ -41,6 +41,10 @@ exit        ``proc`` (not the root); its parent reaps it and is measured
 measure     nothing: just measures ``proc``
 ==========  ==================================================================
 
+Files (``file``, ``fsync``, ``evict``, ``fwrite``, ``fread``, ``folios``, and
+``map`` with ``file``/``offset``, ``madvise`` "random"/"normal") and their
+metrics are described in :mod:`cowsim.validation.file_steps`.
+
 Every step may carry ``note`` (a string shown in tables) and ``expect``: a
 table of predicted values, keyed ``"[proc:]metric"`` for process metrics or
 ``"[proc:]region.Field"`` for region metrics (``proc`` defaults to the
@@ -78,6 +82,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import InvalidArgument
+from . import file_steps as _fs
+from .file_steps import FileSpec
 
 __all__ = [
     "OPS",
@@ -94,9 +100,9 @@ __all__ = [
     "HUGE_PAGES",
 ]
 
-OPS = ("map", "read", "write", "mprotect", "munmap", "madvise", "fork", "exit", "measure")
+OPS = ("map", "read", "write", "mprotect", "munmap", "madvise", "fork", "exit", "measure") + _fs.FILE_OPS
 PROTS = ("none", "r", "rw")
-ADVICE = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")
+ADVICE = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "random", "normal")
 PROCESS_METRICS = ("minflt", "copied", "segv", "data_sum")
 REGION_METRICS = (
     "mapped",
@@ -132,12 +138,13 @@ _RANGE_OPS = ("read", "write", "mprotect", "munmap", "madvise")
 _COMMON = {"op", "proc", "expect", "note"}
 _FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     # op: (required, optional)
-    "map": (("region", "pages"), ("shared", "prot", "huge")),
+    "map": (("region", "pages"), ("shared", "prot", "huge", "file", "offset")),
     "read": (("region",), ("first", "count")),
     "write": (("region",), ("first", "count", "value")),
     "mprotect": (("region", "prot"), ("first", "count")),
     "munmap": (("region",), ("first", "count")),
     "madvise": (("region", "advice"), ("first", "count")),
+    **_fs.FIELDS,
     "fork": (("child",), ()),
     "exit": (("proc",), ()),
     "measure": ((), ()),
@@ -156,6 +163,8 @@ class RegionSpec:
     proc: str
     step: int
     huge: bool = False
+    file: Optional[str] = None
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,13 +187,22 @@ class Step:
     note: str = ""
     expect: Dict[Tuple[str, str, str], int] = field(default_factory=dict)
     implicit: bool = False
+    file: Optional[str] = None
+    offset: int = 0
+    fill: str = ""
+    cached: str = ""
+    last_bytes: int = 0
 
     def describe(self) -> str:
         """A short human description, e.g. ``"write a[0:16]=7"``."""
         rng = f"{self.region}[{self.first}:{self.first + self.count}]"
         if self.op == "map":
             kind = "shared" if self.shared else "private huge" if self.huge else "private"
+            if self.file:
+                kind += f" of {self.file}" + (f"@{self.offset}" if self.offset else "")
             return f"map {self.region} ({self.pages} pages, {self.prot} {kind})"
+        if self.op in _fs.FILE_OPS:
+            return _fs.describe(self)
         if self.op == "read":
             return f"read {rng}"
         if self.op == "write":
@@ -247,6 +265,7 @@ class Scenario:
         procs: Sequence[str],
         parents: Mapping[str, str],
         source: Optional[Dict[str, Any]] = None,
+        files: Optional[Mapping[str, FileSpec]] = None,
     ) -> None:
         self.name = name
         self.description = description
@@ -255,6 +274,7 @@ class Scenario:
         self.regions: Dict[str, RegionSpec] = dict(regions)
         self.procs: Tuple[str, ...] = tuple(procs)
         self.parents: Dict[str, str] = dict(parents)
+        self.files: Dict[str, FileSpec] = dict(files or {})
         self._source = source or {}
 
     def __repr__(self) -> str:
@@ -276,23 +296,47 @@ class Scenario:
         return (step.proc,)
 
     @staticmethod
-    def process_metrics(step: Step) -> Tuple[str, ...]:
-        """The process metrics measured after a step of this kind."""
+    def process_metrics(step: Step, files: bool = False) -> Tuple[str, ...]:
+        """The process metrics measured after a step of this kind (``files``: in a
+        scenario with files, which adds ``majflt``, ``sigbus`` and the status counters)."""
         if step.op == "read":
-            return ("minflt", "copied", "segv", "data_sum")
-        if step.op == "write":
-            return ("minflt", "copied", "segv")
-        if step.op == "fork":
+            out: Tuple[str, ...] = ("minflt", "copied", "segv", "data_sum")
+        elif step.op == "write":
+            out = ("minflt", "copied", "segv")
+        elif step.op == "fork":
+            out = ()
+        elif step.op == "fread":
+            out = ("minflt", "data_sum")
+        else:
+            out = ("minflt",)
+        if not files:
+            return out
+        extra: Tuple[str, ...] = ("majflt",) if "minflt" in out else ()
+        if step.op in ("read", "write"):
+            extra += ("sigbus",)
+        return out + extra + _fs.STATUS_METRICS
+
+    def region_metrics(self) -> Tuple[str, ...]:
+        """The region metrics (``Pss_File`` too in a scenario with files)."""
+        return REGION_METRICS + (("Pss_File",) if self.files else ())
+
+    def file_metrics(self, step: Step, name: str) -> Tuple[str, ...]:
+        """The metrics of file ``name`` after ``step`` (none before its creation)."""
+        spec = self.files[name]
+        if step.number < spec.step:
             return ()
-        return ("minflt",)
+        return _fs.FILE_METRICS + (_fs.FOLIO_METRICS if step.op == "folios" and step.file == name else ())
 
     def keys(self, step: Step) -> List[Key]:
         """Every measurement key of a step, in table order."""
         out: List[Key] = []
+        files = bool(self.files)
         for proc in self.measured_procs(step):
-            out.extend((step.number, proc, "", m) for m in self.process_metrics(step))
+            out.extend((step.number, proc, "", m) for m in self.process_metrics(step, files))
             for region in self.regions:
-                out.extend((step.number, proc, region, m) for m in REGION_METRICS)
+                out.extend((step.number, proc, region, m) for m in self.region_metrics())
+            for name in self.files:
+                out.extend((step.number, proc, name, m) for m in self.file_metrics(step, name))
         return out
 
     def layout(self, page_size: int = 4096) -> Dict[str, int]:
@@ -317,6 +361,11 @@ class Scenario:
             end = addr + (spec.pages + 1) * page_size
             addr = (end + span - 1) // span * span + span
         return out
+
+    @property
+    def uses_files(self) -> bool:
+        """True when the scenario creates files."""
+        return bool(self.files)
 
     @property
     def uses_thp(self) -> bool:
@@ -367,7 +416,7 @@ class Scenario:
             source_dict["description"] = description
         if root != "parent":
             source_dict["root"] = root
-        return cls(name, description, root, b.steps, b.regions, b.procs, b.parents, source_dict)
+        return cls(name, description, root, b.steps, b.regions, b.procs, b.parents, source_dict, b.files)
 
 
 class _Builder:
@@ -383,6 +432,7 @@ class _Builder:
         self.alive: List[str] = [root]
         # proc -> region -> per-page flags (_MAPPED, _DONTFORK)
         self.pages: Dict[str, Dict[str, bytearray]] = {root: {}}
+        self.files: Dict[str, FileSpec] = {}
 
     def add(self, i: int, raw: Any) -> None:
         if not isinstance(raw, dict):
@@ -414,6 +464,8 @@ class _Builder:
             self._range(where, raw, kw)
         elif op == "fork":
             self._fork(where, raw, kw)
+        elif op in _fs.FILE_OPS:
+            _fs.add_file_step(self, where, raw, kw)
         elif op == "exit":
             if proc == self.root:
                 raise _err(where, f"field 'proc': the root process {proc!r} cannot exit (it ends the scenario)")
@@ -455,7 +507,11 @@ class _Builder:
         if huge and shared:
             raise _err(where, "field 'huge': transparent huge pages are for private regions only, "
                        f"region {region!r} is shared")
-        self.regions[region] = RegionSpec(region, pages, shared, prot, kw["proc"], kw["number"], huge)
+        if region in self.files:
+            raise _err(where, f"field 'region': the name {region!r} is already used by a file")
+        _fs.map_file_fields(self, where, raw, kw)
+        self.regions[region] = RegionSpec(region, pages, shared, prot, kw["proc"], kw["number"], huge,
+                                          kw.get("file"), kw.get("offset", 0))
         self.pages[kw["proc"]][region] = bytearray([_MAPPED]) * pages
         kw.update(region=region, pages=pages, shared=shared, prot=prot, count=pages, huge=huge)
 
@@ -525,14 +581,16 @@ class _Builder:
                            f"(measured: {', '.join(measured)})")
             region, dot, metric = rest.rpartition(".")
             if dot:
-                if region not in self.regions:
+                if region in self.files:
+                    _fs.check_file_metric(where, key, step, metric)
+                elif region not in self.regions:
                     raise _err(where, f"field 'expect': key {key!r}: unknown region {region!r}")
-                if metric not in REGION_METRICS:
+                elif metric not in REGION_METRICS + (("Pss_File",) if self.files else ()):
                     raise _err(where, f"field 'expect': key {key!r}: unknown region metric {metric!r}; "
                                f"expected one of {', '.join(REGION_METRICS)}")
             else:
-                if metric not in Scenario.process_metrics(step):
-                    allowed = ", ".join(Scenario.process_metrics(step)) or "none"
+                if metric not in Scenario.process_metrics(step, bool(self.files)):
+                    allowed = ", ".join(Scenario.process_metrics(step, bool(self.files))) or "none"
                     raise _err(where, f"field 'expect': key {key!r}: metric {metric!r} is not measured "
                                f"for {step.op} (measured: {allowed}; region metrics are 'region.Field')")
             out[(proc, region, metric)] = _int(where, f"expect.{key}", value, 0, 2**62)

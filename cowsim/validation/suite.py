@@ -49,6 +49,9 @@ thp_partial_munmap          munmap of one page splits the huge mapping
                             their write bit
 ==========================  ==================================================
 
+The ``file_*`` scenarios (:mod:`cowsim.validation.file_suite`) use files; they are part of
+the suite when the core has files (``Machine.file``).
+
 The ``thp_*`` scenarios map ``huge`` regions and are stated for 4 KiB pages
 whatever ``page_size`` says (THP is modelled there only); on other hosts their
 kernel side is skipped (``cowsim.validation.thp_skip_reason``).
@@ -61,13 +64,37 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import InvalidArgument
+from ..host import probe as _probe
+from ..machine import Machine
+from .file_suite import file_dicts
 from .scenario import HUGE_PAGES, Scenario
 
 __all__ = ["builtin_suite", "suite_dicts", "SUITE_NAMES"]
 
 
-def suite_dicts(page_size: int = 4096, fault_around: int = 65536) -> List[Dict[str, Any]]:
-    """The built-in scenarios as plain dicts (the JSON/TOML form)."""
+#: the kernel's default read_ahead_kb (VM_READAHEAD_PAGES)
+DEFAULT_READAHEAD_KB = 128
+
+
+def default_readahead_kb() -> int:
+    """The readahead window file scenarios use when none is given: the host's ``read_ahead_kb``
+    of the device under the probe's file directory where the kernel side can run files, else
+    the kernel's default (128)."""
+    if _probe.unavailable_reason() is None and _probe.files_unavailable_reason() is None:
+        return _probe.readahead_kb(_probe.probe_file_dir()) or DEFAULT_READAHEAD_KB
+    return DEFAULT_READAHEAD_KB
+
+
+def files_supported() -> bool:
+    """True when the core simulates files (``Machine.file``): the file scenarios join the suite."""
+    return hasattr(Machine, "file")
+
+
+def suite_dicts(
+    page_size: int = 4096, fault_around: int = 65536, readahead_kb: int = 128, files: Optional[bool] = None
+) -> List[Dict[str, Any]]:
+    """The built-in scenarios as plain dicts (the JSON/TOML form); ``files``: with the
+    file scenarios (None: when the core has files)."""
     ps = page_size
 
     def kb(pages: int) -> int:
@@ -104,7 +131,9 @@ def suite_dicts(page_size: int = 4096, fault_around: int = 65536) -> List[Dict[s
             mapped.update(range(i - t + lo, i - t + hi))
         return faults
 
-    return [*_classic(ps, kb, pss_kb, around), *thp_dicts()]
+    with_files = files_supported() if files is None else files
+    extra = file_dicts(ps, fault_around, readahead_kb) if with_files else []
+    return [*_classic(ps, kb, pss_kb, around), *thp_dicts(), *extra]
 
 
 def _classic(ps: int, kb: Any, pss_kb: Any, around: Any) -> List[Dict[str, Any]]:
@@ -507,7 +536,11 @@ SUITE_NAMES = tuple(d["name"] for d in suite_dicts())
 
 
 def builtin_suite(
-    names: Optional[Sequence[str]] = None, page_size: int = 4096, fault_around: int = 65536
+    names: Optional[Sequence[str]] = None,
+    page_size: int = 4096,
+    fault_around: int = 65536,
+    readahead_kb: Optional[int] = None,
+    files: Optional[bool] = None,
 ) -> List[Scenario]:
     """The built-in scenarios (all, or those named), validated.
 
@@ -515,11 +548,15 @@ def builtin_suite(
         names: scenario names to keep, in suite order; None for all.
         page_size: the page size the expectations are computed for.
         fault_around: the kernel's fault-around window in bytes.
+        readahead_kb: the readahead window the file scenarios' expectations use (None:
+            :func:`default_readahead_kb`, the one cowsim's side then uses too).
+        files: include the file scenarios (None: when the core has files).
 
     Raises:
         InvalidArgument: an unknown name.
     """
-    dicts = suite_dicts(page_size, fault_around)
+    ra = default_readahead_kb() if readahead_kb is None else readahead_kb
+    dicts = suite_dicts(page_size, fault_around, ra, files)
     if names is not None:
         unknown = [n for n in names if n not in SUITE_NAMES]
         if unknown:
