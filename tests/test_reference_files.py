@@ -476,3 +476,32 @@ def test_fl_shared_write_dirties_and_maps_whole_folio():
     rows = m.frames()
     assert set(rows[rows["flags"] & FILE != 0]["flags"]) == {FILE | DIRTY}
     m.check()
+
+
+def test_fl_folio_across_the_table_gets_the_window():
+    """FILE_MEASUREMENTS f6: a 256-page folio mapped across a table boundary: the window."""
+    m = machine(memory="16MiB")
+    f = m.file(0)
+    f.write(0, bytes(768 * PS))              # folios 0..511, 512..767
+    f.sync()
+    p = m.spawn()
+    a = p.mmap(256 * PS, "r", file=f, offset=512 * PS, addr=(1 << 30) - 32 * PS)
+    p.touch(a + 20 * PS)                    # virtual index 500 of its table
+    assert p.smaps()["Rss"] == 64
+    p.touch(a + 40 * PS)
+    assert p.smaps()["Rss"] == 128
+    m.check()
+
+
+def test_readahead_folios_grow_and_marks_are_per_folio():
+    m = machine(memory="16MiB", readahead_kb=128)
+    f = m.file(4096 * PS)
+    p = m.spawn()
+    a = p.mmap(4096 * PS, "r", file=f, addr=1 << 30)
+    p.touch(a + 3000 * PS)                  # [2984, 3016), mark 3008
+    assert f.marks == {3008}
+    p.touch(a + 3008 * PS)                  # async: [3016, 3048) in 4-page folios, mark 3016
+    assert f.marks == {3016} and f.folios()[-1] == (3044, 4, False)
+    p.touch(a + 3018 * PS)                  # a page of the marked folio: async again (order 4)
+    assert f.marks == {3048} and (3056, 16, False) in f.folios()
+    m.check()

@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 # write fault maps the whole folio).  The core does not have them yet: the differential
 # test against such a core turns them off here.
 FL_MAPPING = True
+# PG_readahead marks a folio: fault-around skips every page of a marked folio and a fault
+# on any of them starts the asynchronous readahead (next_uptodate_folio, filemap_fault).
+# The core keeps the mark on the folio's first page only: False models that.
+FOLIO_MARKS = True
 
 
 class RefFile:
@@ -65,8 +69,9 @@ class RefFile:
         self.head: Dict[int, int] = {}          # page -> first page of its folio
         self.order: Dict[int, int] = {}         # folio head -> order
         self.dirty: Set[int] = set()            # dirty folio heads
-        self.marks: Set[int] = set()            # pages with PG_readahead
+        self.marks: Set[int] = set()            # folio heads with PG_readahead
         self.ra = (0, 0, 0)                     # file_ra_state: start, size, async_size
+        self.ra_order = 0                       # its folio order (page_cache_ra_order)
         self.disk = bytearray(size) if m.store_data else bytearray()
 
     def __repr__(self) -> str:
@@ -342,45 +347,53 @@ def live_files(m: RefMachine) -> List[RefFile]:
 # --------------------------------------------------------------------------- readahead
 
 
-def ra_read(f: RefFile, start: int, end: int, must: Optional[int], reserve: int, mark: Optional[int]) -> None:
-    """page_cache_ra_unbounded: read the uncached pages of [start, end) as single-page
-    folios, in page order, giving up at the first one it has no frame for beyond
-    ``reserve`` (readahead's allocations may fail); page ``must`` is always read, its
-    frame counted in ``reserve``.  Page ``mark`` gets PG_readahead if read now."""
+def ra_window(f: RefFile, start: int, size: int, async_size: int, must: Optional[int], reserve: int) -> None:
+    """page_cache_ra_order: the uncached pages of [start, start + size), cut at EOF, in
+    folios of ``f.ra_order`` (smaller where the index is not aligned, a folio would pass
+    EOF or meet a cached page), in page order; the folio holding start + size -
+    async_size (not cut at EOF) gets PG_readahead.  Readahead gives up at the first folio
+    it has no frames for beyond ``reserve`` (its allocations may fail); page ``must`` is
+    counted in ``reserve`` and always read (filemap_fault reads it alone)."""
     m = f.machine
-    for pg in range(start, end):
+    end = min(f.pages, start + size)
+    mark = start + size - async_size
+    pg = start
+    while pg < end:
         if pg in f.pc:
+            pg += 1
             continue
-        if pg != must:
-            if m._nfree() <= reserve:
-                break
-        elif reserve:
+        order = f.ra_order
+        if pg and (pg & -pg).bit_length() - 1 < order:
+            order = (pg & -pg).bit_length() - 1
+        while order and (pg + (1 << order) > end or any(k in f.pc for k in range(pg, pg + (1 << order)))):
+            order -= 1
+        n = 1 << order
+        has_must = must is not None and pg <= must < pg + n
+        if m._nfree() < reserve + n - has_must:
+            break
+        f.add_folio(pg, order)
+        m._pages_read += n
+        if has_must:
+            must = None
             reserve -= 1
-        f.add_folio(pg, 0)
-        m._pages_read += 1
-        if pg == mark:
+        if pg <= mark < pg + n:
             f.marks.add(pg)
-    if must is not None and must not in f.pc:      # filemap_fault reads it alone
+        pg += n
+    if must is not None and must not in f.pc:
         f.add_folio(must, 0)
         m._pages_read += 1
 
 
-def ra_window(f: RefFile, start: int, size: int, async_size: int, must: Optional[int], reserve: int) -> None:
-    """do_page_cache_ra: [start, start + size) cut at EOF, the page async_size before
-    its end marked."""
-    nr = min(f.pages - start, size)
-    mark = start + nr - async_size if async_size and nr >= async_size else None
-    ra_read(f, start, start + nr, must, reserve, mark)
-
-
 def ra_sync(f: RefFile, v: Vma, idx: int, reserve: int) -> None:
-    """do_sync_mmap_readahead: a miss of page idx (mmap read-around); MADV_RANDOM or
-    no readahead: that page only."""
+    """do_sync_mmap_readahead: a miss of page idx (mmap read-around, single pages);
+    MADV_RANDOM or no readahead: that page only."""
     ra = f.machine._ra_pages
     if v.random or ra == 0:
-        ra_read(f, idx, idx + 1, idx, reserve, None)
+        f.add_folio(idx, 0)
+        f.machine._pages_read += 1
         return
     f.ra = (max(0, idx - ra // 2), ra, ra // 4)
+    f.ra_order = 0
     ra_window(f, f.ra[0], f.ra[1], f.ra[2], idx, reserve)
 
 
@@ -394,14 +407,17 @@ def next_ra_size(cur: int, most: int) -> int:
 
 
 def ra_async(f: RefFile, v: Vma, idx: int, reserve: int) -> None:
-    """do_async_mmap_readahead / page_cache_async_ra: a fault on marked page idx.  With
-    MADV_RANDOM or no readahead nothing happens (the mark stays, as the kernel's)."""
+    """do_async_mmap_readahead / page_cache_async_ra: a fault on a page of the marked
+    folio at ``idx``'s head.  With MADV_RANDOM or no readahead nothing happens (the mark
+    stays, as the kernel's).  Each round raises the folio order by 2 (measured)."""
     ra = f.machine._ra_pages
     if v.random or ra == 0:
         return
-    f.marks.discard(idx)
+    head, n = f.folio(idx)
+    f.marks.discard(head)
     start, size, asz = f.ra
-    if idx == start + size - asz:             # the expected mark: the next window
+    expected = start + size - asz
+    if head == expected - expected % n or idx == start + size:   # the expected mark: the next window
         start += size
         size = max(size, next_ra_size(size, ra))
     else:                                     # a mark without valid state
@@ -412,8 +428,18 @@ def ra_async(f: RefFile, v: Vma, idx: int, reserve: int) -> None:
             return
         start, size = nxt, next_ra_size(nxt - idx + ra, ra)
     f.ra = (start, size, size)
+    f.ra_order = min(f.ra_order + 2, size.bit_length() - 1, FOLIO_MAX_ORDER)
     if start < f.pages:
         ra_window(f, start, size, size, None, reserve)
+
+
+def marked(f: RefFile, pg: int, marks: Optional[Set[int]] = None) -> bool:
+    """PG_readahead is a folio flag: set on the folio of ``pg`` (FOLIO_MARKS), or, as the
+    core keeps it, on ``pg`` itself."""
+    marks = f.marks if marks is None else marks
+    if FOLIO_MARKS and pg in f.head:
+        return f.head[pg] in marks
+    return pg in marks
 
 
 # --------------------------------------------------------------------------- faults
@@ -435,13 +461,12 @@ def around_window(p: RefProcess, v: Vma, vp: int, idx: int, cached: Set[int], ma
     leaf = leaf_lookup(p, vp)
     present = leaf.ptes if leaf is not None else {}
     out = [j for j in range(lo, hi)
-           if j not in present and (idx + j - i) in cached and (idx + j - i) not in marks]
-    if FL_MAPPING and fresh and idx in f.pc and idx not in marks and f.order[f.head[idx]] > 0:
+           if j not in present and (idx + j - i) in cached and not marked(f, idx + j - i, marks)]
+    if FL_MAPPING and fresh and idx in f.pc and not marked(f, idx, marks) and f.order[f.head[idx]] > 0:
         h, k = f.folio(idx)
         first = i - (idx - h)
-        if first < 0 or first + k > m.entries_per_table:
-            return [i]                       # FL: the folio crosses the table: that page only
-        if vp - (idx - h) >= v.start // ps and vp - (idx - h) + k <= v.end // ps:
+        if (0 <= first and first + k <= m.entries_per_table   # across the table: the window only
+                and vp - (idx - h) >= v.start // ps and vp - (idx - h) + k <= v.end // ps):
             out = sorted(set(out) | set(range(first, first + k)))
     return out
 
@@ -510,7 +535,7 @@ def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0
             window2 = around_window(p, v, vp, idx, set(f.pc), f.marks, False)
             for j in window2:
                 map_file_page(p, v, leaf.ptes, j, idx + j - i, False, False)
-    if idx in f.marks and i not in window2:      # fault-around skipped it
+    if marked(f, idx) and i not in window2:      # fault-around skipped it
         ra_async(f, v, idx, (0 if leaf_lookup(p, vp) else 1) + copy)
     leaf = pte_alloc(p, vp)
     if major:
@@ -524,18 +549,17 @@ def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0
     src = f.pc[idx]
     if i in window2:
         return kind, src
-    if not write:
-        return kind, map_file_page(p, v, leaf.ptes, i, idx, False, False)
-    if v.shared:                       # FR4: the page (FL: its whole folio) writable and dirty
+    if not write or v.shared:          # finish_fault: the page, or (FL) its whole folio
         h, k = f.folio(idx)
         first, vfirst = i - (idx - h), vp - (idx - h)
         js = [i]
         if (FL_MAPPING and k > 1 and first >= 0 and first + k <= m.entries_per_table and vfirst >= v.start // ps
                 and vfirst + k <= v.end // ps and all(j not in leaf.ptes for j in range(first, first + k))):
-            js = list(range(first, first + k))
+            js = list(range(first, first + k))   # (pte_range_none, else the page alone)
         for j in js:
-            map_file_page(p, v, leaf.ptes, j, idx + j - i, True, True)
-        f.mark_dirty(idx)
+            map_file_page(p, v, leaf.ptes, j, idx + j - i, write, write)
+        if write:                      # FR4: writable and dirty, the folio dirty
+            f.mark_dirty(idx)
         return kind, src
     g = m._alloc(ANON | EXCLUSIVE)     # FR2: a private copy of the cache page
     m._map[g] = 1
