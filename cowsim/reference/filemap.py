@@ -52,6 +52,12 @@ FL_MAPPING = True
 # on any of them starts the asynchronous readahead (next_uptodate_folio, filemap_fault).
 # The core keeps the mark on the folio's first page only: False models that.
 FOLIO_MARKS = True
+# finish_fault maps a whole folio only if none of its entries is present (pte_range_none),
+# else the page alone; the core maps the folio's empty entries: False models that.
+FL_RANGE_NONE = True
+# do_async_mmap_readahead returns before page_cache_async_ra (which clears PG_readahead)
+# under MADV_RANDOM or without readahead: the mark stays.  The core clears it: False.
+RANDOM_KEEPS_MARK = True
 
 
 class RefFile:
@@ -411,9 +417,11 @@ def ra_async(f: RefFile, v: Vma, idx: int, reserve: int) -> None:
     folio at ``idx``'s head.  With MADV_RANDOM or no readahead nothing happens (the mark
     stays, as the kernel's).  Each round raises the folio order by 2 (measured)."""
     ra = f.machine._ra_pages
-    if v.random or ra == 0:
-        return
     head, n = f.folio(idx)
+    if v.random or ra == 0:
+        if not RANDOM_KEEPS_MARK:
+            f.marks.discard(head)
+        return
     f.marks.discard(head)
     start, size, asz = f.ra
     expected = start + size - asz
@@ -554,8 +562,9 @@ def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0
         first, vfirst = i - (idx - h), vp - (idx - h)
         js = [i]
         if (FL_MAPPING and k > 1 and first >= 0 and first + k <= m.entries_per_table and vfirst >= v.start // ps
-                and vfirst + k <= v.end // ps and all(j not in leaf.ptes for j in range(first, first + k))):
-            js = list(range(first, first + k))   # (pte_range_none, else the page alone)
+                and vfirst + k <= v.end // ps
+                and (not FL_RANGE_NONE or all(j not in leaf.ptes for j in range(first, first + k)))):
+            js = [j for j in range(first, first + k) if j not in leaf.ptes]   # (pte_range_none)
         for j in js:
             map_file_page(p, v, leaf.ptes, j, idx + j - i, write, write)
         if write:                      # FR4: writable and dirty, the folio dirty
