@@ -1,20 +1,18 @@
-"""Files and the page cache (csrc/filemap.c; DESIGN.md 3.F, issue #13's working spec).
+"""Files and the page cache (csrc/filemap.c; DESIGN.md 3.F, docs/SEMANTICS.md).
 
 A :class:`RefFile` is a file on a simulated disk plus its page cache: at most one frame
 per file page (flag FILE; the cache holds one reference, each mapping entry one more and
 one mapping), grouped in folios (naturally aligned runs of 2**order pages, dirty or clean
-as a whole).  Reads and faults bring pages in; ``sync`` writes dirty folios back
-(page_mkclean: the entries of shared mappings become clean and read-only); ``evict`` and
-``drop_caches`` drop folios none of whose pages is mapped; ``delete`` unlinks the file,
-whose cache goes with its last mapping.
+as a whole).
 
 Orders that decide frame numbers: readahead, ``write``, ``cache`` and ``read`` allocate
 cache frames in increasing page index.  A file fault allocates the missing tables above
 the last level first (the walk), then (read) the fault-around maps cached pages -- the
 last-level table is allocated only if one gets mapped --, then the SIGBUS check, then
-the readahead frames, then the last-level table if still missing, then (private write)
-the anonymous copy.  Caches are freed in page order (a large folio page by page).
-Every operation counts the frames it needs first and raises OutOfMemory changing nothing.
+the readahead frames (only those left beyond what the fault still needs), then the
+last-level table if still missing, then (private write) the anonymous copy.  Caches are
+freed in page order.  The fault's own frames are counted first (OutOfMemory, nothing
+changed).
 """
 from __future__ import annotations
 
