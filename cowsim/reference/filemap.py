@@ -41,21 +41,15 @@ if TYPE_CHECKING:
 
 
 
-# FL's mapping rules as DESIGN.md 3.F measured them (a read fault first in a fresh table
-# maps its whole large folio, or only its page if the folio crosses the table; a shared
-# write fault maps the whole folio).  The core does not have them yet: the differential
-# test against such a core turns them off here.
-FL_MAPPING = True
-# PG_readahead marks a folio: fault-around skips every page of a marked folio and a fault
-# on any of them starts the asynchronous readahead (next_uptodate_folio, filemap_fault).
-# The core keeps the mark on the folio's first page only: False models that.
-FOLIO_MARKS = True
-# finish_fault maps a whole folio only if none of its entries is present (pte_range_none),
-# else the page alone; the core maps the folio's empty entries: False models that.
-FL_RANGE_NONE = True
-# do_async_mmap_readahead returns before page_cache_async_ra (which clears PG_readahead)
-# under MADV_RANDOM or without readahead: the mark stays.  The core clears it: False.
-RANDOM_KEEPS_MARK = True
+# Kernel rules the core does not follow (yet); tests/test_differential.py turns them off to
+# compare with it.  FL_MAPPING: FL (a read fault in a fresh table maps its whole large
+# folio).  FOLIO_MARKS: PG_readahead marks a folio (fault-around skips all its pages; a
+# fault on any starts the async readahead); off: its first page only.  FL_RANGE_NONE:
+# finish_fault maps a whole folio only if none of its entries is present, else the page
+# alone; off: its empty entries.  RANDOM_KEEPS_MARK: under MADV_RANDOM
+# do_async_mmap_readahead returns before clearing PG_readahead.  FL_FINISH_READ:
+# finish_fault maps the whole folio for a read too; off: the page alone.
+FL_MAPPING = FOLIO_MARKS = FL_RANGE_NONE = RANDOM_KEEPS_MARK = FL_FINISH_READ = True
 
 
 class RefFile:
@@ -559,7 +553,7 @@ def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0
         h, k = f.folio(idx)
         first, vfirst = i - (idx - h), vp - (idx - h)
         js = [i]
-        if (FL_MAPPING and k > 1 and first >= 0 and first + k <= m.entries_per_table and vfirst >= v.start // ps
+        if (FL_MAPPING and (write or FL_FINISH_READ) and k > 1 and first >= 0 and first + k <= m.entries_per_table and vfirst >= v.start // ps
                 and vfirst + k <= v.end // ps
                 and (not FL_RANGE_NONE or all(j not in leaf.ptes for j in range(first, first + k)))):
             js = [j for j in range(first, first + k) if j not in leaf.ptes]   # (pte_range_none)
