@@ -17,7 +17,11 @@ enough for thousands of examples.  A failure report lists the decoded operations
 Two variants run with a seventh of the examples each: ``DifferentialConfigMachine`` (other
 fault-around windows and va_bits) and ``DifferentialThpMachine`` (transparent huge pages:
 4 KiB pages, 1100-2200 frames, 1-4 MiB regions mostly mapped ``huge=True``, both
-``thp_cow`` modes).
+``thp_cow`` modes).  ``DifferentialFileMachine`` (``test_differential_files``, half the examples;
+skipped while the core has no ``Machine.file``) mixes file-backed memory in: several files,
+private and shared file mappings at offsets and past the end of the file, f.write/read/sync/
+evict/cache/delete, drop_caches, madvise random/normal, forks of every strategy, exec and exit,
+and compares the files' folios and stats and each process's status() too.
 
 The operations also include vfork and exec, batches (``Process.access``: small arrays of
 addresses in and around regions, reads/writes/mixed, outcomes on and off, both
@@ -90,6 +94,8 @@ RECENT = 12           # page addresses remembered for re-use
 FULL_CHECK_EVERY = 8  # the model's own (slow) invariant check: every 8 steps and at the end
 
 ARG = st.integers(0, 2**96 - 1)
+# The core's door has file-backed memory (issue #13): Machine.file.
+_CORE_HAS_FILES = hasattr(cowsim.Machine, "file")
 
 
 class Choices:
@@ -158,7 +164,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             if self.ref is not None and sys.exc_info()[0] is None:
                 self.ref.check()
                 for rp, fp in self.pairs:
-                    assert _no_tlb(rp.stats) == _no_tlb(fp.stats), f"pid {fp.pid} final stats\n{self.context()}"
+                    assert _same(_no_tlb(rp.stats), _no_tlb(fp.stats)), f"pid {fp.pid} final stats\n{self.context()}"
         finally:
             if self.real is not None:
                 self.real.close()
@@ -198,7 +204,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             if fres is None:
                 assert rres is None, f"{what}: core's {type(r[1]).__name__} has a .result\n{self.context()}"
                 return r, f
-        assert rres == fres, f"{what}: core {rres}, model {fres}\n{self.context()}"
+        assert _same(rres, fres), f"{what}: core {rres}, model {fres}\n{self.context()}"
         if fres.outcomes is not None:
             done = fres.done
             assert rres.outcomes is not None and rres.outcomes[:done].tolist() == fres.outcomes[:done].tolist(), (
@@ -593,7 +599,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         if self.steps % FULL_CHECK_EVERY == 0:
             ref.check()
         rs, fs = real.stats, ref.stats
-        assert rs == fs, f"machine stats\n core  {rs}\n model {fs}\n{self.context()}"
+        assert _same(rs, fs), f"machine stats\n core  {rs}\n model {fs}\n{self.context()}"
         rf, ff = real.frames(), ref.frames()
         assert rf.dtype == ff.dtype
         if rf.tobytes() != ff.tobytes():
@@ -604,7 +610,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         for rp, fp in self.pairs:
             if fp.pid in self.settled:
                 continue
-            assert _no_tlb(rp.stats) == _no_tlb(fp.stats), (
+            assert _same(_no_tlb(rp.stats), _no_tlb(fp.stats)), (
                 f"pid {fp.pid} stats\n core  {rp.stats}\n model {fp.stats}\n{self.context()}")
             if not fp.alive:
                 self.settled.add(fp.pid)    # compared once after its exit, and at the end
@@ -617,18 +623,19 @@ class DifferentialMachine(RuleBasedStateMachine):
                     continue
                 raise AssertionError(f"pid {fp.pid}: regions of a suspended process\n{self.context()}")
             regions = fp.regions
-            assert rp.regions == regions, (
+            assert len(rp.regions) == len(regions) and all(
+                _same(a, b) for a, b in zip(rp.regions, regions)), (
                 f"pid {fp.pid} regions\n core  {rp.regions}\n model {regions}\n{self.context()}")
             rt, ft = rp.page_table(), fp.page_table()
             assert rt.dtype == ft.dtype
             if rt.tobytes() != ft.tobytes():
                 raise AssertionError(f"pid {fp.pid} page table (vpage, frame, writable, dirty) "
                                      f"differs: {_rows_diff(rt, ft)}\n{self.context()}")
-            assert rp.smaps() == fp.smaps(), (
+            assert _same(rp.smaps(), fp.smaps()), (
                 f"pid {fp.pid} smaps\n core  {rp.smaps()}\n model {fp.smaps()}\n{self.context()}")
             if regions:
                 a = regions[self.steps % len(regions)].start
-                assert rp.smaps(a) == fp.smaps(a), f"pid {fp.pid} smaps({a:#x})\n{self.context()}"
+                assert _same(rp.smaps(a), fp.smaps(a)), f"pid {fp.pid} smaps({a:#x})\n{self.context()}"
             if len(ft):
                 a = int(ft["vpage"][self.steps % len(ft)]) * ref.page_size
                 assert rp.translate(a) == fp.translate(a), f"translate({a:#x})\n{self.context()}"
@@ -644,7 +651,24 @@ test_differential = DifferentialMachine.TestCase
 
 def _no_tlb(stats):
     """Stats without the TLB counters, which depend on the TLB size (the model has none)."""
-    return {k: v for k, v in stats.as_dict().items() if not k.startswith("tlb_")}
+    return {k: v for k, v in _fields(stats).items() if not k.startswith("tlb_")}
+
+
+def _fields(obj):
+    """A dataclass (or dict) as a dict."""
+    if isinstance(obj, dict):
+        return dict(obj)
+    return {f: getattr(obj, f) for f in obj.__dataclass_fields__ if f != "outcomes"}
+
+
+def _same(core, model) -> bool:
+    """Equal on the fields both sides have (the model may know fields -- file-backed
+    memory's counters -- that a core built before them lacks; once the core has them,
+    every field is compared)."""
+    a, b = _fields(core), _fields(model)
+    if _CORE_HAS_FILES:
+        return a == b
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
 class DifferentialConfigMachine(DifferentialMachine):
@@ -810,8 +834,226 @@ DifferentialThpMachine.TestCase.settings = _settings(
 test_differential_thp = DifferentialThpMachine.TestCase
 
 
+class DifferentialFileMachine(DifferentialMachine):
+    """File-backed memory (issue #13) mixed with anonymous regions: several files (some
+    cached, some cold, some with large folios), private and shared mappings at offsets and
+    past the end of their file, f.write/read/sync/evict/cache/delete, drop_caches,
+    madvise random/normal, on top of every rule of the plain machine (forks of every
+    strategy, vfork, exec, exit, batches); the files' folios and stats are compared too."""
+
+    @initialize(page_size=st.sampled_from([4096] * 6 + [16384, 65536]),
+                nframes=st.integers(40, 260), store_data=st.booleans(), nprocs=st.integers(1, 2),
+                regions=DifferentialMachine.INITIAL_REGIONS,
+                files=st.lists(st.tuples(st.integers(0, 3 * MAX_PAGES), st.booleans()), min_size=1, max_size=3),
+                readahead_kb=st.sampled_from([128, 0, 16, 32, 8192]), large_folios=st.booleans(),
+                fault_around=st.sampled_from(["64KiB", "64KiB", 0, 8192, "128KiB"]))
+    def setup(self, page_size, nframes, store_data, nprocs, regions, files, readahead_kb, large_folios,
+              fault_around):
+        self.config = dict(readahead_kb=readahead_kb, large_folios=large_folios, fault_around=fault_around)
+        self.files = []
+        super().setup(page_size, nframes, store_data, nprocs, regions)
+        for size, cached in files:
+            self._new_file(size * page_size // 3, cached)
+
+    def _new_file(self, size, cached):
+        r, f = self.both(f"m.file({size:#x}, cached={cached})", lambda: self.real.file(size, cached=cached),
+                         lambda: self.ref.file(size, cached=cached))
+        if r[0] == "ok":
+            assert r[1].id == f[1].id
+            self.files.append((r[1], f[1]))
+
+    def pick_file(self, c: Choices):
+        i = c.int(0, 63)
+        if not self.files:
+            return None
+        return self.files[i % len(self.files)]
+
+    @rule(x=ARG)
+    def file_mmap(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        pair = self.pick_file(c)
+        pages, prot, shared, off, fixed = (c.int(1, MAX_PAGES), c.choice(["rw"] * 4 + ["r", "r", "none"]),
+                                           c.choice([False, True]), c.int(0, 2 * MAX_PAGES), c.int(0, 3))
+        if pair is None:
+            return
+        rf, ff = pair
+        ps = self.ref.page_size
+        if off >= MAX_PAGES // 2:       # mostly at the start of the file
+            off = 0
+        offset, length = off * ps, pages * ps
+        addr = self.address(c, fp, access=False, fixed_mmap=True) if fixed == 0 else None
+        self.both(f"pid {fp.pid}: mmap({length:#x}, {prot!r}, shared={shared}, addr={addr}, "
+                  f"file=<{ff.id}>, offset={offset:#x})",
+                  lambda: rp.mmap(length, prot, shared=shared, addr=addr, file=rf, offset=offset),
+                  lambda: fp.mmap(length, prot, shared=shared, addr=addr, file=ff, offset=offset))
+
+    @rule(x=ARG)
+    def file_mmap_more(self, x):
+        self.file_mmap(x)
+
+    @rule(x=ARG)
+    def file_op(self, x):
+        c = Choices(x)
+        what, pair = c.int(0, 15), self.pick_file(c)
+        a, b, seed = c.int(0, 3 * MAX_PAGES), c.int(0, 1 << 20), c.int(0, 250)
+        ps = self.ref.page_size
+        if what == 15 or pair is None:
+            self._new_file(a * ps // 2, b % 2 == 1)
+            return
+        rf, ff = pair
+        if what <= 4:                   # pwrite: small, unaligned or many pages (large folios)
+            offset = a * ps // 4 if b % 3 else a * ps // 2
+            n = (b % 65) if b % 4 == 0 else (b % (2 * MAX_PAGES * ps // 3 + 1))
+            data = ((np.arange(n, dtype=np.uint32) * 7 + seed) % 251 + 1).astype(np.uint8).tobytes()
+            self.both(f"f{ff.id}.write({offset:#x}, <{n} bytes, seed {seed}>)",
+                      lambda: rf.write(offset, data), lambda: ff.write(offset, data))
+        elif what <= 6:
+            offset, n = a * ps // 3, b % (3 * ps)
+            r, f = self.both(f"f{ff.id}.read({offset:#x}, {n})", lambda: rf.read(offset, n),
+                             lambda: ff.read(offset, n))
+            if r[0] == "ok":
+                assert r[1] == f[1], f"f{ff.id}.read: other bytes\n{self.context()}"
+        elif what <= 8:
+            offset, n = (a % 8) * ps, (None if b % 3 == 0 else b % (MAX_PAGES * ps))
+            self.both(f"f{ff.id}.cache({offset:#x}, {n})", lambda: rf.cache(offset, n), lambda: ff.cache(offset, n))
+        elif what <= 10:
+            self.both(f"f{ff.id}.sync()", rf.sync, ff.sync)
+        elif what <= 12:
+            self.both(f"f{ff.id}.evict()", rf.evict, ff.evict)
+        elif what == 13:
+            self.both("m.drop_caches()", self.real.drop_caches, self.ref.drop_caches)
+        else:
+            self.both(f"f{ff.id}.delete()", rf.delete, ff.delete)
+
+    @rule(x=ARG)
+    def file_op_more(self, x):
+        self.file_op(x)
+
+    @rule(x=ARG)
+    def touch_file(self, x):
+        """An access (touch, or a read/write of a few bytes) to a page of a file region."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        which, page, write, how, n = c.int(0, 63), c.int(0, 63), c.int(0, 2) == 0, c.int(0, 3), c.int(1, 64)
+        vmas = [v for v in fp._vmas if v.file is not None] if fp.alive and not fp.suspended else []
+        if not vmas:
+            return
+        v = vmas[which % len(vmas)]
+        ps = self.ref.page_size
+        addr = v.start + page % ((v.end - v.start) // ps) * ps + (n * 37) % ps
+        self.recent = (self.recent + [addr - addr % ps])[-RECENT:]
+        if how == 0 and self.ref.store_data:
+            r, f = self.both(f"pid {fp.pid}: read({addr:#x}, {n})", lambda: rp.read(addr, n),
+                             lambda: fp.read(addr, n))
+            if r[0] == "ok":
+                assert r[1] == f[1], f"read({addr:#x}, {n}) returned other bytes\n{self.context()}"
+        elif how == 1:
+            data = bytes(range(1, n + 1))
+            self.both(f"pid {fp.pid}: write({addr:#x}, <{n} bytes>)", lambda: rp.write(addr, data),
+                      lambda: fp.write(addr, data))
+        else:
+            self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})", lambda: rp.touch(addr, write=write),
+                      lambda: fp.touch(addr, write=write))
+
+    @rule(x=ARG)
+    def touch_file_more(self, x):
+        self.touch_file(x)
+
+    @rule(x=ARG)
+    def touch_marked(self, x):
+        """An access to a page whose file page carries a readahead mark (async readahead)."""
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        which, write = c.int(0, 1 << 20), c.int(0, 3) == 0
+        if not fp.alive or fp.suspended:
+            return
+        ps = self.ref.page_size
+        pages = [v.start + (pg - v.pgoff) * ps for v in fp._vmas if v.file is not None
+                 for pg in sorted(v.file.marks) if v.start <= v.start + (pg - v.pgoff) * ps < v.end]
+        if not pages:
+            return
+        addr = pages[which % len(pages)]
+        self.both(f"pid {fp.pid}: touch({addr:#x}, write={write})", lambda: rp.touch(addr, write=write),
+                  lambda: fp.touch(addr, write=write))
+
+    @rule(x=ARG)
+    def madvise_random(self, x):
+        c = Choices(x)
+        rp, fp = self.pick(c)
+        advice = c.choice(["random", "normal", "dontneed"])
+        addr = self.address(c, fp, access=False)
+        length = self.range_length(c, fp, addr)
+        self.both(f"pid {fp.pid}: madvise({addr:#x}, {length:#x}, {advice!r})",
+                  lambda: rp.madvise(addr, length, advice), lambda: fp.madvise(addr, length, advice))
+
+    @rule(x=ARG)
+    def fork_any(self, x):
+        """fork of every strategy (vfork too), then sometimes exec or exit of the child."""
+        c = Choices(x)
+        mode, then = c.choice(["cow", "eager", "odf", "vfork"]), c.int(0, 3)
+        if len(self.ref.processes) >= MAX_LIVE:
+            return
+        rp, fp = self.pick(c)
+        r, f = self.both(f"pid {fp.pid}: fork({mode!r})", lambda: rp.fork(mode), lambda: fp.fork(mode))
+        if r[0] != "ok":
+            return
+        self.pairs.append((r[1], f[1]))
+        rc, fc = r[1], f[1]
+        if then == 1 or (mode == "vfork" and then == 0):
+            self.both(f"pid {fc.pid}: exec()", rc.exec, fc.exec)
+        elif then == 2:
+            self.both(f"pid {fc.pid}: exit()", rc.exit, fc.exit)
+
+    @invariant()
+    def same_files(self):
+        if self.real is None:
+            return
+        assert [f.id for f in self.real.files] == [f.id for f in self.ref.files], self.context()
+        for rf, ff in self.files:
+            rs, fs = _outcome(rf.stats), _outcome(ff.stats)
+            assert rs[0] == fs[0], f"f{ff.id}.stats: core {_describe(rs)}, model {_describe(fs)}\n{self.context()}"
+            if rs[0] == "ok":
+                assert _same(rs[1], fs[1]), f"f{ff.id}.stats core {rs[1]}, model {fs[1]}\n{self.context()}"
+                assert list(map(tuple, rf.folios())) == ff.folios(), (
+                    f"f{ff.id}.folios core {rf.folios()}, model {ff.folios()}\n{self.context()}")
+        for rp, fp in self.pairs:
+            if fp.alive and not fp.suspended:
+                assert _same(rp.status(), fp.status()), f"pid {fp.pid} status\n{self.context()}"
+
+
+# Known differences between the core and the model (the model follows the kernel; each was
+# reported with a reproduction): PG_readahead per folio, finish_fault's pte_range_none fallback
+# and whole folio for reads,
+# the mark kept under MADV_RANDOM.  Until they are settled the file machine runs the model with
+# the core's choices, so that it catches every other difference.
+KNOWN_CORE_DIFFERENCES = dict(FOLIO_MARKS=False, FL_RANGE_NONE=False, RANDOM_KEEPS_MARK=False,
+                              FL_FINISH_READ=False)
+
+
+def test_differential_files_known_differences():
+    """The switches exist (a renamed one would silently stop applying)."""
+    import cowsim.reference.filemap as filemap
+    for name in KNOWN_CORE_DIFFERENCES:
+        assert isinstance(getattr(filemap, name), bool), name
+
+
+DifferentialFileMachine.TestCase.settings = _settings(
+    max_examples=max(1, settings.get_profile(PROFILE).max_examples // 2))
+
+
+@pytest.mark.skipif(not _CORE_HAS_FILES, reason="the core has no file-backed memory yet (issue #13)")
+def test_differential_files(monkeypatch):
+    import cowsim.reference.filemap as filemap
+    for name, value in KNOWN_CORE_DIFFERENCES.items():
+        monkeypatch.setattr(filemap, name, value)
+    DifferentialFileMachine.TestCase().runTest()
+
+
 _FRESH_MACHINES = {"plain": DifferentialMachine, "config": DifferentialConfigMachine,
                    "thp": DifferentialThpMachine}
+if _CORE_HAS_FILES:
+    _FRESH_MACHINES["files"] = DifferentialFileMachine
 
 
 def _fresh_settings(name: str) -> settings:
@@ -820,8 +1062,12 @@ def _fresh_settings(name: str) -> settings:
 
 
 @pytest.mark.parametrize("name", list(_FRESH_MACHINES))
-def test_differential_fresh(name):
+def test_differential_fresh(name, monkeypatch):
     """The fresh-seed part: random sequences from FRESH_SEED (new every run, printed)."""
+    if name == "files":
+        import cowsim.reference.filemap as filemap
+        for key, value in KNOWN_CORE_DIFFERENCES.items():
+            monkeypatch.setattr(filemap, key, value)
     print(f"test_differential_fresh[{name}]: COWSIM_HYPOTHESIS_SEED={FRESH_SEED}")
     test = get_state_machine_test(_FRESH_MACHINES[name], settings=_fresh_settings(name))
     seed(FRESH_SEED)(test)

@@ -21,6 +21,7 @@ sides::
     pagetable.py  pagetable.c  lookups, allocation, walks, freeing of tables
     regions.py    regions.c    mmap, munmap, mprotect, madvise, splits, zaps
     fault.py      fault.c      F1-F6, touch, read, write
+    filemap.py    filemap.c    files, the page cache, readahead, file faults (FR1-FR4, FB1, FC1, FL)
     thp.py        thp.c        transparent huge pages
     odf.py        odf.c        on-demand fork: shared last-level tables
     fork.py       fork.c       fork (cow, eager, odf, vfork), exec, exit
@@ -55,6 +56,7 @@ Example:
     (1, 4)
 """
 from .internal import FRAME_DTYPE, PAGE_TABLE_DTYPE, parse_size
+from .filemap import RefFile
 from .machine import RefMachine, RefProcess
 
-__all__ = ["RefMachine", "RefProcess", "FRAME_DTYPE", "PAGE_TABLE_DTYPE", "parse_size"]
+__all__ = ["RefMachine", "RefProcess", "RefFile", "FRAME_DTYPE", "PAGE_TABLE_DTYPE", "parse_size"]

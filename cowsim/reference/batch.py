@@ -7,7 +7,8 @@ fast paths change no outcome and no counter, so the model needs none of them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, NoReturn, Optional
+import dataclasses
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
 
 import numpy as np
 
@@ -15,7 +16,6 @@ from cowsim import (
     BatchResult,
     CowsimError,
     InvalidArgument,
-    Outcome,
     OutOfMemory,
     ProcessExited,
     ProcessSuspended,
@@ -23,7 +23,17 @@ from cowsim import (
 )
 
 from .fault import access_one, check_access
-from .internal import ON_SEGFAULT
+from .filemap import bus_error
+from .internal import ON_SEGFAULT, Outcome
+
+# The door's BatchResult once it counts file faults and SIGBUS, else a local one with them.
+if {"file", "sigbus"} <= {f.name for f in dataclasses.fields(BatchResult)}:
+    _BatchResult: Any = BatchResult
+else:
+    @dataclasses.dataclass(frozen=True)
+    class _BatchResult(BatchResult):     # type: ignore[no-redef]
+        file: int = 0
+        sigbus: int = 0
 
 if TYPE_CHECKING:
     from .machine import RefMachine, RefProcess
@@ -58,7 +68,7 @@ def _batch_writes(write: object, n: int) -> List[bool]:
 
 _BATCH_FIELD = {Outcome.HIT: "hits", Outcome.ZERO_PAGE: "zero_page", Outcome.ZERO_FILL: "zero_fill",
                 Outcome.COW_COPY: "cow_copy", Outcome.COW_REUSE: "cow_reuse", Outcome.SHARED: "shared",
-                Outcome.SEGFAULT: "segfaults"}
+                Outcome.SEGFAULT: "segfaults", Outcome.FILE: "file", Outcome.SIGBUS: "sigbus"}
 
 
 class _Batch:
@@ -78,7 +88,7 @@ class _Batch:
         self.done = 0
 
     def result(self) -> BatchResult:
-        return BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)
+        return _BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)
 
     def fail(self, err: CowsimError, i: int) -> NoReturn:
         err.index = i
@@ -100,6 +110,9 @@ class _Batch:
         except OutOfMemory as e:
             self.fail(OutOfMemory(f"out of simulated physical memory at index {i}: {e}"), i)
         self.record(i, outcome)
+        if outcome == Outcome.SIGBUS and self.stop:
+            e = bus_error(a, w)
+            self.fail(type(e)(f"SIGBUS at index {i}: {e}", e.address, e.access), i)
 
     def record(self, i: int, outcome: Outcome) -> None:
         self.counts[_BATCH_FIELD[outcome]] += 1

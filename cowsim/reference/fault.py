@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
-from cowsim import InvalidArgument, Outcome, SegmentationFault
+from cowsim import InvalidArgument, SegmentationFault
 
-from .internal import ANON, DIRTY, EXCLUSIVE, SHMEM, Pte, Vma, int_arg
+from .filemap import bus_error, filemap_fault, shared_file_wp
+from .internal import ANON, DIRTY, EXCLUSIVE, SHMEM, Outcome, Pte, Vma, int_arg
 from .odf import odf_unshare, odf_write_need, pmd_write_protected
 from .pagetable import leaf_lookup, pmd_lookup, pt_index, pte_alloc, pte_lookup, pte_missing_tables
 from .regions import vma_find
@@ -62,6 +63,12 @@ def access_page(p: RefProcess, addr: int, write: bool) -> Tuple[Outcome, int]:
         if result is not None:
             return result
     took_table = write and pmd_write_protected(p, vp)
+    if took_table and v.file is not None and pte_lookup(p, vp) is None:
+        up = pmd_lookup(p, vp)              # odf: own the table, then the file fault
+        assert up is not None
+        idx = pt_index(p, vp, m.levels - 2)
+        pre_need = 1 if m._ref[up.children[idx].frame] > 1 else 0
+        return filemap_fault(p, v, vp, write, pre_need, lambda: odf_unshare(p, up, idx))
     if took_table:                                          # odf: own the table first
         up = pmd_lookup(p, vp)
         assert up is not None
@@ -69,6 +76,11 @@ def access_page(p: RefProcess, addr: int, write: bool) -> Tuple[Outcome, int]:
         m._need(odf_write_need(p, up.children[idx], last))
         odf_unshare(p, up, idx)
     pte = pte_lookup(p, vp)
+    if v.file is not None:
+        if pte is None:
+            return filemap_fault(p, v, vp, write)
+        if v.shared and write and not pte.writable:
+            return shared_file_wp(p, v, vp, pte)
     if v.shared:
         return fault_shared(p, v, vp, pte, write)
     if pte is None:
@@ -175,7 +187,10 @@ def touch(p: RefProcess, addr: int, write: bool = False) -> Outcome:
     write = bool(write)
     p._m
     check_access(p, addr, write)
-    return access_one(p, addr, write)[0]
+    outcome = access_one(p, addr, write)[0]
+    if outcome == Outcome.SIGBUS:
+        raise bus_error(addr, write)
+    return outcome
 
 
 def page_pieces(p: RefProcess, addr: int, n: int) -> List[Tuple[int, int, int]]:
@@ -204,7 +219,9 @@ def read_bytes(p: RefProcess, addr: int, n: int) -> bytes:
         check_access(p, a, False)
     out = bytearray()
     for a, off, take in pages:
-        f = access_one(p, a, False)[1]
+        outcome, f = access_one(p, a, False)
+        if outcome == Outcome.SIGBUS:
+            raise bus_error(a, False)
         out += m._bytes(f)[off:off + take]
     return bytes(out)
 
@@ -227,7 +244,9 @@ def write_bytes(p: RefProcess, addr: int, data: Union[bytes, bytearray, memoryvi
         check_access(p, a, True)
     pos = 0
     for a, off, take in pages:
-        f = access_one(p, a, True)[1]
+        outcome, f = access_one(p, a, True)
+        if outcome == Outcome.SIGBUS:
+            raise bus_error(a, True)
         if m.store_data:
             m._data[f][off:off + take] = data[pos:pos + take]
         pos += take

@@ -15,10 +15,10 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Set, Tuple
 
-from .internal import ANON, EXCLUSIVE, FORK_MODES, HPAGE_NR, PAGETABLE, Pte, Table, Vma, choice
+from .internal import ANON, EXCLUSIVE, FILE, FORK_MODES, HPAGE_NR, PAGETABLE, Pte, Table, Vma, choice
 from .odf import odf_detach_all, span_shareable
 from .pagetable import pmd_walk, pte_walk_small, table_new, table_span, tables_all
-from .regions import shobj_put, zap_range
+from .regions import vma_get_obj, vma_put_obj, zap_range
 from .thp import thp_fork_copy
 
 if TYPE_CHECKING:
@@ -50,8 +50,9 @@ def do_fork(p: RefProcess, mode: str = "cow") -> RefProcess:
             if h is not None:               # a deposited table (+ 512 eager copies)
                 deposits += 1
                 copies += HPAGE_NR if mode == "eager" and h.block else 0
-        if mode == "eager":
-            copies += sum(1 for _, pte in pte_walk_small(p, lo_vp, hi_vp) if pte.frame)
+        if mode == "eager":               # page-cache pages are shared, not copied
+            copies += sum(1 for _, pte in pte_walk_small(p, lo_vp, hi_vp)
+                          if pte.frame and not m._flags[pte.frame] & FILE)
     m._need(1 + len(need_tables) + deposits + copies)
 
     child = m._proc_new(p)
@@ -63,11 +64,10 @@ def do_fork(p: RefProcess, mode: str = "cow") -> RefProcess:
             continue
         cv = copy.copy(v)
         child._vmas.append(cv)
+        vma_get_obj(v)                                      # its shmem object or file
         if v.wipeonfork:                                    # K3
             cv.anon_vma = False
-        elif v.shared:                                      # K1
-            v.shm.nregions += 1
-        elif v.anon_vma:                                    # K1/K2
+        elif not v.shared and v.anon_vma:                   # K1/K2, FK1
             copy_tables(p, child, p._top, child._top, v, mode)
     m._procs[child.pid] = child
     m._records_changed()
@@ -89,7 +89,7 @@ def copy_tables(p: RefProcess, child: RefProcess, pt: Table, ct: Table, v: Vma, 
             child._c["fork_ptes"] += 1
             if f == 0:
                 ct.ptes[idx] = Pte(0, False, pte.dirty)
-            elif mode != "eager":           # cow, and odf in spans it cannot share
+            elif mode != "eager" or m._flags[f] & FILE:   # cow, odf's unshared spans; FK1
                 m._ref[f] += 1
                 m._map[f] += 1
                 m._flags[f] &= ~EXCLUSIVE
@@ -153,8 +153,7 @@ def release_space(p: RefProcess) -> None:
     p._root = None
     gone, p._vmas = p._vmas, []
     for v in gone:
-        if v.shared:
-            shobj_put(m, v.shm)
+        vma_put_obj(m, v)
 
 
 def do_exec(p: RefProcess) -> None:

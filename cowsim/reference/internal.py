@@ -2,16 +2,20 @@
 structures every module works on -- page-table pages, entries, regions, shmem objects."""
 from __future__ import annotations
 
+import dataclasses
+import enum
+import functools
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from cowsim import InvalidArgument, Region
+import cowsim
+from cowsim import CowsimError, InvalidArgument, Region
 
 # Frame flags (FrameFlags in the API).
-ANON, EXCLUSIVE, DIRTY, PAGETABLE, SHMEM, HUGE = 1, 2, 4, 8, 16, 32
+ANON, EXCLUSIVE, DIRTY, PAGETABLE, SHMEM, HUGE, FILE = 1, 2, 4, 8, 16, 32, 64
 
 HPAGE_NR = 512              # frames per transparent huge page (4 KiB pages only)
 HPAGE_SIZE = HPAGE_NR * 4096
@@ -21,7 +25,7 @@ FRAME_DTYPE = np.dtype([("frame", "u8"), ("refcount", "u4"), ("mapcount", "u4"),
 PAGE_TABLE_DTYPE = np.dtype([("vpage", "u8"), ("frame", "u8"), ("writable", "?"), ("dirty", "?")])
 
 PROTS = ("none", "r", "rw")
-ADVICES = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed")
+ADVICES = ("dontfork", "dofork", "wipeonfork", "keeponfork", "dontneed", "random", "normal")
 FORK_MODES = ("cow", "eager", "odf", "vfork")
 ON_SEGFAULT = ("continue", "raise")
 PAGE_SIZES = (4096, 16384, 65536)
@@ -29,12 +33,21 @@ MMAP_MIN_ADDR = 65536
 SMAPS_FIELDS = ("Rss", "Pss", "Pss_Dirty", "Pss_Anon", "Pss_Shmem", "Shared_Clean",
                 "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous",
                 "AnonHugePages", "Pss_File")
+STATUS_FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE")
+FOLIO_MAX_ORDER = 9         # MAX_PAGECACHE_ORDER
+FOLIO_CHUNK = 2 << 20       # generic_perform_write's chunk (mapping_max_folio_size)
 PSS_SHIFT = 12
 
 # Per-process counters (cs_proc_stats); those named faults_* also count as minflt.
 COUNTERS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
             "faults_shared", "segfaults", "pages_copied", "accesses", "table_copies",
-            "table_reuses", "fork_ptes", "fork_tables", "thp_faults", "thp_splits")
+            "table_reuses", "fork_ptes", "fork_tables", "thp_faults", "thp_splits",
+            "faults_file", "majflt", "sigbus", "page_cache_hits")
+# The kinds of fault (minflt + majflt = their sum).
+FAULT_KINDS = ("faults_zero_page", "faults_zero_fill", "faults_cow_copy", "faults_cow_reuse",
+               "faults_shared", "faults_file")
+MACHINE_FILE_FIELDS = ("majflt", "sigbus", "page_cache_hits", "page_cache_frames", "page_cache_dirty",
+                       "files", "pages_read", "pages_written")
 
 # A mapped page as the hardware sees it: (vpage, frame, writable, dirty, huge).
 Mapping = Tuple[int, int, bool, bool, bool]
@@ -125,13 +138,89 @@ class Vma:
     obj: Optional[ShmemObject] = None
     pgoff: int = 0                          # object page of ``start``
     huge: bool = False                      # THP-eligible (mmap(huge=True))
+    file: Optional[Any] = None              # a file mapping: its RefFile (filemap.py)
+    random: bool = False                    # MADV_RANDOM: faults read no pages ahead
 
     def public(self) -> Region:
+        extra: Dict[str, Any] = {}
+        names = {f.name for f in dataclasses.fields(Region)}
+        for key in ("file", "file_id"):
+            if key in names:
+                extra[key] = self.file.id if self.file is not None else 0
+        if "random" in names:
+            extra["random"] = self.random
+        if "offset" in names:
+            extra["offset"] = self.pgoff * self.file.page_size if self.file is not None else 0
         return Region(self.start, self.end, self.prot, self.shared, self.dontfork,
-                      self.wipeonfork, self.anon_vma, self.huge)
+                      self.wipeonfork, self.anon_vma, self.huge, **extra)
 
     @property
     def shm(self) -> ShmemObject:
         """The shmem object of a shared region."""
         assert self.obj is not None, "not a shared region"
         return self.obj
+
+
+# --------------------------------------------------------------------------- file-backed memory
+# The door's names when it has them, else local stand-ins (issue #13 lands in the core
+# and the model at the same time).
+
+
+class _Outcome(enum.IntEnum):
+    HIT = 0
+    ZERO_PAGE = 1
+    ZERO_FILL = 2
+    COW_COPY = 3
+    COW_REUSE = 4
+    SHARED = 5
+    SEGFAULT = 6
+    FILE = 7
+    SIGBUS = 8
+
+
+Outcome: Any = cowsim.Outcome if hasattr(cowsim.Outcome, "SIGBUS") else _Outcome
+
+
+class _BusError(CowsimError):
+    """SIGBUS: an access to a file page wholly past the end of its file."""
+
+    def __init__(self, message: str, address: int, access: str) -> None:
+        super().__init__(message)
+        self.address = address
+        self.access = access
+
+
+BusError: Any = getattr(cowsim, "BusError", None) or getattr(cowsim.errors, "BusError", None) or _BusError
+
+
+@functools.lru_cache(maxsize=None)
+def stats_type(cls: Any, name: str, names: Tuple[str, ...]) -> Any:
+    """``cls`` if it has every field of ``names``, else a local frozen dataclass with them."""
+    have = [f.name for f in dataclasses.fields(cls)]
+    if all(n in have for n in names):
+        return cls
+    order = have + [n for n in names if n not in have]
+    return dataclasses.make_dataclass(name, [(n, int) for n in order], frozen=True,
+                                      namespace={"as_dict": dataclasses.asdict})
+
+
+def make_stats(cls: Any, name: str, values: Dict[str, int]) -> Any:
+    t = stats_type(cls, name, tuple(values))
+    fields = {f.name for f in dataclasses.fields(t)}
+    return t(**{k: v for k, v in values.items() if k in fields})
+
+
+@dataclass(frozen=True)
+class FileStats:
+    """What ``RefFile.stats()`` reports (cs_file_stats)."""
+    size: int
+    pages: int
+    cached: int
+    dirty: int
+    mapped: int
+    folios: int
+    mappings: int = 0
+    deleted: bool = False
+
+
+FileStatsType: Any = getattr(cowsim, "FileStats", FileStats)

@@ -25,9 +25,11 @@ from .batch import access_batch, replay
 from .check import check
 from .fault import read_bytes, touch, write_bytes
 from .fork import do_exec, do_exit, do_fork
+from .filemap import RefFile, drop_caches, file_new, live_files
 from .frames import Frames
 from .internal import (
     COUNTERS,
+    FAULT_KINDS,
     MMAP_MIN_ADDR,
     PAGE_SIZES,
     PAGETABLE,
@@ -41,7 +43,16 @@ from .internal import (
 )
 from .pagetable import pte_walk, pte_walk_small, tables_all
 from .regions import do_madvise, do_mmap, do_mprotect, do_munmap, vma_find
-from .stats import machine_frames, machine_stats, page_table, proc_regions, proc_stats, smaps, translate
+from .stats import (
+    machine_frames,
+    machine_stats,
+    page_table,
+    proc_regions,
+    proc_stats,
+    proc_status,
+    smaps,
+    translate,
+)
 
 
 class RefMachine(Frames):
@@ -50,7 +61,7 @@ class RefMachine(Frames):
     def __init__(self, memory: Union[int, str] = "256MiB", page_size: int = 4096,
                  store_data: bool = True, va_bits: int = 48,
                  fault_around: Union[int, str] = "64KiB", tlb_entries: int = 64,
-                 thp_cow: str = "split") -> None:
+                 thp_cow: str = "split", readahead_kb: int = 128, large_folios: bool = True) -> None:
         # tlb_entries: the core's software TLB changes speed and tlb_* counters only;
         # the model has none (its tlb_* counters stay 0).
         memory = parse_size(memory, "memory")
@@ -70,6 +81,12 @@ class RefMachine(Frames):
         if fault_around & (fault_around - 1) or fault_around >= 1 << 32:
             raise InvalidArgument("fault_around must be 0 or a power of two")
         self.thp_cow = choice(thp_cow, "thp_cow", THP_COW_MODES)
+        if isinstance(readahead_kb, bool) or not isinstance(readahead_kb, int):
+            raise TypeError("readahead_kb must be an int")
+        if not 0 <= readahead_kb < 1 << 32:
+            raise InvalidArgument(f"readahead_kb {readahead_kb} out of range")
+        self.readahead_kb = readahead_kb
+        self.large_folios = bool(large_folios)
         super().__init__(memory // page_size, page_size, bool(store_data))
         self.memory = memory
         self.va_bits = va_bits
@@ -89,6 +106,12 @@ class RefMachine(Frames):
         self._segfaults = 0
         self._odf_used = False
         self._closed = False
+        # files (filemap.py): every file not yet freed (deleted ones while mapped)
+        self._files: Dict[int, RefFile] = {}
+        self._next_file_id = 1
+        self._ra_pages = readahead_kb * 1024 // page_size
+        self._majflt = self._sigbus = self._page_cache_hits = 0
+        self._pages_read = self._pages_written = 0
         # Records (pidmap.c): an exited process's record lives while an object of it
         # does; then its pid is reaped.  Counters of exited processes are summed here.
         self._exited: Dict[int, weakref.ref[RefProcess]] = {}
@@ -169,6 +192,9 @@ class RefMachine(Frames):
     replay = replay
     frames = machine_frames
     check = check
+    file = file_new
+    drop_caches = drop_caches
+    files = property(live_files)
 
 
 class RefProcess:
@@ -222,7 +248,7 @@ class RefProcess:
 
     def _count(self, name: str, n: int = 1) -> None:
         self._c[name] += n
-        if name.startswith("faults_"):
+        if name in FAULT_KINDS:
             self.machine._minflt += n
 
     def _give_back(self) -> None:
@@ -246,6 +272,7 @@ class RefProcess:
     exec = do_exec
     exit = do_exit
     smaps = smaps
+    status = proc_status
     translate = translate
     page_table = page_table
 

@@ -23,6 +23,7 @@ from .internal import (
     ADVICES,
     DIRTY,
     EXCLUSIVE,
+    FILE,
     HPAGE_NR,
     HPAGE_SIZE,
     PROTS,
@@ -32,7 +33,9 @@ from .internal import (
     Vma,
     choice,
     int_arg,
+    parse_size,
 )
+from .filemap import RefFile, file_put
 from .odf import odf_prepare, odf_prepare_need
 from .pagetable import pmd_walk, pte_walk_small, tables_free_unused
 from .thp import thp_split, thp_split_at, thp_zap
@@ -95,9 +98,9 @@ def vma_split(p: RefProcess, v: Vma, addr: int) -> Vma:
     hi = copy.copy(v)
     hi.start = addr
     v.end = addr
-    if v.shared:
+    if v.shared or v.file is not None:
         hi.pgoff = v.pgoff + (addr - v.start) // p.machine.page_size
-        v.shm.nregions += 1
+        vma_get_obj(v)
     p._vmas.insert(p._vmas.index(v) + 1, hi)
     if v.huge:
         thp_split_at(p, addr)      # vma_adjust_trans_huge
@@ -111,6 +114,22 @@ def vmas_in(p: RefProcess, start: int, end: int) -> List[Vma]:
     return [v for v in p._vmas if start <= v.start and v.end <= end]
 
 
+def vma_get_obj(v: Vma) -> None:
+    """One more region refers to v's shmem object or file."""
+    if v.file is not None:
+        v.file.nregions += 1
+    elif v.shared:
+        v.shm.nregions += 1
+
+
+def vma_put_obj(m: RefMachine, v: Vma) -> None:
+    """Region v is gone: its shmem object or file loses it (remove_vma's fput)."""
+    if v.file is not None:
+        file_put(m, v.file)
+    elif v.shared:
+        shobj_put(m, v.shm)
+
+
 def shobj_put(m: RefMachine, obj: ShmemObject) -> None:
     """A region referring to ``obj`` is gone; at the last one the pages go too."""
     obj.nregions -= 1
@@ -122,9 +141,21 @@ def shobj_put(m: RefMachine, obj: ShmemObject) -> None:
 
 
 def do_mmap(p: RefProcess, length: int, prot: str = "rw", shared: bool = False, addr: Optional[int] = None,
-            huge: bool = False) -> int:
+            huge: bool = False, file: Optional[RefFile] = None, offset: int = 0) -> int:
     p.machine._check_open()
     length = int_arg(length, "length", 1)
+    offset = parse_size(offset, "offset") if isinstance(offset, str) else int_arg(offset, "offset")
+    if file is not None:
+        if not isinstance(file, RefFile):
+            raise TypeError(f"file must be a RefFile, not {type(file).__name__}")
+        if file.machine is not p.machine:
+            raise InvalidArgument("the file belongs to another machine")
+        if offset % p.machine.page_size:
+            raise InvalidArgument(f"offset {offset:#x} is not page aligned")
+    elif offset:
+        raise InvalidArgument("offset is for file mappings only")
+    if huge and file is not None:
+        raise InvalidArgument("huge pages are for anonymous memory only")
     choice(prot, "prot", PROTS)
     if not isinstance(shared, (bool, np.bool_)) or not isinstance(huge, (bool, np.bool_)):
         raise TypeError("shared and huge must be bools")
@@ -158,10 +189,15 @@ def do_mmap(p: RefProcess, length: int, prot: str = "rw", shared: bool = False, 
             raise InvalidArgument(f"range {start:#x}+{length:#x} outside user space")
         if any(v.start < start + length and start < v.end for v in p._vmas):
             raise InvalidArgument(f"range {start:#x}+{length:#x} overlaps a region")
+    if file is not None and file.deleted:
+        raise InvalidArgument(f"file {file.id}: no such file (deleted)")
     m._need(odf_prepare_need(p, [(start, start + length)], False))
     odf_prepare(p, start, start + length, False)
     v = Vma(start, start + length, prot, bool(shared), huge=huge)
-    if v.shared:
+    if file is not None:
+        v.file, v.pgoff = file, offset // ps
+        file.nregions += 1
+    elif v.shared:
         v.obj = ShmemObject(nregions=1)
         m._objects.append(v.obj)
     p._vmas.append(v)
@@ -193,8 +229,7 @@ def do_munmap(p: RefProcess, addr: int, length: int) -> None:
     p._vmas = [v for v in p._vmas if v not in gone]
     tables_free_unused(p)
     for v in gone:
-        if v.shared:
-            shobj_put(m, v.shm)
+        vma_put_obj(m, v)
 
 
 def do_mprotect(p: RefProcess, addr: int, length: int, prot: str) -> None:
@@ -215,8 +250,8 @@ def do_mprotect(p: RefProcess, addr: int, length: int, prot: str) -> None:
         for _vp, pte in pte_walk_small(p, v.start // ps, v.end // ps):
             if prot != "rw":
                 pte.writable = False
-            elif v.shared:
-                pte.writable = True
+            elif v.shared:                # a shared file mapping: write-notify
+                pte.writable = v.file is None or pte.dirty
             else:
                 pte.writable = pte.frame != 0 and bool(m._flags[pte.frame] & EXCLUSIVE)
         for up, idx, _base in pmd_walk(p, v.start // ps, v.end // ps):
@@ -247,12 +282,13 @@ def do_madvise(p: RefProcess, addr: int, length: int, advice: str) -> None:
         odf_prepare(p, start, end, True)
         zap_range(p, start, end)
         return
-    if advice == "wipeonfork" and any(
-            v.shared and v.start < end and start < v.end for v in p._vmas):
-        raise InvalidArgument("madvise wipeonfork of a shared region")   # EINVAL
+    if advice == "wipeonfork" and any(   # EINVAL: anonymous private memory only (vm_file, VM_SHARED)
+            (v.shared or v.file is not None) and v.start < end and start < v.end for v in p._vmas):
+        raise InvalidArgument("madvise wipeonfork of a shared or file region")
     attr, value = {"dontfork": ("dontfork", True), "dofork": ("dontfork", False),
                    "wipeonfork": ("wipeonfork", True),
-                   "keeponfork": ("wipeonfork", False)}[advice]
+                   "keeponfork": ("wipeonfork", False),
+                   "random": ("random", True), "normal": ("random", False)}[advice]
     # madvise_update_vma: a region whose flags do not change is not split.
     for v in vmas_changing(p, start, end, lambda v: getattr(v, attr) != value):
         setattr(v, attr, value)
@@ -285,6 +321,10 @@ def zap_pte(p: RefProcess, leaf: Table, i: int) -> None:
     m._map[f] -= 1
     if m._flags[f] & SHMEM and pte.dirty:
         m._flags[f] |= DIRTY
+    if m._flags[f] & FILE and pte.dirty:          # a dirty entry dirties the folio
+        v = vma_find(p, (leaf.base + i) * m.page_size)
+        assert v is not None and v.file is not None
+        v.file.mark_dirty(v.pgoff + leaf.base + i - v.start // m.page_size)
     m._put(f)
 
 

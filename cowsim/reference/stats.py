@@ -2,25 +2,27 @@
 the page table and the frame table."""
 from __future__ import annotations
 
-import dataclasses
-
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from cowsim import InvalidArgument, MachineStats, ProcessStats, Region, Translation
+import cowsim
+from cowsim import InvalidArgument, MachineStats, ProcessExited, ProcessStats, Region, Translation
 
 from .internal import (
     ANON,
-    COUNTERS,
-    DIRTY,
+        DIRTY,
+    FAULT_KINDS,
+    FILE,
     FRAME_DTYPE,
     PAGE_TABLE_DTYPE,
     PAGETABLE,
     PSS_SHIFT,
     SHMEM,
     SMAPS_FIELDS,
+    STATUS_FIELDS,
     int_arg,
+    make_stats,
 )
 from .odf import odf_logical_mapcounts
 from .pagetable import pte_walk, tables_all
@@ -29,11 +31,14 @@ from .regions import vma_find
 if TYPE_CHECKING:
     from .machine import RefMachine, RefProcess
 
+MemStatus: Any = getattr(cowsim, "MemStatus", None)   # the door's, once it has it
+
 
 def machine_stats(m: RefMachine) -> MachineStats:
     m._check_open()
     npt = sum(1 for f in range(1, m.nframes) if m._used[f] and m._flags[f] & PAGETABLE)
-    return MachineStats(
+    cache = [fr for f in m._files.values() for fr in f.pc.values()]
+    return make_stats(MachineStats, "MachineStats", dict(
         frames_total=m.nframes - 1,
         frames_used=m._nused,
         frames_free=m._nfree(),
@@ -57,12 +62,15 @@ def machine_stats(m: RefMachine) -> MachineStats:
                                and m._ref[f] > 1),
         process_records=len(m._procs) + len(m._exited),
         pid_map_slots=m._pid_slots,
-        **{f.name: 0 for f in dataclasses.fields(MachineStats) if f.name in _FILE_COUNTERS},
-    )
-
-
-_FILE_COUNTERS = ("majflt", "sigbus", "page_cache_hits", "page_cache_frames", "page_cache_dirty", "files",
-                  "pages_read", "pages_written")
+        majflt=m._majflt,
+        sigbus=m._sigbus,
+        page_cache_hits=m._page_cache_hits,
+        page_cache_frames=len(cache),
+        page_cache_dirty=sum(1 for fr in cache if m._flags[fr] & DIRTY),
+        files=sum(1 for f in m._files.values() if not f.deleted),
+        pages_read=m._pages_read,
+        pages_written=m._pages_written,
+    ))
 
 
 def machine_frames(m: RefMachine) -> np.ndarray:
@@ -81,16 +89,14 @@ def proc_stats(p: RefProcess) -> ProcessStats:
     """Counters; an exited process keeps its final counters (and holds no table)."""
     p.machine._check_open()
     c = p._c
-    minflt = sum(c[k] for k in COUNTERS if k.startswith("faults_"))
+    minflt = sum(c[k] for k in FAULT_KINDS) - c["majflt"]
     tables = list(tables_all(p)) if p.alive else []
     deposits = sum(len(t.huge) for t in tables)
     last = p.machine.levels - 1
     shared = sum(1 for t in tables if t.level == last and p.machine._ref[t.frame] > 1)
-    fields = dict(minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0,
-                  tlb_misses=0, tlb_flushes=0, page_tables_shared=shared, **c)
-    for f in dataclasses.fields(ProcessStats):  # file counters: not modelled here yet (issue #13)
-        fields.setdefault(f.name, 0)
-    return ProcessStats(**fields)
+    return make_stats(ProcessStats, "ProcessStats", dict(
+        minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0, tlb_misses=0,
+        tlb_flushes=0, page_tables_shared=shared, **c))
 
 
 def smaps(p: RefProcess, addr: Optional[int] = None) -> Dict[str, int]:
@@ -126,6 +132,8 @@ def smaps(p: RefProcess, addr: Optional[int] = None) -> Dict[str, int]:
                 acc["Pss_Anon"] += pss
             elif m._flags[f] & SHMEM:
                 acc["Pss_Shmem"] += pss
+            elif m._flags[f] & FILE:
+                acc["Pss_File"] += pss
             if dirty:
                 acc["Pss_Dirty"] += pss
     return {k: (val >> PSS_SHIFT >> 10 if k.startswith("Pss") else val >> 10)
@@ -152,3 +160,25 @@ def page_table(p: RefProcess) -> np.ndarray:
     return np.array(rows, dtype=PAGE_TABLE_DTYPE)
 
 
+
+
+def proc_status(p: RefProcess) -> Dict[str, int]:
+    """/proc/PID/status's memory lines in kB: the mm's RSS counters (a page per entry
+    of this process, odf-shared tables included) and its table pages but the root."""
+    m = p.machine
+    m._check_open()
+    if not p.alive:
+        raise ProcessExited(f"process {p.pid} has exited")
+    acc = dict.fromkeys(STATUS_FIELDS, 0)
+    for _vp, f, _w, _d, _huge in pte_walk(p) if p._root is not None else []:
+        if f == 0:
+            continue
+        key = "RssAnon" if m._flags[f] & ANON else "RssShmem" if m._flags[f] & SHMEM else "RssFile"
+        acc[key] += m.page_size
+    acc["VmRSS"] = acc["RssAnon"] + acc["RssFile"] + acc["RssShmem"]
+    tables = list(tables_all(p))
+    acc["VmPTE"] = max(0, len(tables) - 1 + sum(len(t.huge) for t in tables)) * m.page_size
+    values = {k: v >> 10 for k, v in acc.items()}
+    if MemStatus is None:
+        return values
+    return MemStatus(**values)
