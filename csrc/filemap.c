@@ -583,7 +583,7 @@ static bool map_whole_folio(cs_machine *m, const cs_vma *v, uint64_t *pte, uint6
     cs_shobj *o = v->obj;
     uint64_t idx = v->pgoff + ((addr - v->start) >> m->page_shift);
     uint64_t head = folio_head(o, idx), nr = folio_nr(o, idx);
-    uint64_t vs = addr - ((idx - head) << m->page_shift), ve = vs + (nr << m->page_shift);
+    uint64_t vs = (addr & ~(((uint64_t)1 << m->page_shift) - 1)) - ((idx - head) << m->page_shift), ve = vs + (nr << m->page_shift);
     if (nr == 1 || vs < v->start || ve > v->end || (vs >> entry_shift(m, 1)) != ((ve - 1) >> entry_shift(m, 1)))
         return false;
     uint64_t *table = pte - entry_index(m, addr, 0), j0 = entry_index(m, vs, 0);

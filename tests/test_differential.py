@@ -94,8 +94,6 @@ RECENT = 12           # page addresses remembered for re-use
 FULL_CHECK_EVERY = 8  # the model's own (slow) invariant check: every 8 steps and at the end
 
 ARG = st.integers(0, 2**96 - 1)
-# The core's door has file-backed memory (issue #13): Machine.file.
-_CORE_HAS_FILES = hasattr(cowsim.Machine, "file")
 
 
 class Choices:
@@ -662,13 +660,8 @@ def _fields(obj):
 
 
 def _same(core, model) -> bool:
-    """Equal on the fields both sides have (the model may know fields -- file-backed
-    memory's counters -- that a core built before them lacks; once the core has them,
-    every field is compared)."""
-    a, b = _fields(core), _fields(model)
-    if _CORE_HAS_FILES:
-        return a == b
-    return all(a[k] == b[k] for k in a.keys() & b.keys())
+    """Equal on every field."""
+    return _fields(core) == _fields(model)
 
 
 class DifferentialConfigMachine(DifferentialMachine):
@@ -1042,7 +1035,6 @@ DifferentialFileMachine.TestCase.settings = _settings(
     max_examples=max(1, settings.get_profile(PROFILE).max_examples // 2))
 
 
-@pytest.mark.skipif(not _CORE_HAS_FILES, reason="the core has no file-backed memory yet (issue #13)")
 def test_differential_files(monkeypatch):
     import cowsim.reference.filemap as filemap
     for name, value in KNOWN_CORE_DIFFERENCES.items():
@@ -1051,9 +1043,7 @@ def test_differential_files(monkeypatch):
 
 
 _FRESH_MACHINES = {"plain": DifferentialMachine, "config": DifferentialConfigMachine,
-                   "thp": DifferentialThpMachine}
-if _CORE_HAS_FILES:
-    _FRESH_MACHINES["files"] = DifferentialFileMachine
+                   "thp": DifferentialThpMachine, "files": DifferentialFileMachine}
 
 
 def _fresh_settings(name: str) -> settings:

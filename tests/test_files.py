@@ -412,3 +412,12 @@ def test_fl_fresh_table_read_maps_the_whole_folio_else_the_window(m):
     # 48 pages mapped by p and r (2 kB each), 16 also by q (4/3 kB each): 96 + 21.33
     assert r.smaps(d) == smaps(Rss=256, Pss=117, Pss_Dirty=117, Pss_File=117, Shared_Dirty=256)
     assert r.translate(d + 63 * PS).writable and f.stats().dirty == 64
+
+
+def test_fl_whole_folio_from_an_unaligned_address(m):
+    f = m.file()
+    f.write(0, bytes(64 * PS))
+    p = m.spawn()
+    a = p.mmap(64 * PS, prot="r", file=f, addr=BASE)
+    p.touch(a + 10 * PS + 100)  # the fit is checked from the page, not the byte
+    assert p.smaps(a)["Rss"] == 256

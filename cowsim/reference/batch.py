@@ -88,7 +88,7 @@ class _Batch:
         self.done = 0
 
     def result(self) -> BatchResult:
-        return _BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)
+        return _BatchResult(**self.counts, done=self.done, outcomes=self.outcomes)  # type: ignore[no-any-return]
 
     def fail(self, err: CowsimError, i: int) -> NoReturn:
         err.index = i
@@ -111,8 +111,8 @@ class _Batch:
             self.fail(OutOfMemory(f"out of simulated physical memory at index {i}: {e}"), i)
         self.record(i, outcome)
         if outcome == Outcome.SIGBUS and self.stop:
-            e = bus_error(a, w)
-            self.fail(type(e)(f"SIGBUS at index {i}: {e}", e.address, e.access), i)
+            be = bus_error(a, w)
+            self.fail(type(be)(f"SIGBUS at index {i}: {be}", be.address, be.access), i)  # type: ignore[arg-type, attr-defined]
 
     def record(self, i: int, outcome: Outcome) -> None:
         self.counts[_BATCH_FIELD[outcome]] += 1

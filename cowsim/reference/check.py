@@ -76,8 +76,8 @@ def check(m: RefMachine) -> None:
     if sum(o.nregions for o in m._objects) != sum(
             1 for p in m._procs.values() if p.alive for v in p._vmas if v.shared and v.file is None):
         fail("shmem object region counts")
-    for f in m._files.values():
-        check_file(m, f, ref, kind)
+    for rf in m._files.values():
+        check_file(m, rf, ref, kind)
     for f in range(1, m.nframes):
         if kind[f] & PAGETABLE and ref[f] > 1 and f in unprotected:
             fail(f"table frame {f}: shared by {ref[f]} holders, not all write-protected")

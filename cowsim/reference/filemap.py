@@ -478,7 +478,7 @@ def map_file_page(p: RefProcess, v: Vma, leaf_ptes: Dict[int, Pte], j: int, page
     m._ref[fr] += 1
     m._map[fr] += 1
     leaf_ptes[j] = Pte(fr, writable, dirty)
-    return fr
+    return fr  # type: ignore[no-any-return]
 
 
 def filemap_fault(p: RefProcess, v: Vma, vp: int, write: bool, pre_need: int = 0,
@@ -591,4 +591,4 @@ def shared_file_wp(p: RefProcess, v: Vma, vp: int, pte: Pte) -> Tuple[Any, int]:
 
 def bus_error(addr: int, write: bool) -> Exception:
     access = "write" if write else "read"
-    return BusError(f"{access} at {addr:#x}: past the end of the file (SIGBUS)", addr, access)
+    return BusError(f"{access} at {addr:#x}: past the end of the file (SIGBUS)", addr, access)  # type: ignore[no-any-return]

@@ -138,7 +138,7 @@ class Vma:
     obj: Optional[ShmemObject] = None
     pgoff: int = 0                          # object page of ``start``
     huge: bool = False                      # THP-eligible (mmap(huge=True))
-    file: Optional[Any] = None              # a file mapping: its RefFile (filemap.py)
+    file: Any = None              # a file mapping: its RefFile (filemap.py)
     random: bool = False                    # MADV_RANDOM: faults read no pages ahead
 
     def public(self) -> Region:

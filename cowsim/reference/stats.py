@@ -38,7 +38,7 @@ def machine_stats(m: RefMachine) -> MachineStats:
     m._check_open()
     npt = sum(1 for f in range(1, m.nframes) if m._used[f] and m._flags[f] & PAGETABLE)
     cache = [fr for f in m._files.values() for fr in f.pc.values()]
-    return make_stats(MachineStats, "MachineStats", dict(
+    return make_stats(MachineStats, "MachineStats", dict(  # type: ignore[no-any-return]
         frames_total=m.nframes - 1,
         frames_used=m._nused,
         frames_free=m._nfree(),
@@ -94,7 +94,7 @@ def proc_stats(p: RefProcess) -> ProcessStats:
     deposits = sum(len(t.huge) for t in tables)
     last = p.machine.levels - 1
     shared = sum(1 for t in tables if t.level == last and p.machine._ref[t.frame] > 1)
-    return make_stats(ProcessStats, "ProcessStats", dict(
+    return make_stats(ProcessStats, "ProcessStats", dict(  # type: ignore[no-any-return]
         minflt=minflt, page_table_frames=len(tables) + deposits, tlb_hits=0, tlb_misses=0,
         tlb_flushes=0, page_tables_shared=shared, **c))
 
@@ -181,4 +181,4 @@ def proc_status(p: RefProcess) -> Dict[str, int]:
     values = {k: v >> 10 for k, v in acc.items()}
     if MemStatus is None:
         return values
-    return MemStatus(**values)
+    return MemStatus(**values)  # type: ignore[no-any-return]
