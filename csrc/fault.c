@@ -61,22 +61,34 @@ static void map_shmem_page(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64
     *pte = MK_PTE(f, flags);
 }
 
-/* do_fault_around: map the neighbours already in the shmem object. */
-static void fault_around(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t addr)
+/* do_fault_around's window for a read fault at addr in region v: entry
+ * indexes [*from, *to) of addr's level-0 table, aligned on fault_around_pages
+ * and cut at the region and the table (shmem here, files in filemap.c). */
+void fault_around_window(const cs_machine *m, const cs_vma *v, uint64_t addr, uint64_t *from, uint64_t *to)
 {
     uint64_t n = m->fault_around_pages;
     uint64_t i = entry_index(m, addr, 0);
     uint64_t voff = (addr - v->start) >> m->page_shift;
     uint64_t vpages = (v->end - v->start) >> m->page_shift;
-    uint64_t from = i & ~(n - 1);
+    uint64_t f = i & ~(n - 1);
     uint64_t vstart = i - (i < voff ? i : voff);
-    if (vstart > from)
-        from = vstart;
-    uint64_t to = from + n;
-    if (to > m->epl)
-        to = m->epl;
-    if (to > i + vpages - voff)
-        to = i + vpages - voff;
+    if (vstart > f)
+        f = vstart;
+    uint64_t t = f + n;
+    if (t > m->epl)
+        t = m->epl;
+    if (t > i + vpages - voff)
+        t = i + vpages - voff;
+    *from = f;
+    *to = t;
+}
+
+/* do_fault_around: map the neighbours already in the shmem object. */
+static void fault_around(cs_machine *m, uint64_t *pte, const cs_vma *v, uint64_t addr)
+{
+    uint64_t i = entry_index(m, addr, 0), from, to;
+    uint64_t voff = (addr - v->start) >> m->page_shift;
+    fault_around_window(m, v, addr, &from, &to);
     uint64_t *table = pte - i;
     for (uint64_t j = from; j < to; j++) {
         if (j == i || table[j])

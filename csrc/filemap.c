@@ -509,24 +509,13 @@ cs_status cs_file_ids(cs_machine *m, int32_t *out, size_t cap, size_t *count)
 
 /* ---- faults ---- */
 
-/* The fault-around window of a read fault at addr (do_fault_around): entry
- * indexes [*from, *to) of addr's level-0 table, inside the region and the
- * table, and cut at the end of the file (filemap_map_pages). */
+/* The fault-around window of a read fault at addr (do_fault_around), cut at
+ * the end of the file (filemap_map_pages). */
 static void fa_window(cs_machine *m, const cs_vma *v, uint64_t addr, uint64_t *from, uint64_t *to)
 {
-    uint64_t n = m->fault_around_pages;
-    uint64_t i = entry_index(m, addr, 0);
+    uint64_t i = entry_index(m, addr, 0), f, t;
     uint64_t voff = (addr - v->start) >> m->page_shift;
-    uint64_t vpages = (v->end - v->start) >> m->page_shift;
-    uint64_t f = i & ~(n - 1);
-    uint64_t vstart = i - (i < voff ? i : voff);
-    if (vstart > f)
-        f = vstart;
-    uint64_t t = f + n;
-    if (t > m->epl)
-        t = m->epl;
-    if (t > i + vpages - voff)
-        t = i + vpages - voff;
+    fault_around_window(m, v, addr, &f, &t);
     /* entry j holds file page idx + j - i: keep j < i + fpages - idx */
     int64_t t_eof = (int64_t)i + (int64_t)v->obj->fpages - (int64_t)(v->pgoff + voff);
     if (t_eof < 0)

@@ -345,6 +345,7 @@ void mm_teardown(cs_machine *m, cs_proc *p);   /* exit_mmap: every region, entry
 cs_status check_access(cs_proc *p, uint64_t addr, bool write, cs_access_info *info);
 int access_slow(cs_machine *m, cs_proc *p, uint64_t addr, bool write, cs_access_info *info,
                 uint64_t *pte);
+void fault_around_window(const cs_machine *m, const cs_vma *v, uint64_t addr, uint64_t *from, uint64_t *to);
 int access_fault(cs_machine *m, cs_proc *p, cs_vma *v, uint64_t addr, bool write, cs_access_info *info,
                  uint64_t *pte);
 /* A signal outcome: SIGSEGV or SIGBUS (no fault counted, nothing mapped). */
